@@ -1,0 +1,255 @@
+"""The simulated panel member: a LangChain chat model that stands in for a multimodal LLM.
+
+It is NOT a language model. It receives the same rendered prompts and images a real model would
+(so token counts and costs can be estimated from them), but decides what to say from the task
+payload the agent layer attaches to the call (`config["metadata"]["cads_task"]`) and from the
+procedural world's ground truth. Its behaviour is seeded per task, so a run is reproducible.
+
+How it behaves, per role:
+- proposer: asks the world for a problem with the planned strategy, capabilities and difficulty;
+  with probability `flaw_rate` (higher for harder problems) its reference answer is a plausible
+  wrong one;
+- critic: spots a wrong reference with probability `detect_rate`;
+- reviser: fixes a spotted wrong reference with probability `fix_rate`;
+- judge: answers right with probability sigmoid(3 + skill + capability skill - 5 * difficulty),
+  otherwise gives one of the world's plausible wrong answers;
+- adversary: moves capability and strategy weights toward what split the panel and the difficulty
+  target toward where the panel splits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from pydantic import BaseModel
+
+from cadsynth.agents.sim.rng import rng_for, sigmoid
+from cadsynth.agents.sim.world import Problem, World
+from cadsynth.config import SimPersona
+from cadsynth.domain import (
+    ContextDraft,
+    CritiqueDraft,
+    Exemplar,
+    JudgmentDraft,
+    ProposalDraft,
+    SimTruth,
+)
+
+# A rough per-image token charge, so dry runs price images the way vision APIs do.
+IMAGE_TOKENS = 765
+
+
+class SimProposalDraft(ProposalDraft):
+    """A proposal plus the world's ground truth, which only the simulator ever sees."""
+
+    sim: SimTruth
+
+
+def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
+    chars, images = 0, 0
+    for message in messages:
+        content = message.content
+        parts = content if isinstance(content, list) else [content]
+        for part in parts:
+            if isinstance(part, str):
+                chars += len(part)
+            elif isinstance(part, dict) and part.get("type") == "text":
+                chars += len(str(part.get("text", "")))
+            elif isinstance(part, dict):
+                images += 1
+    return math.ceil(chars / 4) + IMAGE_TOKENS * images
+
+
+class SimChatModel(BaseChatModel):
+    agent: str
+    model_name: str = "sim"
+    persona: SimPersona = SimPersona()
+    seed: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "cads-sim"
+
+    @cached_property
+    def world(self) -> World:
+        return World()
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # Free-form chat is not part of the simulation; answer briefly so plain calls still work.
+        text = f"{self.agent} (simulated) has nothing to add."
+        message = AIMessage(content=text, usage_metadata=_usage(estimate_tokens(messages), text))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def with_structured_output(  # type: ignore[override]
+        self, schema: Any, *, include_raw: bool = False, **kwargs: Any
+    ) -> RunnableLambda:
+        def respond(messages: list[BaseMessage], config: RunnableConfig) -> Any:
+            task = (config.get("metadata") or {}).get("cads_task")
+            if not isinstance(task, dict):
+                raise ValueError("the simulated panel needs the task payload the cadsynth agent layer attaches")
+            parsed = self.respond(task)
+            if not isinstance(parsed, schema):
+                raise TypeError(f"simulated {task['role']} produced {type(parsed).__name__}, not {schema.__name__}")
+            if not include_raw:
+                return parsed
+            text = parsed.model_dump_json()
+            raw = AIMessage(content=text, usage_metadata=_usage(estimate_tokens(messages), text))
+            return {"raw": raw, "parsed": parsed, "parsing_error": None}
+
+        return RunnableLambda(respond, name=f"sim:{self.agent}")
+
+    # --- behaviour ---------------------------------------------------------------------------
+
+    def respond(self, task: dict[str, Any]) -> BaseModel:
+        role = task["role"]
+        rng = rng_for(self.seed, role, self.agent, task["key"])
+        if role == "propose":
+            return self._propose(rng, task)
+        if role == "critique":
+            return self._critique(rng, task)
+        if role == "revise":
+            return self._revise(rng, task)
+        if role == "judge":
+            return self._judge(rng, task)
+        if role == "reflect":
+            return self._reflect(task)
+        raise ValueError(f"unknown simulated task role {role!r}")
+
+    def _propose(self, rng: Any, task: dict[str, Any]) -> SimProposalDraft:
+        seed = task.get("seed") or {}
+        # World seeds are regenerated from their key: the seed travels as a key, not an object.
+        base: Problem | None = self.world.seed(rng_for(self.seed, "seed", seed["world_key"])) if seed.get("world_key") else None
+        target = min(1.0, max(0.0, task["difficulty_target"] + rng.gauss(0.0, 0.08)))
+        problem = self.world.evolve(rng, base, task["strategy"], task["capabilities"], target)
+        # Harder problems are easier to get wrong.
+        flawed = rng.random() < self.persona.flaw_rate * (0.5 + problem.difficulty)
+        reference = problem.distractors[0 if rng.random() < 0.6 else 1] if flawed else problem.truth
+        solution = problem.solution if not flawed else f"{problem.solution}\nSo the answer is {reference}."
+        return SimProposalDraft(
+            strategy=task["strategy"],
+            capabilities=list(problem.capabilities),
+            image_spec=problem.spec,
+            visual_prompt=problem.visual_prompt,
+            question=problem.question,
+            answer_type=problem.answer_type,
+            choices=problem.choices,
+            reference_answer=reference,
+            solution=solution,
+            difficulty=round(problem.difficulty, 3),
+            sim=_truth(problem, flawed),
+        )
+
+    def _critique(self, rng: Any, task: dict[str, Any]) -> CritiqueDraft:
+        proposal = task["proposal"]
+        sim = proposal.get("sim")
+        if sim and sim["flawed"] and rng.random() < self.persona.detect_rate:
+            verdict = "drop" if rng.random() < 0.25 else "revise"
+            issue = f"The reference answer {proposal['reference_answer']!r} does not match the image; I get {sim['truth']!r}."
+            return CritiqueDraft(verdict=verdict, issues=[issue])
+        if rng.random() < 0.04:
+            return CritiqueDraft(verdict="revise", issues=["The solution skips a step; spell out the arithmetic."])
+        return CritiqueDraft(verdict="keep", issues=[])
+
+    def _revise(self, rng: Any, task: dict[str, Any]) -> SimProposalDraft:
+        proposal = dict(task["proposal"])
+        sim = SimTruth.model_validate(proposal["sim"])
+        flagged = any("does not match the image" in issue for c in task["critiques"] for issue in c["issues"])
+        if sim.flawed and flagged and rng.random() < self.persona.fix_rate:
+            sim = sim.model_copy(update={"flawed": False})
+            proposal["reference_answer"] = sim.truth
+            proposal["solution"] = f"{proposal['solution']}\nCorrection: recomputed from the image, the answer is {sim.truth}."
+        fields = {name: proposal[name] for name in ProposalDraft.model_fields}
+        return SimProposalDraft(**fields, sim=sim)
+
+    def _judge(self, rng: Any, task: dict[str, Any]) -> JudgmentDraft:
+        sim = task.get("sim")
+        if not sim:
+            # A problem from a real proposer: the simulator cannot see images, so it guesses.
+            return JudgmentDraft(answer="unknown", rationale="The simulator has no ground truth here.", confidence=0.0, quality=1)
+        caps = task["capabilities"]
+        cap_skill = sum(self.persona.capability_skill.get(c, 0.0) for c in caps) / max(1, len(caps))
+        p = sigmoid(3.0 + self.persona.skill + cap_skill - 5.0 * sim["difficulty"])
+        if rng.random() < p:
+            answer = sim["truth"]
+            rationale = f"Reading the values off the image and working it through gives {answer}."
+            confidence = p
+        else:
+            # The first distractors are the commonest mistakes, so wrong judges often agree.
+            distractors = sim["distractors"]
+            answer = distractors[min(int(rng.expovariate(1.0)), len(distractors) - 1)]
+            rationale = f"From the image I estimate the relevant values and get {answer}."
+            confidence = max(0.05, p - 0.25)
+        confidence = min(1.0, max(0.0, confidence + rng.gauss(0.0, 0.08)))
+        quality = int(min(5, max(1, round(1.5 + 4 * sim["difficulty"] + rng.gauss(0.0, 0.6)))))
+        return JudgmentDraft(answer=answer, rationale=rationale, confidence=round(confidence, 3), quality=quality)
+
+    def _reflect(self, task: dict[str, Any]) -> ContextDraft:
+        context, stats = task["context"], task["stats"]
+        capability_weights = _shift(context["capability_weights"], stats["capability_splits"], stats["split_share"])
+        strategy_weights = _shift(context["strategy_weights"], stats["strategy_splits"], stats["split_share"])
+        # Easy rounds push difficulty up, broken rounds pull it down.
+        step = 0.25 * (stats["unanimous_share"] - stats["discard_share"])
+        target = round(min(0.9, max(0.05, context["difficulty_target"] + step)), 3)
+        top_caps = sorted(capability_weights, key=lambda c: -capability_weights[c])[:3]
+        top_strategies = sorted(strategy_weights, key=lambda s: -strategy_weights[s])[:2]
+        pool = task["pool"]
+        exemplars = [
+            Exemplar(question=item["question"], why_hard=f"{item['agreeing']} of {item['judges']} judges agreed")
+            for item in pool[:3]
+        ]
+        guidance = (
+            f"Write problems that need {', '.join(top_caps)} together; prefer the "
+            f"{' and '.join(s.replace('_', ' ') for s in top_strategies)} strategies. "
+            f"Aim for difficulty {target:.2f}: multi-step reading of exact values, with one clear answer."
+        )
+        reflection = (
+            f"{len(pool)} problems split the panel. Splits were most frequent for {', '.join(top_caps)}; "
+            f"{stats['unanimous_share']:.0%} were solved by every judge and {stats['discard_share']:.0%} by none."
+        )
+        return ContextDraft(
+            reflection=reflection,
+            guidance=guidance,
+            capability_weights=capability_weights,
+            strategy_weights=strategy_weights,
+            difficulty_target=target,
+            exemplars=exemplars,
+        )
+
+
+def _shift(weights: dict[str, float], splits: dict[str, float], mean_split: float, eta: float = 2.0) -> dict[str, float]:
+    """Multiplicative update toward what split the panel more than average; mean weight stays 1."""
+    names = sorted(set(weights) | set(splits))
+    raw = {n: weights.get(n, 1.0) * math.exp(eta * (splits.get(n, mean_split) - mean_split)) for n in names}
+    mean = sum(raw.values()) / max(1, len(raw))
+    return {n: round(min(5.0, max(0.2, w / mean)), 4) for n, w in raw.items()}
+
+
+def _truth(problem: Problem, flawed: bool) -> SimTruth:
+    return SimTruth(
+        truth=problem.truth,
+        distractors=list(problem.distractors),
+        difficulty=problem.difficulty,
+        flawed=flawed,
+        template=problem.template,
+        kind=problem.kind,
+    )
+
+
+def _usage(input_tokens: int, output: str) -> dict[str, int]:
+    output_tokens = math.ceil(len(output) / 4)
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+

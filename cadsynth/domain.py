@@ -1,0 +1,206 @@
+"""The debate's vocabulary: what agents say to each other and what a round produces.
+
+Ids are deterministic (derived from run, round, agent and index) so that re-running a step after a
+crash overwrites the same record instead of adding a second copy.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cadsynth.agents.painter.specs import ImageSpec
+
+Role = Literal["proposer", "critic", "judge", "adversary", "painter"]
+
+# The four CAD-Generate meta-strategies.
+Strategy = Literal["numerical_variation", "logic_reversion", "auxiliary_extension", "isomorphic_transfer"]
+STRATEGIES: tuple[Strategy, ...] = (
+    "numerical_variation",
+    "logic_reversion",
+    "auxiliary_extension",
+    "isomorphic_transfer",
+)
+
+# COMPACT's ten atomic visual capabilities, plus the two reasoning skills charts and figures need.
+Capability = Literal[
+    "color",
+    "shape",
+    "object_recognition",
+    "action_recognition",
+    "text_recognition",
+    "spatial_recognition",
+    "counting",
+    "spatial_relationship",
+    "object_interaction",
+    "scene_understanding",
+    "numeric_reasoning",
+    "geometric_reasoning",
+]
+CAPABILITIES: tuple[Capability, ...] = (
+    "color",
+    "shape",
+    "object_recognition",
+    "action_recognition",
+    "text_recognition",
+    "spatial_recognition",
+    "counting",
+    "spatial_relationship",
+    "object_interaction",
+    "scene_understanding",
+    "numeric_reasoning",
+    "geometric_reasoning",
+)
+
+AnswerType = Literal["number", "integer", "choice", "text"]
+Verdict = Literal["keep", "revise", "drop"]
+# discard: nobody agreed with the reference; keep: everyone (or enough) did;
+# adversarial: kept, and the panel split on it; dropped: the critics removed it before judging.
+Outcome = Literal["discard", "keep", "adversarial", "dropped"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- what models are asked to produce (structured-output schemas) ---------------------------
+
+
+class ProposalDraft(Record):
+    """A new problem as a proposer writes it."""
+
+    strategy: Strategy
+    capabilities: list[Capability] = Field(min_length=1, max_length=3)
+    image_spec: ImageSpec | None = Field(
+        default=None, description="Declarative image spec the renderer draws; null when a painter model draws"
+    )
+    visual_prompt: str = Field(description="Detailed description of the image: layout, objects, values, labels")
+    question: str
+    answer_type: AnswerType
+    choices: list[str] | None = Field(default=None, description="Options for a multiple-choice question, A-D")
+    reference_answer: str
+    solution: str = Field(description="Worked solution that reaches the reference answer")
+    difficulty: float = Field(ge=0.0, le=1.0, description="The proposer's estimate, 0 easy .. 1 hard")
+
+
+class CritiqueDraft(Record):
+    verdict: Verdict
+    issues: list[str] = Field(default_factory=list)
+
+
+class JudgmentDraft(Record):
+    """A judge's blind answer: it never sees the reference answer."""
+
+    answer: str
+    rationale: str
+    confidence: float = Field(ge=0.0, le=1.0)
+    quality: int = Field(ge=1, le=5, description="Vote on the problem's value as training data")
+
+
+class Exemplar(Record):
+    question: str
+    why_hard: str
+
+
+class ContextDraft(Record):
+    """The adversary's rewrite of the shared generation context."""
+
+    reflection: str = Field(description="Why the panel split on the pool's problems")
+    guidance: str
+    capability_weights: dict[str, float]
+    strategy_weights: dict[str, float]
+    difficulty_target: float = Field(ge=0.0, le=1.0)
+    exemplars: list[Exemplar] = Field(default_factory=list, max_length=5)
+
+
+# --- what the ledger keeps ---------------------------------------------------------------------
+
+
+class SimTruth(Record):
+    """Simulator-only ground truth. Never rendered into a prompt; stats use it to measure accuracy."""
+
+    truth: str
+    distractors: list[str]
+    difficulty: float
+    flawed: bool
+    template: str
+    kind: str
+
+
+class Proposal(ProposalDraft):
+    id: str
+    run: str
+    round: int
+    proposer: str
+    index: int
+    seed_id: str | None = None
+    image: str | None = Field(default=None, description="Content hash of the painted PNG in the blob store")
+    revision: int = 0
+    sim: SimTruth | None = None
+
+
+class Critique(CritiqueDraft):
+    id: str
+    run: str
+    round: int
+    critic: str
+    proposal: str
+
+
+class Judgment(Record):
+    id: str
+    run: str
+    round: int
+    judge: str
+    proposal: str
+    answer: str | None
+    rationale: str = ""
+    confidence: float = 0.0
+    quality: int | None = None
+    abstained: bool = False
+    agrees: bool | None = None
+
+
+class Consensus(Record):
+    proposal: str
+    run: str
+    round: int
+    score: int | None  # C: judges whose answer matches the reference; None when dropped
+    judges: int  # K: judges that answered (abstentions shrink it)
+    outcome: Outcome
+    agreeing: list[str] = Field(default_factory=list)
+
+
+class Context(Record):
+    version: int = 0
+    guidance: str = ""
+    capability_weights: dict[str, float] = Field(default_factory=dict)
+    strategy_weights: dict[str, float] = Field(default_factory=dict)
+    difficulty_target: float = Field(default=0.3, ge=0.0, le=1.0)
+    exemplars: list[Exemplar] = Field(default_factory=list)
+    reflection: str = ""
+
+
+class RoundSummary(Record):
+    run: str
+    round: int
+    proposals: int
+    kept: int
+    adversarial: int
+    discarded: int
+    dropped: int
+    mean_difficulty: float
+    context_version: int
+
+
+def proposal_id(run: str, round_: int, proposer: str, index: int) -> str:
+    return f"{run}/r{round_}/{proposer}/{index}"
+
+
+def critique_id(proposal: str, critic: str) -> str:
+    return f"{proposal}/critique/{critic}"
+
+
+def judgment_id(proposal: str, judge: str) -> str:
+    return f"{proposal}/judge/{judge}"

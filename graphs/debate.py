@@ -1,0 +1,449 @@
+"""How the debate flows, one round at a time.
+
+open_round -> propose (one task per proposer and slot) -> paint -> critique (one task per critic
+and proposal) -> review -> revise (one task per proposal the critics flagged) -> judging -> judge
+(one task per judge and proposal) -> consensus -> discard | keep | adversarial (one edge per
+problem, by its consensus score) -> adversary -> open_round or END.
+
+Every model call is its own task, so a crash costs at most the calls in flight: LangGraph keeps
+the writes of the tasks that finished. Each task also records what it produced in the ledger,
+with upserts on deterministic ids, so re-running it cannot duplicate anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from typing import Any, Literal
+
+from langgraph.config import get_config
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from cadsynth.agents.panel import Agent, Reply
+from cadsynth.agents.painter.render import render
+from cadsynth.config import RunConfig, load_config
+from cadsynth.domain import (
+    Consensus,
+    Context,
+    Critique,
+    Judgment,
+    Proposal,
+    RoundSummary,
+    critique_id,
+    judgment_id,
+    proposal_id,
+)
+from cadsynth.graphs import consensus as rule
+from cadsynth.graphs.plan import initial_context, plan_proposal
+from cadsynth.graphs.settings import Resources, Settings, resources
+from cadsynth.graphs.state import DebateState, Task
+from cadsynth.store.ledger import CallRecord
+
+OUTCOME_NODES = ("discard", "keep", "adversarial")
+
+
+def _call(agent: Agent, task: Task, role: str, target: str, reply: Reply[Any]) -> CallRecord:
+    return CallRecord(
+        run=task["run"],
+        round=task["round"],
+        agent=agent.name,
+        role=role,
+        target=target,
+        provider=agent.config.provider,
+        model=agent.config.model,
+        input_tokens=reply.usage.input_tokens,
+        output_tokens=reply.usage.output_tokens,
+    )
+
+
+def _task(state: DebateState, **extra: Any) -> Task:
+    return Task(run=state["run"], round=state["round"], config=state["config"], context=state["context"], **extra)
+
+
+def _proposals(state: DebateState) -> list[Proposal]:
+    return sorted((Proposal.model_validate(p) for p in state.get("proposals", {}).values()), key=lambda p: p.id)
+
+
+def _dropped(state: DebateState) -> set[str]:
+    return {pid for pid, c in state.get("consensus", {}).items() if c["outcome"] == "dropped"}
+
+
+async def _image(res: Resources, proposal: Proposal) -> bytes | None:
+    return await asyncio.to_thread(res.blobs.get, proposal.image) if proposal.image else None
+
+
+async def _paint(res: Resources, proposal: Proposal) -> Proposal:
+    """Render the proposal's declarative spec into the blob store; a bad spec leaves it unpainted."""
+    if proposal.image_spec is None:
+        return proposal
+    try:
+        png = await asyncio.to_thread(render, proposal.image_spec)
+    except ValueError:
+        return proposal.model_copy(update={"image": None})
+    return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png)})
+
+
+# --- round start -----------------------------------------------------------------------------
+
+
+async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    # Started from Studio with no input: the thread is the run, the simulated panel the config.
+    run = state.get("run") or get_config()["configurable"]["thread_id"]
+    config = state.get("config") or load_config(None).model_dump(mode="json")
+    round_ = state.get("round", 0)
+    context = Context.model_validate(state["context"]) if state.get("context") else initial_context()
+    if round_ == 0:
+        await res.ledger.start_run(run, config, RunConfig.model_validate(config).seed)
+    await res.ledger.put_context(run, round_, context)
+    return {
+        "run": run,
+        "config": config,
+        "round": round_,
+        "context": context.model_dump(mode="json"),
+        "proposals": None,
+        "critiques": None,
+        "judgments": None,
+        "consensus": None,
+        "kept": state.get("kept", 0),
+        "done": False,
+    }
+
+
+def to_proposers(state: DebateState) -> list[Send]:
+    config = RunConfig.model_validate(state["config"])
+    return [
+        Send("propose", _task(state, agent=agent.name, index=index))
+        for agent in config.agents("proposer")
+        for index in range(config.proposals_per_agent)
+    ]
+
+
+async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    panel = res.panel(task["config"])
+    agent = panel[task["agent"]]
+    context = Context.model_validate(task["context"])
+    key = f"r{task['round']}/{agent.name}/{task['index']}"
+    plan = plan_proposal(panel.config, context, key, with_image=agent.config.provider != "sim")
+    reply = await agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities)
+    pid = proposal_id(task["run"], task["round"], agent.name, task["index"])
+    proposal = Proposal.model_validate(
+        {
+            **reply.value.model_dump(mode="json"),
+            "id": pid,
+            "run": task["run"],
+            "round": task["round"],
+            "proposer": agent.name,
+            "index": task["index"],
+            "seed_id": plan.seed.id,
+        }
+    )
+    await res.ledger.put_proposals([proposal])
+    await res.ledger.log_calls([_call(agent, task, "proposer", pid, reply)])
+    return {"proposals": {pid: proposal.model_dump(mode="json")}}
+
+
+async def paint(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    todo = [p for p in _proposals(state) if p.image is None]
+    painted = await asyncio.gather(*(_paint(res, p) for p in todo))
+    await res.ledger.put_proposals(painted)
+    return {"proposals": {p.id: p.model_dump(mode="json") for p in painted}}
+
+
+# --- critique and revision --------------------------------------------------------------------
+
+
+def to_critics(state: DebateState) -> list[Send] | Literal["review"]:
+    config = RunConfig.model_validate(state["config"])
+    if not config.critique:
+        return "review"
+    sends = [
+        Send("critique", _task(state, agent=critic.name, proposal=p.model_dump(mode="json")))
+        for p in _proposals(state)
+        if p.image is not None
+        for critic in config.agents("critic")
+        if critic.name != p.proposer
+    ]
+    return sends or "review"
+
+
+async def critique(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    agent = res.panel(task["config"])[task["agent"]]
+    proposal = Proposal.model_validate(task["proposal"])
+    cid = critique_id(proposal.id, agent.name)
+    reply = await agent.critique(cid, proposal, await _image(res, proposal))
+    record = Critique(
+        **reply.value.model_dump(), id=cid, run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id
+    )
+    await res.ledger.put_critiques([record])
+    await res.ledger.log_calls([_call(agent, task, "critic", proposal.id, reply)])
+    return {"critiques": {cid: record.model_dump(mode="json")}}
+
+
+def _critiques_of(state: DebateState) -> dict[str, list[Critique]]:
+    by_proposal: dict[str, list[Critique]] = defaultdict(list)
+    for c in state.get("critiques", {}).values():
+        critique_ = Critique.model_validate(c)
+        by_proposal[critique_.proposal].append(critique_)
+    return by_proposal
+
+
+def review_decision(proposal: Proposal, critiques: list[Critique]) -> Literal["keep", "revise", "drop"]:
+    """A majority of drop verdicts drops a problem; any other objection sends it back for revision."""
+    if proposal.image is None:
+        return "drop"  # nothing to look at: the spec could not be painted
+    verdicts = Counter(c.verdict for c in critiques)
+    if verdicts["drop"] * 2 > len(critiques):
+        return "drop"
+    return "revise" if verdicts["revise"] or verdicts["drop"] else "keep"
+
+
+async def review(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
+    critiques = _critiques_of(state)
+    dropped = [
+        Consensus(proposal=p.id, run=p.run, round=p.round, score=None, judges=0, outcome="dropped")
+        for p in _proposals(state)
+        if review_decision(p, critiques[p.id]) == "drop"
+    ]
+    await resources(runtime.context).ledger.put_consensus(dropped)
+    return {"consensus": {c.proposal: c.model_dump(mode="json") for c in dropped}}
+
+
+def to_revisions(state: DebateState) -> list[Send] | Literal["judging"]:
+    critiques = _critiques_of(state)
+    sends = [
+        Send(
+            "revise",
+            _task(
+                state,
+                agent=p.proposer,
+                proposal=p.model_dump(mode="json"),
+                critiques=[c.model_dump(mode="json") for c in critiques[p.id]],
+            ),
+        )
+        for p in _proposals(state)
+        if review_decision(p, critiques[p.id]) == "revise"
+    ]
+    return sends or "judging"
+
+
+async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    agent = res.panel(task["config"])[task["agent"]]
+    proposal = Proposal.model_validate(task["proposal"])
+    critiques = [Critique.model_validate(c) for c in task["critiques"]]
+    reply = await agent.revise(f"{proposal.id}/revise", proposal, critiques, await _image(res, proposal))
+    revised = proposal.model_copy(
+        update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
+    )
+    revised = Proposal.model_validate(revised.model_dump())  # re-check the reviser's fields
+    if revised.image_spec != proposal.image_spec:
+        revised = await _paint(res, revised.model_copy(update={"image": None}))
+    await res.ledger.put_proposals([revised])
+    await res.ledger.log_calls([_call(agent, task, "proposer", proposal.id, reply)])
+    return {"proposals": {revised.id: revised.model_dump(mode="json")}}
+
+
+# --- judgment --------------------------------------------------------------------------------
+
+
+async def judging(state: DebateState) -> dict[str, Any]:
+    return {}  # a barrier: every revision lands before any judge looks
+
+
+def to_judges(state: DebateState) -> list[Send] | Literal["consensus"]:
+    config = RunConfig.model_validate(state["config"])
+    dropped = _dropped(state)
+    sends = [
+        Send("judge", _task(state, agent=judge.name, proposal=p.model_dump(mode="json")))
+        for p in _proposals(state)
+        if p.id not in dropped and p.image is not None
+        for judge in config.agents("judge")
+    ]
+    return sends or "consensus"
+
+
+async def judge(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    agent = res.panel(task["config"])[task["agent"]]
+    proposal = Proposal.model_validate(task["proposal"])
+    jid = judgment_id(proposal.id, agent.name)
+    reply = await agent.judge(jid, proposal, await _image(res, proposal))
+    record = Judgment(
+        **reply.value.model_dump(), id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id
+    )
+    await res.ledger.put_judgments([record])
+    await res.ledger.log_calls([_call(agent, task, "judge", proposal.id, reply)])
+    return {"judgments": {jid: record.model_dump(mode="json")}}
+
+
+async def consensus(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
+    config = RunConfig.model_validate(state["config"])
+    by_proposal: dict[str, list[Judgment]] = defaultdict(list)
+    for j in state.get("judgments", {}).values():
+        judgment = Judgment.model_validate(j)
+        by_proposal[judgment.proposal].append(judgment)
+    dropped = _dropped(state)
+    scores, judged = {}, []
+    for proposal in _proposals(state):
+        if proposal.id in dropped:
+            continue
+        judgments = by_proposal[proposal.id]
+        scores[proposal.id] = rule.score(proposal, judgments, config.consensus).model_dump(mode="json")
+        judged += [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
+    await resources(runtime.context).ledger.put_judgments(judged)
+    return {"consensus": scores, "judgments": {j.id: j.model_dump(mode="json") for j in judged}}
+
+
+def route_by_consensus(state: DebateState) -> list[Send] | Literal["adversary"]:
+    """The consensus edges: each judged problem goes to the node for its outcome."""
+    sends = [
+        Send(c["outcome"], _task(state, consensus=c))
+        for _, c in sorted(state.get("consensus", {}).items())
+        if c["outcome"] in OUTCOME_NODES
+    ]
+    return sends or "adversary"
+
+
+def record_outcome(outcome: str):  # type: ignore[no-untyped-def]
+    async def node(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+        verdict = Consensus.model_validate(task["consensus"])
+        assert verdict.outcome == outcome
+        await resources(runtime.context).ledger.put_consensus([verdict])
+        return {}
+
+    node.__name__ = outcome
+    return node
+
+
+# --- adversary ---------------------------------------------------------------------------------
+
+
+def round_stats(proposals: list[Proposal], verdicts: dict[str, Consensus]) -> dict[str, Any]:
+    """What split the panel this round, by capability and strategy (over judged problems)."""
+    judged = [p for p in proposals if p.id in verdicts and verdicts[p.id].outcome != "dropped"]
+    outcomes = Counter(verdicts[p.id].outcome for p in proposals if p.id in verdicts)
+    n = max(1, len(judged))
+
+    def split_rate(groups: dict[str, list[Proposal]]) -> dict[str, float]:
+        return {k: sum(verdicts[p.id].outcome == "adversarial" for p in ps) / len(ps) for k, ps in groups.items()}
+
+    by_capability: dict[str, list[Proposal]] = defaultdict(list)
+    by_strategy: dict[str, list[Proposal]] = defaultdict(list)
+    for p in judged:
+        by_strategy[p.strategy].append(p)
+        for c in p.capabilities:
+            by_capability[c].append(p)
+    unanimous = sum(1 for p in judged if verdicts[p.id].outcome == "keep" and verdicts[p.id].score == verdicts[p.id].judges)
+    return {
+        "proposals": len(proposals),
+        "kept": outcomes["keep"] + outcomes["adversarial"],
+        "adversarial": outcomes["adversarial"],
+        "discarded": outcomes["discard"],
+        "dropped": outcomes["dropped"],
+        "split_share": outcomes["adversarial"] / n,
+        "unanimous_share": unanimous / n,
+        "discard_share": outcomes["discard"] / n,
+        "capability_splits": split_rate(by_capability),
+        "strategy_splits": split_rate(by_strategy),
+    }
+
+
+def _pool(proposals: list[Proposal], verdicts: dict[str, Consensus], judgments: list[Judgment]) -> list[dict[str, Any]]:
+    answers: dict[str, dict[str, str | None]] = defaultdict(dict)
+    for j in judgments:
+        answers[j.proposal][j.judge] = j.answer
+    return [
+        {
+            "question": p.question,
+            "reference_answer": p.reference_answer,
+            "capabilities": list(p.capabilities),
+            "strategy": p.strategy,
+            "difficulty": p.difficulty,
+            "agreeing": verdicts[p.id].score,
+            "judges": verdicts[p.id].judges,
+            "answers": answers[p.id],
+        }
+        for p in proposals
+        if p.id in verdicts and verdicts[p.id].outcome == "adversarial"
+    ]
+
+
+async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    config = RunConfig.model_validate(state["config"])
+    run, round_ = state["run"], state["round"]
+    proposals = _proposals(state)
+    verdicts = {pid: Consensus.model_validate(c) for pid, c in state.get("consensus", {}).items()}
+    stats = round_stats(proposals, verdicts)
+    context = Context.model_validate(state["context"])
+    await res.ledger.put_round(
+        RoundSummary(
+            run=run,
+            round=round_,
+            proposals=stats["proposals"],
+            kept=stats["kept"],
+            adversarial=stats["adversarial"],
+            discarded=stats["discarded"],
+            dropped=stats["dropped"],
+            mean_difficulty=round(sum(p.difficulty for p in proposals) / max(1, len(proposals)), 4),
+            context_version=context.version,
+        )
+    )
+    kept = state.get("kept", 0) + stats["kept"]
+    done = round_ + 1 >= config.rounds or kept >= config.target
+    if done:
+        await res.ledger.set_status(run, "done")
+        return {"kept": kept, "done": True}
+    if config.adversary:
+        agent = res.panel(state["config"]).by_role("adversary")[0]
+        judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
+        pool = _pool(proposals, verdicts, judgments)
+        reply = await agent.reflect(f"r{round_}/reflect", context, stats, pool)
+        context = Context(**reply.value.model_dump(), version=context.version + 1)
+        await res.ledger.log_calls([_call(agent, _task(state), "adversary", f"r{round_}/context", reply)])
+    return {"round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "done": False}
+
+
+def next_round(state: DebateState) -> Literal["open_round", "__end__"]:
+    return END if state.get("done") else "open_round"
+
+
+def build_graph() -> StateGraph:
+    builder = StateGraph(DebateState, context_schema=Settings)
+    builder.add_node("open_round", open_round)
+    builder.add_node("propose", propose)
+    builder.add_node("paint", paint)
+    builder.add_node("critique", critique)
+    builder.add_node("review", review)
+    builder.add_node("revise", revise)
+    builder.add_node("judging", judging)
+    builder.add_node("judge", judge)
+    builder.add_node("consensus", consensus)
+    for outcome in OUTCOME_NODES:
+        builder.add_node(outcome, record_outcome(outcome))
+    builder.add_node("adversary", adversary)
+
+    builder.add_edge(START, "open_round")
+    builder.add_conditional_edges("open_round", to_proposers, ["propose"])
+    builder.add_edge("propose", "paint")
+    builder.add_conditional_edges("paint", to_critics, ["critique", "review"])
+    builder.add_edge("critique", "review")
+    builder.add_conditional_edges("review", to_revisions, ["revise", "judging"])
+    builder.add_edge("revise", "judging")
+    builder.add_conditional_edges("judging", to_judges, ["judge", "consensus"])
+    builder.add_edge("judge", "consensus")
+    builder.add_conditional_edges("consensus", route_by_consensus, [*OUTCOME_NODES, "adversary"])
+    for outcome in OUTCOME_NODES:
+        builder.add_edge(outcome, "adversary")
+    builder.add_conditional_edges("adversary", next_round, ["open_round", END])
+    return builder
+
+
+# For LangGraph Studio / `langgraph dev`: compiled without a checkpointer (the server brings one).
+graph = build_graph().compile()

@@ -1,0 +1,69 @@
+"""How the shared context steers a proposal: its meta-strategy, capabilities and seed.
+
+Drawn per task from the run's seed, so a proposal's plan does not depend on scheduling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from cadsynth.agents.panel import SeedView
+from cadsynth.agents.sim.rng import rng_for, weighted_choice, weighted_sample
+from cadsynth.agents.sim.world import World
+from cadsynth.config import RunConfig
+from cadsynth.domain import CAPABILITIES, STRATEGIES, Capability, Context, Strategy
+from cadsynth.seeds import Seed, load_seeds
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: Strategy
+    capabilities: list[Capability]
+    seed: SeedView
+
+
+def initial_context() -> Context:
+    return Context(
+        version=0,
+        guidance="Evolve the seed into a problem that needs careful reading of the image.",
+        capability_weights={c: 1.0 for c in CAPABILITIES},
+        strategy_weights={s: 1.0 for s in STRATEGIES},
+        difficulty_target=0.3,
+    )
+
+
+@cache
+def _seed_file(path: str) -> tuple[Seed, ...]:
+    return tuple(load_seeds(Path(path)))
+
+
+def _seed_view(config: RunConfig, key: str, with_image: bool) -> SeedView:
+    if config.seeds is not None:
+        seeds = _seed_file(str(config.seeds))
+        seed = seeds[rng_for(config.seed, "pick-seed", key).randrange(len(seeds))]
+        if seed.task:
+            return SeedView(id=seed.id, text=f"Task: {seed.task}")
+        assert seed.image is not None
+        text = f"Seed problem: {seed.question}\nIts answer: {seed.answer}\n(The seed's image is attached.)"
+        return SeedView(id=seed.id, text=text, image=seed.image.read_bytes() if with_image else None)
+    # No seed file: the simulated world supplies a seed, regenerated from its key wherever needed.
+    problem = World().seed(rng_for(config.seed, "seed", key))
+    text = f"Seed problem: {problem.question}\nIts answer: {problem.truth}\nThe image: {problem.visual_prompt}"
+    image = None
+    if with_image:
+        from cadsynth.agents.painter.render import render
+
+        image = render(problem.spec)
+    return SeedView(id=f"world:{key}", text=text, image=image, world_key=key)
+
+
+def plan_proposal(config: RunConfig, context: Context, key: str, *, with_image: bool) -> Plan:
+    rng = rng_for(config.seed, "plan", key)
+    strategy = weighted_choice(rng, STRATEGIES, context.strategy_weights)
+    t = context.difficulty_target
+    # Harder targets compose more capabilities (COMPACT's k in 1..3).
+    k = rng.choices([1, 2, 3], weights=[max(0.05, 1.1 - t), 0.6, 0.15 + t])[0]
+    capabilities = weighted_sample(rng, CAPABILITIES, context.capability_weights, k)
+    return Plan(strategy, capabilities, _seed_view(config, key, with_image))

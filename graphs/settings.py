@@ -1,0 +1,64 @@
+"""Where a run keeps its things: the graph's runtime context (set by the CLI, Studio or a script)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from cadsynth.agents.panel import Panel
+from cadsynth.config import RunConfig
+from cadsynth.store.blobs import BlobStore
+from cadsynth.store.ledger import Ledger
+
+
+@dataclass
+class Settings:
+    db_url: str = field(default_factory=lambda: os.environ.get("CADS_DB", "sqlite:///cads.db"))
+    data_dir: str = field(default_factory=lambda: os.environ.get("CADS_DATA", "cads-data"))
+
+
+class Resources:
+    """The ledger, blob store and panels one event loop uses for one database."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._panels: dict[str, Panel] = {}
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger.open(self.settings.db_url)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return BlobStore(Path(self.settings.data_dir))
+
+    def panel(self, config: dict) -> Panel:
+        key = RunConfig.model_validate(config).model_dump_json()
+        if key not in self._panels:
+            self._panels[key] = Panel(RunConfig.model_validate(config))
+        return self._panels[key]
+
+    async def close(self) -> None:
+        if "ledger" in self.__dict__:
+            await self.ledger.close()
+
+
+# Database engines belong to the event loop that made them, so resources are kept per loop.
+_open: dict[tuple[int, str, str], Resources] = {}
+
+
+def resources(settings: Settings | None) -> Resources:
+    settings = settings or Settings()
+    key = (id(asyncio.get_running_loop()), settings.db_url, settings.data_dir)
+    if key not in _open:
+        _open[key] = Resources(settings)
+    return _open[key]
+
+
+async def close_resources() -> None:
+    loop = id(asyncio.get_running_loop())
+    for key in [k for k in _open if k[0] == loop]:
+        await _open.pop(key).close()

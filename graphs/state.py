@@ -1,0 +1,42 @@
+"""The debate's state: what flows between nodes. JSON-only, so checkpoints stay portable and small.
+
+Images are never here: proposals carry the blob store's content hash.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+
+def merge_round(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Records of the current round, by id. A node returns None to clear them for a new round."""
+    if right is None:
+        return {}
+    return {**(left or {}), **right}
+
+
+class DebateState(TypedDict, total=False):
+    run: str
+    config: dict[str, Any]  # config.RunConfig, secrets never included (only env var names)
+    round: int
+    context: dict[str, Any]  # domain.Context steering this round
+    proposals: Annotated[dict[str, Any], merge_round]  # id -> domain.Proposal
+    critiques: Annotated[dict[str, Any], merge_round]  # id -> domain.Critique
+    judgments: Annotated[dict[str, Any], merge_round]  # id -> domain.Judgment
+    consensus: Annotated[dict[str, Any], merge_round]  # proposal id -> domain.Consensus
+    kept: int  # samples kept over all rounds so far
+    done: bool
+
+
+class Task(TypedDict, total=False):
+    """What a fanned-out task (one model call) receives through `Send`."""
+
+    run: str
+    round: int
+    config: dict[str, Any]
+    context: dict[str, Any]
+    agent: str
+    index: int
+    proposal: dict[str, Any]
+    critiques: list[dict[str, Any]]
+    consensus: dict[str, Any]

@@ -1,0 +1,57 @@
+"""One database URL for everything the store keeps: engines for it, sync and async."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# Drivers for each backend: (sync, async). psycopg 3 does both for PostgreSQL.
+_DRIVERS = {
+    "sqlite": ("pysqlite", "aiosqlite"),
+    "postgresql": ("psycopg", "psycopg"),
+    "mysql": ("pymysql", "aiomysql"),
+    "mariadb": ("pymysql", "aiomysql"),
+}
+
+
+class DatabaseURLError(ValueError):
+    pass
+
+
+def normalize_url(url: str, *, asynchronous: bool) -> str:
+    """`sqlite:///cads.db` or `postgresql://...` -> the same URL with the driver this process uses."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a long message
+        raise DatabaseURLError(f"database URL {url!r} is not a URL ({exc}); use e.g. sqlite:///cads.db") from None
+    backend = parsed.get_backend_name()
+    if backend not in _DRIVERS:
+        raise DatabaseURLError(
+            f"database URL {url!r}: backend {backend!r} is not supported; use sqlite:///FILE or postgresql+psycopg://..."
+        )
+    driver = _DRIVERS[backend][1 if asynchronous else 0]
+    return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets readers (cads show/stats) work while a run writes; busy_timeout rides out short locks.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def sync_engine(url: str) -> Engine:
+    engine = create_engine(normalize_url(url, asynchronous=False))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def async_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(normalize_url(url, asynchronous=True))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine

@@ -1,0 +1,275 @@
+"""The round ledger: every proposal, critique, judgment, consensus and context of every run.
+
+Writes are idempotent upserts keyed by the deterministic ids, so a step that runs twice (after a
+crash) leaves exactly one row. Readers (`cads show/stats/export`) use the same class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cadsynth.domain import Consensus, Context, Critique, Judgment, Proposal, RoundSummary
+from cadsynth.store import schema as t
+from cadsynth.store.db import async_engine
+from cadsynth.store.migrate import ensure_schema
+
+
+class LeaseError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    run: str
+    round: int
+    agent: str
+    role: str
+    target: str
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False
+    fault: str | None = None
+
+
+def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    keys = [c.name for c in table.primary_key.columns]
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    else:
+        from sqlalchemy.dialects import mysql
+
+        mstmt = mysql.insert(table)
+        return conn.execute(
+            mstmt.on_duplicate_key_update({c.name: mstmt.inserted[c.name] for c in table.columns if c.name not in keys}),
+            rows,
+        )
+    changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), rows)
+
+
+class Ledger:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self._ready = False
+
+    @classmethod
+    def open(cls, url: str) -> Ledger:
+        return cls(async_engine(url))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def init(self) -> None:
+        if not self._ready:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(ensure_schema)
+            self._ready = True
+
+    async def _put(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        await self.init()
+        async with self.engine.begin() as conn:
+            await _upsert(conn, table, rows)
+
+    # --- runs ----------------------------------------------------------------------------------
+
+    async def start_run(
+        self, run: str, config: dict[str, Any], seed: int, parent: str | None = None, fork_round: int | None = None
+    ) -> None:
+        await self.init()
+        async with self.engine.begin() as conn:
+            exists = (await conn.execute(select(t.runs.c.id).where(t.runs.c.id == run))).first()
+            if exists:
+                await conn.execute(update(t.runs).where(t.runs.c.id == run).values(status="running", updated_at=func.now()))
+            else:
+                await conn.execute(
+                    t.runs.insert().values(
+                        id=run, status="running", config=config, seed=seed, parent=parent, fork_round=fork_round
+                    )
+                )
+
+    async def set_status(self, run: str, status: str) -> None:
+        await self.init()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.runs).where(t.runs.c.id == run).values(status=status, updated_at=func.now()))
+
+    async def acquire_lease(self, run: str, owner: str, seconds: float = 30.0) -> None:
+        """Take the run for this process; refuse if another live process holds it."""
+        await self.init()
+        now = time.time()
+        async with self.engine.begin() as conn:
+            taken = await conn.execute(
+                update(t.runs)
+                .where(
+                    and_(
+                        t.runs.c.id == run,
+                        (t.runs.c.lease_owner.is_(None))
+                        | (t.runs.c.lease_owner == owner)
+                        | (t.runs.c.lease_until < now),
+                    )
+                )
+                .values(lease_owner=owner, lease_until=now + seconds)
+            )
+            if taken.rowcount == 0:
+                holder = (await conn.execute(select(t.runs.c.lease_owner).where(t.runs.c.id == run))).scalar()
+                if holder is None:
+                    raise LeaseError(f"run {run!r} does not exist; start it with `cads run`")
+                raise LeaseError(
+                    f"run {run!r} is being advanced by another process ({holder}); wait for it to finish or stop it first"
+                )
+
+    async def release_lease(self, run: str, owner: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t.runs)
+                .where(and_(t.runs.c.id == run, t.runs.c.lease_owner == owner))
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def runs(self) -> list[dict[str, Any]]:
+        await self.init()
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(t.runs).order_by(t.runs.c.created_at, t.runs.c.id))
+            return [dict(row._mapping) for row in result]
+
+    async def run(self, run: str) -> dict[str, Any] | None:
+        await self.init()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.runs).where(t.runs.c.id == run))).first()
+            return dict(row._mapping) if row else None
+
+    async def forks(self, run: str) -> list[str]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(t.runs.c.id).where(t.runs.c.parent == run).order_by(t.runs.c.id))
+            return [r[0] for r in result]
+
+    # --- records -------------------------------------------------------------------------------
+
+    async def put_proposals(self, items: Iterable[Proposal]) -> None:
+        await self._put(
+            t.proposals,
+            [
+                {"id": p.id, "run": p.run, "round": p.round, "proposer": p.proposer, "record": p.model_dump(mode="json")}
+                for p in items
+            ],
+        )
+
+    async def put_critiques(self, items: Iterable[Critique]) -> None:
+        await self._put(
+            t.critiques,
+            [
+                {"id": c.id, "run": c.run, "round": c.round, "proposal": c.proposal, "record": c.model_dump(mode="json")}
+                for c in items
+            ],
+        )
+
+    async def put_judgments(self, items: Iterable[Judgment]) -> None:
+        await self._put(
+            t.judgments,
+            [
+                {"id": j.id, "run": j.run, "round": j.round, "proposal": j.proposal, "record": j.model_dump(mode="json")}
+                for j in items
+            ],
+        )
+
+    async def put_consensus(self, items: Iterable[Consensus]) -> None:
+        await self._put(
+            t.consensus,
+            [
+                {
+                    "proposal": c.proposal,
+                    "run": c.run,
+                    "round": c.round,
+                    "outcome": c.outcome,
+                    "score": c.score,
+                    "record": c.model_dump(mode="json"),
+                }
+                for c in items
+            ],
+        )
+
+    async def put_context(self, run: str, round_: int, context: Context) -> None:
+        await self._put(
+            t.contexts,
+            [{"run": run, "version": context.version, "round": round_, "record": context.model_dump(mode="json")}],
+        )
+
+    async def put_round(self, summary: RoundSummary) -> None:
+        await self._put(
+            t.rounds, [{"run": summary.run, "round": summary.round, "summary": summary.model_dump(mode="json")}]
+        )
+
+    async def log_calls(self, calls: Iterable[CallRecord]) -> None:
+        rows = [vars(c) for c in calls]
+        if rows:
+            await self.init()
+            async with self.engine.begin() as conn:
+                await conn.execute(t.calls.insert(), rows)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def _records(self, table: Table, run: str, round_: int | None = None) -> list[dict[str, Any]]:
+        await self.init()
+        query = select(table.c.record).where(table.c.run == run)
+        if round_ is not None:
+            query = query.where(table.c.round == round_)
+        async with self.engine.connect() as conn:
+            return [row[0] for row in await conn.execute(query)]
+
+    async def proposals(self, run: str, round_: int | None = None) -> list[Proposal]:
+        rows = [Proposal.model_validate(r) for r in await self._records(t.proposals, run, round_)]
+        return sorted(rows, key=lambda p: (p.round, p.proposer, p.index))
+
+    async def critiques(self, run: str, round_: int | None = None) -> list[Critique]:
+        return sorted((Critique.model_validate(r) for r in await self._records(t.critiques, run, round_)), key=lambda c: c.id)
+
+    async def judgments(self, run: str, round_: int | None = None) -> list[Judgment]:
+        return sorted((Judgment.model_validate(r) for r in await self._records(t.judgments, run, round_)), key=lambda j: j.id)
+
+    async def consensus(self, run: str, round_: int | None = None) -> list[Consensus]:
+        rows = [Consensus.model_validate(r) for r in await self._records(t.consensus, run, round_)]
+        return sorted(rows, key=lambda c: (c.round, c.proposal))
+
+    async def contexts(self, run: str) -> list[tuple[int, Context]]:
+        await self.init()
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(t.contexts.c.round, t.contexts.c.record).where(t.contexts.c.run == run).order_by(t.contexts.c.version)
+            )
+            return [(r[0], Context.model_validate(r[1])) for r in result]
+
+    async def rounds(self, run: str) -> list[RoundSummary]:
+        await self.init()
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(t.rounds.c.summary).where(t.rounds.c.run == run).order_by(t.rounds.c.round))
+            return [RoundSummary.model_validate(r[0]) for r in result]
+
+    async def call_totals(self, run: str) -> dict[str, Any]:
+        await self.init()
+        c = t.calls.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(c.input_tokens), 0),
+                        func.coalesce(func.sum(c.output_tokens), 0),
+                        func.coalesce(func.sum(c.cost_usd), 0.0),
+                    ).where(c.run == run)
+                )
+            ).one()
+        return {"calls": int(row[0]), "input_tokens": int(row[1]), "output_tokens": int(row[2]), "usd": float(row[3])}

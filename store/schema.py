@@ -1,0 +1,189 @@
+"""Every table the store keeps, in one place: the round ledger and LangGraph's checkpoints.
+
+Records are kept whole as JSON beside the few columns that queries filter on, so the ledger follows
+the domain model without a migration for every new field. SCHEMA_VERSION names the layout; bump it
+and add a step to `store.migrate` when a table changes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_info = Table(
+    "cads_schema",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+# --- the round ledger ------------------------------------------------------------------------
+
+runs = Table(
+    "cads_runs",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),  # running | done | stopped | failed
+    Column("config", JSON, nullable=False),  # the validated config, secrets excluded
+    Column("seed", Integer, nullable=False),
+    Column("parent", String(128), nullable=True),  # the run this one was forked from
+    Column("fork_round", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    Column("updated_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    # A lease keeps two processes from advancing one run at once.
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", Float, nullable=True),
+)
+
+rounds = Table(
+    "cads_rounds",
+    metadata,
+    Column("run", String(128), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("summary", JSON, nullable=False),  # domain.RoundSummary
+)
+
+contexts = Table(
+    "cads_contexts",
+    metadata,
+    Column("run", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("round", Integer, nullable=False),  # the round this context steered
+    Column("record", JSON, nullable=False),  # domain.Context
+)
+
+proposals = Table(
+    "cads_proposals",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("run", String(128), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("proposer", String(64), nullable=False),
+    Column("record", JSON, nullable=False),  # domain.Proposal
+    Index("ix_cads_proposals_run_round", "run", "round"),
+)
+
+critiques = Table(
+    "cads_critiques",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("run", String(128), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("proposal", String(255), nullable=False),
+    Column("record", JSON, nullable=False),  # domain.Critique
+    Index("ix_cads_critiques_run_round", "run", "round"),
+)
+
+judgments = Table(
+    "cads_judgments",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("run", String(128), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("proposal", String(255), nullable=False),
+    Column("record", JSON, nullable=False),  # domain.Judgment
+    Index("ix_cads_judgments_run_round", "run", "round"),
+)
+
+consensus = Table(
+    "cads_consensus",
+    metadata,
+    Column("proposal", String(255), primary_key=True),
+    Column("run", String(128), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("score", Integer, nullable=True),
+    Column("record", JSON, nullable=False),  # domain.Consensus
+    Index("ix_cads_consensus_run_outcome", "run", "outcome"),
+)
+
+# One row per model call actually made (a retried or re-run call adds a row: this is what was paid).
+calls = Table(
+    "cads_calls",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("run", String(128), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("agent", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("target", String(255), nullable=False),  # what the call was about: a proposal id, a task key
+    Column("provider", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("cached", Boolean, nullable=False, default=False),
+    Column("fault", String(32), nullable=True),
+    Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    Index("ix_cads_calls_run", "run"),
+)
+
+# --- LangGraph checkpoints -----------------------------------------------------------------
+# Written by store.checkpoint's saver. A checkpoint row holds the serialized checkpoint with only
+# small scalar channel values inline; every other channel value lives once per
+# (thread, namespace, channel, version) in cads_checkpoint_blobs, so a channel that does not
+# change between steps is not stored again. Serialized columns are `(type, bytes)` pairs from the
+# saver's serde. Text keys: SQLite and PostgreSQL do not need lengths on them.
+
+from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402  (kept inside this section)
+
+_Json = JSON().with_variant(JSONB(), "postgresql")
+
+checkpoints = Table(
+    "cads_checkpoints",
+    metadata,
+    Column("thread_id", Text, primary_key=True),
+    Column("checkpoint_ns", Text, primary_key=True),
+    Column("checkpoint_id", Text, primary_key=True),
+    Column("parent_checkpoint_id", Text, nullable=True),
+    Column("run_id", Text, nullable=True),  # metadata["run_id"], for delete_for_runs
+    Column("type", Text, nullable=False),
+    Column("checkpoint", LargeBinary, nullable=False),
+    Column("metadata_type", Text, nullable=False),
+    Column("metadata", LargeBinary, nullable=False),
+    # The JSON-representable top-level metadata keys, for `list(filter=...)` in SQL.
+    Column("metadata_json", _Json, nullable=False),
+    Index("ix_cads_checkpoints_run_id", "run_id"),
+)
+
+checkpoint_blobs = Table(
+    "cads_checkpoint_blobs",
+    metadata,
+    Column("thread_id", Text, primary_key=True),
+    Column("checkpoint_ns", Text, primary_key=True),
+    Column("channel", Text, primary_key=True),
+    Column("version", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("blob", LargeBinary, nullable=True),
+)
+
+checkpoint_writes = Table(
+    "cads_checkpoint_writes",
+    metadata,
+    Column("thread_id", Text, primary_key=True),
+    Column("checkpoint_ns", Text, primary_key=True),
+    Column("checkpoint_id", Text, primary_key=True),
+    Column("task_id", Text, primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("channel", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("blob", LargeBinary, nullable=False),
+    Column("task_path", Text, nullable=False, server_default=""),
+)

@@ -1,0 +1,39 @@
+from cadsynth.config import ConsensusConfig
+from cadsynth.domain import Judgment, Proposal
+from cadsynth.graphs.consensus import outcome_for, score
+
+
+def _proposal(reference: str, answer_type: str = "number") -> Proposal:
+    return Proposal(
+        id="run/r0/a/0", run="run", round=0, proposer="a", index=0, strategy="numerical_variation",
+        capabilities=["counting"], visual_prompt="", question="How many?", answer_type=answer_type,
+        reference_answer=reference, solution="", difficulty=0.5,
+    )
+
+
+def _judgment(judge: str, answer: str | None, abstained: bool = False) -> Judgment:
+    return Judgment(id=f"j/{judge}", run="run", round=0, judge=judge, proposal="run/r0/a/0", answer=answer, abstained=abstained)
+
+
+def test_outcome_edges_follow_the_paper_partition():
+    rule = ConsensusConfig()
+    assert outcome_for(0, 4, rule) == "discard"
+    assert [outcome_for(c, 4, rule) for c in (1, 2, 3)] == ["adversarial"] * 3
+    assert outcome_for(4, 4, rule) == "keep"
+    assert outcome_for(0, 0, rule) == "discard"  # nobody answered: nothing vouches for it
+
+
+def test_thresholds_are_configurable():
+    rule = ConsensusConfig(min_agree=2, pool_max_agree=2)
+    assert outcome_for(1, 4, rule) == "discard"
+    assert outcome_for(2, 4, rule) == "adversarial"
+    assert outcome_for(3, 4, rule) == "keep"
+
+
+def test_score_counts_matching_answers_and_shrinks_k_on_abstention():
+    p = _proposal("12")
+    js = [_judgment("a", "12"), _judgment("b", "12.0"), _judgment("c", "13"), _judgment("d", None, abstained=True)]
+    c = score(p, js, ConsensusConfig())
+    assert (c.score, c.judges, c.outcome, c.agreeing) == (2, 3, "adversarial", ["a", "b"])
+    unanimous = score(p, js[:2], ConsensusConfig())
+    assert (unanimous.score, unanimous.judges, unanimous.outcome) == (2, 2, "keep")

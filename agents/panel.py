@@ -208,7 +208,7 @@ class Agent:
 def _sim_view(sim: SimTruth | None) -> dict[str, Any] | None:
     # The simulated judge "perceives" the image through the world's truth; the flaw flag is the
     # proposer's secret and stays out of the judge's view.
-    return None if sim is None else sim.model_dump(mode="json", exclude={"flawed"})
+    return None if sim is None else sim.model_dump(mode="json", exclude={"flawed", "proposed_reference"})
 
 
 class Panel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -14,7 +15,7 @@ from rich.live import Live
 from rich.panel import Panel as RichPanel
 from rich.table import Table
 
-from cadsynth.config import ConfigError, RunConfig, load_config
+from cadsynth.config import ConfigError, RunConfig, load_config, parse_config
 from cadsynth.graphs.settings import Settings
 from cadsynth.report import UnknownRunError, export_jsonl, stats, transcript
 from cadsynth.runner import Progress, execute, new_run_id
@@ -101,22 +102,22 @@ def run(
         if no_adversary:
             update["adversary"] = False
         if update:
-            config = RunConfig.model_validate({**config.model_dump(), **update})
+            config = parse_config({**config.model_dump(), **update}, "options")
         if config.seeds is not None:
             load_seeds(config.seeds)
     except (ConfigError, SeedError) as exc:
         fail(str(exc))
-    except ValueError as exc:  # an override out of range
-        fail(f"options: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}")  # type: ignore[attr-defined]
     _check_db(db)
     run_name = run_id or new_run_id()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", run_name):
+        fail(f"--run-id {run_name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
     if _read(db, lambda ledger: ledger.run(run_name)) is not None:
         fail(f"run {run_name!r} already exists; pick another --run-id or continue it with `cads resume {run_name}`")
     console.print(f"run id: [bold]{run_name}[/bold]")
     _execute(Settings(db_url=db, data_dir=str(data)), run_name, config)
     summary = _read(db, lambda ledger: stats(ledger, run_name))
     console.print(
-        f"kept {summary['kept']} samples ({summary['adversarial']} adversarial), discarded {summary['discarded']}, "
+        f"\nkept {summary['kept']} samples ({summary['adversarial']} adversarial), discarded {summary['discarded']}, "
         f"{summary['model_calls']} model calls. Export with: cads export {run_name} --out {run_name}.jsonl"
     )
 

@@ -124,6 +124,7 @@ class SimTruth(Record):
     distractors: list[str]
     difficulty: float
     flawed: bool
+    proposed_reference: str  # the reference as first proposed, before any revision
     template: str
     kind: str
 
@@ -138,6 +139,11 @@ class Proposal(ProposalDraft):
     image: str | None = Field(default=None, description="Content hash of the painted PNG in the blob store")
     revision: int = 0
     sim: SimTruth | None = None
+
+    @property
+    def key(self) -> str:
+        """The proposal's place in its run, without the run id: what seeded behaviour is keyed by."""
+        return f"r{self.round}/{self.proposer}/{self.index}"
 
 
 class Critique(CritiqueDraft):

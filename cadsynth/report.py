@@ -26,9 +26,11 @@ async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
     return record
 
 
-def _correct(p: Proposal) -> bool:
+def _correct(p: Proposal, *, raw: bool = False) -> bool:
+    """Whether the reference (as kept, or as first proposed) is the world's true answer."""
     assert p.sim is not None
-    return answers_match(p.reference_answer, p.sim.truth, p.answer_type, p.choices)
+    reference = p.sim.proposed_reference if raw else p.reference_answer
+    return answers_match(reference, p.sim.truth, p.answer_type, p.choices)
 
 
 async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
@@ -57,7 +59,7 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     if simulated:
         kept_sim = [p for p in kept if p.sim is not None]
         out["truth"] = {
-            "proposal_correct_rate": round(sum(map(_correct, simulated)) / len(simulated), 4),
+            "proposal_correct_rate": round(sum(_correct(p, raw=True) for p in simulated) / len(simulated), 4),
             "kept_correct_rate": round(sum(map(_correct, kept_sim)) / len(kept_sim), 4) if kept_sim else None,
         }
     return out
@@ -98,6 +100,7 @@ def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobS
         "run": p.run,
         "round": p.round,
         "proposer": p.proposer,
+        "seed": p.seed_id,
         "strategy": p.strategy,
         "capabilities": list(p.capabilities),
         "difficulty": p.difficulty,

@@ -176,7 +176,7 @@ async def critique(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     cid = critique_id(proposal.id, agent.name)
-    reply = await agent.critique(cid, proposal, await _image(res, proposal))
+    reply = await agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
     record = Critique(
         **reply.value.model_dump(), id=cid, run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id
     )
@@ -237,7 +237,7 @@ async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     critiques = [Critique.model_validate(c) for c in task["critiques"]]
-    reply = await agent.revise(f"{proposal.id}/revise", proposal, critiques, await _image(res, proposal))
+    reply = await agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
     revised = proposal.model_copy(
         update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
     )
@@ -273,7 +273,7 @@ async def judge(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     jid = judgment_id(proposal.id, agent.name)
-    reply = await agent.judge(jid, proposal, await _image(res, proposal))
+    reply = await agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
     record = Judgment(
         **reply.value.model_dump(), id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id
     )

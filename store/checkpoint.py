@@ -10,24 +10,34 @@ Three tables (see the checkpoint section of `store.schema`):
   value that stays put costs nothing per step.
 * ``cads_checkpoint_writes``: pending writes per (checkpoint, task, idx).
 
-All database work is written once, as functions of a synchronous SQLAlchemy ``Connection``.
-`SqlSaver` runs them on an ``Engine``; `AsyncSqlSaver` runs the same functions on an
-``AsyncEngine`` through ``AsyncConnection.run_sync``, so the two differ only in how they reach the
-database. On SQLite the write transactions of one engine are serialized in-process (LangGraph
-saves the writes of parallel tasks concurrently), so they queue instead of failing with
-"database is locked".
+All database work is written once, as functions of a synchronous SQLAlchemy ``Connection``
+(the ``_op_*`` methods); the savers differ only in how they reach the database:
+
+* `SqlSaver` runs them on an ``Engine`` in the calling thread.
+* `AsyncSqlSaver` on PostgreSQL runs them on the ``AsyncEngine`` through
+  ``AsyncConnection.run_sync`` (psycopg's non-blocking I/O). On a SQLite file it runs them on a
+  pysqlite engine for the same file in one worker thread of its own: SQLite I/O blocks in-process
+  whatever the driver (aiosqlite is a thread too), and one hop per operation beats aiosqlite's
+  several per statement.
+
+On SQLite the write transactions of a saver are serialized in-process (LangGraph saves the
+writes of parallel tasks concurrently), so they queue instead of failing with "database is
+locked". On PostgreSQL, reads and single-statement writes (`put` is one statement there, a CTE
+that adds the blobs) run in autocommit mode, saving the BEGIN/COMMIT round trips.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import random
 import threading
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,35 +57,45 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
+    LargeBinary,
+    Text,
     and_,
     bindparam,
+    cast,
+    create_engine,
     delete,
     func,
     inspect,
     literal,
+    literal_column,
     or_,
     select,
     text,
+    true,
     tuple_,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CompoundSelect, Select
 
+from .db import sync_engine
+from .migrate import SchemaVersionError, ensure_schema
 from .schema import SCHEMA_VERSION, checkpoint_blobs, checkpoint_writes, checkpoints, schema_info
-from .schema import metadata as all_tables
 
 __all__ = [
     "AsyncSqlSaver",
     "SchemaVersionError",
     "SqlSaver",
     "UnsupportedDatabaseError",
-    "ensure_schema",
+    "setup_schema",
 ]
 
 C, B, W = checkpoints, checkpoint_blobs, checkpoint_writes
@@ -94,10 +114,6 @@ _DELTA_KEYS = ("counters_since_delta_snapshot", "delta_writes_versioned")
 _SCHEMA_LOCK_KEY = 0x0CAD5_5C4E
 
 
-class SchemaVersionError(RuntimeError):
-    """The database was written by a newer cadsynth than this one."""
-
-
 class UnsupportedDatabaseError(ValueError):
     """The saver runs on SQLite and PostgreSQL only."""
 
@@ -105,18 +121,12 @@ class UnsupportedDatabaseError(ValueError):
 # --- schema ----------------------------------------------------------------------------------
 
 
-def _stored_version(conn: Connection) -> int | None:
-    if not inspect(conn).has_table(schema_info.name):
-        return None
-    return conn.execute(select(func.max(schema_info.c.version))).scalar()
+def setup_schema(conn: Connection) -> None:
+    """`store.migrate.ensure_schema`, made safe to run from several processes at once.
 
-
-def ensure_schema(conn: Connection) -> None:
-    """Create the missing tables of `store.schema` and record SCHEMA_VERSION (if none is recorded).
-
-    Raises SchemaVersionError, touching nothing, if the database records a newer version than this
-    code. Takes a connection with no transaction open, and commits. Safe to run from several
-    processes at once (an advisory lock on PostgreSQL, a retry on SQLite).
+    Checks the recorded version before touching anything (a database from a newer cadsynth is
+    refused as it is), and runs creation under an advisory lock on PostgreSQL, retrying on SQLite
+    when another process created a table first. Takes a connection with no transaction open.
     """
     name = conn.dialect.name
     if name not in ("sqlite", "postgresql"):
@@ -126,24 +136,21 @@ def ensure_schema(conn: Connection) -> None:
             with conn.begin():
                 if name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-                found = _stored_version(conn)
-                if found is not None and found > SCHEMA_VERSION:
-                    url = conn.engine.url.render_as_string(hide_password=True)
-                    raise SchemaVersionError(
-                        f"database {url} has schema version {found}, newer than this cadsynth's "
-                        f"{SCHEMA_VERSION}; upgrade cadsynth (or use another database)"
-                    )
-                all_tables.create_all(conn)
-                if found is None:
-                    conn.execute(
-                        _insert_fn(name)(schema_info)
-                        .values(id=1, version=SCHEMA_VERSION)
-                        .on_conflict_do_nothing()
-                    )
+                if inspect(conn).has_table(schema_info.name):
+                    found = conn.execute(
+                        select(schema_info.c.version).where(schema_info.c.id == 1)
+                    ).scalar()
+                    if found is not None and found > SCHEMA_VERSION:
+                        url = conn.engine.url.render_as_string(hide_password=True)
+                        raise SchemaVersionError(
+                            f"database {url} has schema version {found}, newer than this "
+                            f"cadsynth ({SCHEMA_VERSION}); upgrade cadsynth or use another database"
+                        )
+                ensure_schema(conn)
             return
         except DBAPIError:
-            # Another process created a table between our check and our CREATE (SQLite has no
-            # transactional DDL lock to wait on): look again.
+            # SQLite: another process created a table or stamped the version between our look
+            # and our write. Look again.
             if attempt == 2:
                 raise
 
@@ -200,17 +207,6 @@ class _WritesPlan:
     overwrite: bool
 
 
-@dataclass(slots=True)
-class _Decoded:
-    """A checkpoint row decoded, waiting for its blobs and writes."""
-
-    key: tuple[str, str, str]  # thread, ns, id
-    parent: str | None
-    checkpoint: dict[str, Any]
-    metadata: CheckpointMetadata
-    wanted: list[tuple[str, str]]  # (channel, version) still to load from blobs
-
-
 def _inline(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float)):
         return True
@@ -260,16 +256,9 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     }
 
 
-_CP_COLS = (
-    C.c.thread_id,
-    C.c.checkpoint_ns,
-    C.c.checkpoint_id,
-    C.c.parent_checkpoint_id,
-    C.c.type,
-    C.c.checkpoint,
-    C.c.metadata_type,
-    C.c.metadata,
-)
+def _blob_keys(versions: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
+    """The (channel, version) blob keys a checkpoint's channel_versions name."""
+    return ((channel, str(version)) for channel, version in (versions or {}).items())
 
 
 class _SqlSaverBase(BaseCheckpointSaver[str]):
@@ -290,6 +279,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
                     "run_id",
                     "type",
                     "checkpoint",
+                    "channel_versions",
                     "metadata_type",
                     "metadata",
                     "metadata_json",
@@ -299,7 +289,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
         self._insert_blobs = insert(B).on_conflict_do_nothing(
             index_elements=[B.c.thread_id, B.c.checkpoint_ns, B.c.channel, B.c.version]
         )
-        w_pk = [W.c.thread_id, W.c.checkpoint_ns, W.c.checkpoint_id, W.c.task_id, W.c.idx]
+        w_pk = self._writes_pk = [W.c.thread_id, W.c.checkpoint_ns, W.c.checkpoint_id, W.c.task_id, W.c.idx]
         self._insert_writes = insert(W).on_conflict_do_nothing(index_elements=w_pk)
         uw = insert(W)
         self._upsert_writes = uw.on_conflict_do_update(
@@ -307,27 +297,163 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             set_={n: uw.excluded[n] for n in ("channel", "type", "blob", "task_path")},
         )
         self._insert = insert
+        # PostgreSQL: `put` and `put_writes` are one statement each, so they need no transaction.
+        self.single_statement_writes = dialect == "postgresql"
+        if dialect == "postgresql":
+            self._pg_statements()
         t, ns = bindparam("t"), bindparam("ns")
-        self._q_by_id = select(*_CP_COLS).where(
-            C.c.thread_id == t, C.c.checkpoint_ns == ns, C.c.checkpoint_id == bindparam("id")
+        by_key = (C.c.thread_id == t, C.c.checkpoint_ns == ns)
+        self._q_by_id = self._read_statement(
+            select(C).where(*by_key, C.c.checkpoint_id == bindparam("id"))
         )
-        self._q_latest = (
-            select(*_CP_COLS)
-            .where(C.c.thread_id == t, C.c.checkpoint_ns == ns)
-            .order_by(C.c.checkpoint_id.desc())
-            .limit(1)
+        self._q_latest = self._read_statement(
+            select(C).where(*by_key).order_by(C.c.checkpoint_id.desc()).limit(1)
         )
-        self._q_blobs = select(B.c.channel, B.c.version, B.c.type, B.c.blob).where(
-            B.c.thread_id == t,
-            B.c.checkpoint_ns == ns,
-            tuple_(B.c.channel, B.c.version).in_(bindparam("keys", expanding=True)),
+
+    def _read_statement(self, chosen: Select[Any]) -> CompoundSelect[Any]:
+        """One statement returning checkpoint rows and everything needed to build their tuples.
+
+        `chosen` selects checkpoint rows. The result has kind 'c' rows for them, 'b' rows for the
+        blobs their channel_versions name (each blob once, however many checkpoints share it) and
+        'w' rows for their pending writes, in uniform columns:
+
+        ====  =============  ==============  ==============  =======  ========  ==========
+        kind  a              b               c               d        blob      blob2
+        ====  =============  ==============  ==============  =======  ========  ==========
+        c     checkpoint_id  parent id       metadata_type   --       checkpt.  metadata
+        b     channel        version         --              --       blob      --
+        w     checkpoint_id  task_id         task_path       channel  blob      --
+        ====  =============  ==============  ==============  =======  ========  ==========
+        """
+        head = chosen.cte("head")
+        each = getattr(func, "jsonb_each_text" if self.dialect == "postgresql" else "json_each")
+        versions = each(head.c.channel_versions).table_valued("key", "value").alias("v")
+        wanted = (
+            select(
+                head.c.thread_id.label("t"),
+                head.c.checkpoint_ns.label("ns"),
+                versions.c.key.label("ch"),
+                cast(versions.c.value, Text).label("ver"),
+            )
+            .select_from(head.join(versions, true()))
+            .distinct()
+            .cte("wanted")
         )
-        self._q_writes = select(
-            W.c.checkpoint_id, W.c.task_id, W.c.channel, W.c.type, W.c.blob, W.c.task_path, W.c.idx
-        ).where(
-            W.c.thread_id == t,
-            W.c.checkpoint_ns == ns,
-            W.c.checkpoint_id.in_(bindparam("ids", expanding=True)),
+        none_text = literal_column("NULL", Text)
+        none_bytes = literal_column("NULL", LargeBinary)
+        zero = literal_column("0", Integer)
+        rows = select(
+            literal_column("'c'", Text).label("kind"),
+            head.c.thread_id,
+            head.c.checkpoint_ns,
+            head.c.checkpoint_id.label("a"),
+            head.c.parent_checkpoint_id.label("b"),
+            head.c.metadata_type.label("c"),
+            none_text.label("d"),
+            head.c.type,
+            head.c.checkpoint.label("blob"),
+            head.c.metadata.label("blob2"),
+            zero.label("idx"),
+        )
+        blobs = select(
+            literal_column("'b'", Text),
+            B.c.thread_id,
+            B.c.checkpoint_ns,
+            B.c.channel,
+            B.c.version,
+            none_text,
+            none_text,
+            B.c.type,
+            B.c.blob,
+            none_bytes,
+            zero,
+        ).select_from(
+            wanted.join(
+                B,
+                and_(
+                    B.c.thread_id == wanted.c.t,
+                    B.c.checkpoint_ns == wanted.c.ns,
+                    B.c.channel == wanted.c.ch,
+                    B.c.version == wanted.c.ver,
+                ),
+            )
+        )
+        writes = select(
+            literal_column("'w'", Text),
+            W.c.thread_id,
+            W.c.checkpoint_ns,
+            W.c.checkpoint_id,
+            W.c.task_id,
+            W.c.task_path,
+            W.c.channel,
+            W.c.type,
+            W.c.blob,
+            none_bytes,
+            W.c.idx,
+        ).select_from(
+            head.join(
+                W,
+                and_(
+                    W.c.thread_id == head.c.thread_id,
+                    W.c.checkpoint_ns == head.c.checkpoint_ns,
+                    W.c.checkpoint_id == head.c.checkpoint_id,
+                ),
+            )
+        )
+        return union_all(rows, blobs, writes)
+
+    def _pg_statements(self) -> None:
+        """Fixed-shape statements for PostgreSQL's `put` and `put_writes`.
+
+        Rows travel as arrays (`INSERT ... SELECT FROM unnest(...)`), so one cached, server-
+        prepared statement serves any number of rows, in one round trip, atomically.
+        """
+
+        def arrays(prefix: str, **types: Any) -> Any:
+            return (
+                func.unnest(*(bindparam(f"{prefix}{n}", type_=ARRAY(t)) for n, t in types.items()))
+                .table_valued(*types)
+                .render_derived(name=prefix.rstrip("_"))
+            )
+
+        blobs = arrays("b_", channel=Text, version=Text, type=Text, blob=LargeBinary)
+        new_blobs = (
+            pg_dialect.insert(B)
+            .from_select(
+                ["thread_id", "checkpoint_ns", "channel", "version", "type", "blob"],
+                select(
+                    bindparam("b_thread", type_=Text),
+                    bindparam("b_ns", type_=Text),
+                    blobs.c.channel,
+                    blobs.c.version,
+                    blobs.c.type,
+                    blobs.c.blob,
+                ),
+            )
+            .on_conflict_do_nothing(index_elements=[B.c.thread_id, B.c.checkpoint_ns, B.c.channel, B.c.version])
+            .cte("new_blobs")
+        )
+        # WITH new_blobs AS (INSERT INTO blobs ... ON CONFLICT DO NOTHING) INSERT INTO checkpoints ...
+        self._pg_put = self._upsert_checkpoint.add_cte(new_blobs)
+        writes = arrays("w_", idx=Integer, channel=Text, type=Text, blob=LargeBinary)
+        insert_writes = pg_dialect.insert(W).from_select(
+            ["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "task_path", "idx", "channel", "type", "blob"],
+            select(
+                bindparam("w_thread", type_=Text),
+                bindparam("w_ns", type_=Text),
+                bindparam("w_checkpoint", type_=Text),
+                bindparam("w_task", type_=Text),
+                bindparam("w_path", type_=Text),
+                writes.c.idx,
+                writes.c.channel,
+                writes.c.type,
+                writes.c.blob,
+            ),
+        )
+        self._pg_insert_writes = insert_writes.on_conflict_do_nothing(index_elements=self._writes_pk)
+        self._pg_upsert_writes = insert_writes.on_conflict_do_update(
+            index_elements=self._writes_pk,
+            set_={n: insert_writes.excluded[n] for n in ("channel", "type", "blob", "task_path")},
         )
 
     # -- versions ---------------------------------------------------------------------------
@@ -392,6 +518,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             "run_id": str(run_id) if run_id is not None else None,
             "type": cp_type,
             "checkpoint": cp_bytes,
+            "channel_versions": dict(checkpoint["channel_versions"]),
             "metadata_type": md_type,
             "metadata": md_bytes,
             "metadata_json": _json_projection(md),
@@ -426,94 +553,99 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
                 }
             )
         # Special writes (errors, interrupts, ...) replace an earlier one of the same task; a
-        # regular write is saved once, so a retried task cannot change what was recorded.
+        # regular write is saved once, so a retried task cannot change what was recorded. The same
+        # holds inside one call (two writes of one special channel share an idx): last or first.
         overwrite = all(channel in WRITES_IDX_MAP for channel, _ in writes)
-        return _WritesPlan(rows, overwrite)
+        by_idx: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            if overwrite or row["idx"] not in by_idx:
+                by_idx[row["idx"]] = row
+        return _WritesPlan(list(by_idx.values()), overwrite)
 
-    def _decode(self, row: Any) -> _Decoded:
-        checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
-        values = checkpoint["channel_values"]
-        wanted = [
-            (channel, str(version))
-            for channel, version in checkpoint["channel_versions"].items()
-            if channel not in values
-        ]
-        return _Decoded(
-            key=(row.thread_id, row.checkpoint_ns, row.checkpoint_id),
-            parent=row.parent_checkpoint_id,
-            checkpoint=checkpoint,
-            metadata=self.serde.loads_typed((row.metadata_type, row.metadata)),
-            wanted=wanted,
-        )
-
-    def _versions_of(self, row: Any) -> Iterable[tuple[str, str]]:
-        checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
-        return ((ch, str(v)) for ch, v in checkpoint["channel_versions"].items())
-
-    # -- database operations, each on one sync Connection -----------------------------------
+    def _assemble(self, rows: Iterable[Any]) -> list[CheckpointTuple]:
+        """Tuples from the rows of a `_read_statement`, newest checkpoint first."""
+        heads: list[Any] = []
+        blobs: dict[tuple[str, str, str, str], tuple[str, bytes | None]] = {}
+        writes: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+        for r in rows:
+            if r.kind == "c":
+                heads.append(r)
+            elif r.kind == "b":
+                blobs[(r.thread_id, r.checkpoint_ns, r.a, r.b)] = (r.type, r.blob)
+            else:
+                writes[(r.thread_id, r.checkpoint_ns, r.a)].append(r)
+        # list order; Python's string order is the database's (bytewise keys, see store.schema)
+        heads.sort(key=lambda r: (r.thread_id, r.checkpoint_ns))
+        heads.sort(key=lambda r: r.a, reverse=True)
+        out = []
+        for h in heads:
+            thread_id, ns, checkpoint_id = h.thread_id, h.checkpoint_ns, h.a
+            checkpoint = self.serde.loads_typed((h.type, h.blob))
+            values = checkpoint["channel_values"]
+            for channel, version in checkpoint["channel_versions"].items():
+                if channel not in values:
+                    found = blobs.get((thread_id, ns, channel, str(version)))
+                    if found is not None and found[0] != "empty":
+                        values[channel] = self.serde.loads_typed(found)
+            # Python's order, not the database's: a replay must follow writes_sort_key.
+            pending = sorted(writes.get((thread_id, ns, checkpoint_id), ()), key=lambda w: (w.c, w.b, w.idx))
+            out.append(
+                CheckpointTuple(
+                    config=_config(thread_id, ns, checkpoint_id),
+                    checkpoint=checkpoint,
+                    metadata=self.serde.loads_typed((h.c, h.blob2)),
+                    parent_config=_config(thread_id, ns, h.b) if h.b else None,
+                    pending_writes=[(w.b, w.d, self.serde.loads_typed((w.type, w.blob))) for w in pending],
+                )
+            )
+        return out
 
     def _op_put(self, conn: Connection, plan: _PutPlan) -> None:
+        if self.single_statement_writes:
+            row = plan.row
+            params = {
+                **row,
+                "b_thread": row["thread_id"],
+                "b_ns": row["checkpoint_ns"],
+                "b_channel": [b["channel"] for b in plan.blobs],
+                "b_version": [b["version"] for b in plan.blobs],
+                "b_type": [b["type"] for b in plan.blobs],
+                "b_blob": [b["blob"] for b in plan.blobs],
+            }
+            conn.execute(self._pg_put, params)
+            return
         if plan.blobs:
             conn.execute(self._insert_blobs, plan.blobs)
         conn.execute(self._upsert_checkpoint, plan.row)
 
     def _op_put_writes(self, conn: Connection, plan: _WritesPlan) -> None:
-        if plan.rows:
-            conn.execute(self._upsert_writes if plan.overwrite else self._insert_writes, plan.rows)
+        if not plan.rows:
+            return
+        if self.single_statement_writes:
+            first = plan.rows[0]
+            params = {
+                "w_thread": first["thread_id"],
+                "w_ns": first["checkpoint_ns"],
+                "w_checkpoint": first["checkpoint_id"],
+                "w_task": first["task_id"],
+                "w_path": first["task_path"],
+                "w_idx": [r["idx"] for r in plan.rows],
+                "w_channel": [r["channel"] for r in plan.rows],
+                "w_type": [r["type"] for r in plan.rows],
+                "w_blob": [r["blob"] for r in plan.rows],
+            }
+            conn.execute(self._pg_upsert_writes if plan.overwrite else self._pg_insert_writes, params)
+            return
+        conn.execute(self._upsert_writes if plan.overwrite else self._insert_writes, plan.rows)
 
     def _op_get_tuple(self, conn: Connection, config: RunnableConfig) -> CheckpointTuple | None:
         conf = config["configurable"]
         params = {"t": str(conf["thread_id"]), "ns": conf.get("checkpoint_ns") or ""}
         if checkpoint_id := get_checkpoint_id(config):
-            row = conn.execute(self._q_by_id, {**params, "id": checkpoint_id}).first()
+            found = self._assemble(conn.execute(self._q_by_id, {**params, "id": checkpoint_id}))
         else:
-            row = conn.execute(self._q_latest, params).first()
-        if row is None:
-            return None
-        return self._load(conn, [self._decode(row)])[0]
-
-    def _load(self, conn: Connection, decoded: list[_Decoded]) -> list[CheckpointTuple]:
-        """Fetch the blobs and pending writes of decoded rows and build their tuples."""
-        groups: dict[tuple[str, str], list[_Decoded]] = defaultdict(list)
-        for d in decoded:
-            groups[d.key[:2]].append(d)
-        blobs: dict[tuple[str, str, str, str], tuple[str, bytes | None]] = {}
-        writes: dict[tuple[str, str, str], list[tuple[tuple[str, str, int], PendingWrite]]] = (
-            defaultdict(list)
-        )
-        for (thread_id, ns), members in groups.items():
-            params = {"t": thread_id, "ns": ns}
-            wanted = sorted({w for d in members for w in d.wanted})
-            for keys in _chunks(wanted):
-                for r in conn.execute(self._q_blobs, {**params, "keys": list(keys)}):
-                    blobs[(thread_id, ns, r.channel, r.version)] = (r.type, r.blob)
-            ids = [d.key[2] for d in members]
-            for chunk in _chunks(ids):
-                for r in conn.execute(self._q_writes, {**params, "ids": list(chunk)}):
-                    value = self.serde.loads_typed((r.type, r.blob))
-                    writes[(thread_id, ns, r.checkpoint_id)].append(
-                        ((r.task_path, r.task_id, r.idx), (r.task_id, r.channel, value))
-                    )
-        out = []
-        for d in decoded:
-            thread_id, ns, checkpoint_id = d.key
-            values = d.checkpoint["channel_values"]
-            for channel, version in d.wanted:
-                found = blobs.get((thread_id, ns, channel, version))
-                if found is not None and found[0] != "empty":
-                    values[channel] = self.serde.loads_typed(found)
-            # Python's order, not the database collation's: replays must follow writes_sort_key.
-            pending = [w for _, w in sorted(writes.get(d.key, ()), key=lambda e: e[0])]
-            out.append(
-                CheckpointTuple(
-                    config=_config(thread_id, ns, checkpoint_id),
-                    checkpoint=d.checkpoint,
-                    metadata=d.metadata,
-                    parent_config=_config(thread_id, ns, d.parent) if d.parent else None,
-                    pending_writes=pending,
-                )
-            )
-        return out
+            found = self._assemble(conn.execute(self._q_latest, params))
+        return found[0] if found else None
 
     def _filter_clauses(
         self, filter: Mapping[str, Any] | None
@@ -566,21 +698,19 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             where.append(C.c.checkpoint_id < before_id)
         clauses, residual = self._filter_clauses(filter)
         where.extend(clauses)
-        query = (
-            select(*_CP_COLS)
-            .where(*where)
-            .order_by(C.c.checkpoint_id.desc(), C.c.thread_id, C.c.checkpoint_ns)
-        )
+        query = select(C).where(*where).order_by(C.c.checkpoint_id.desc(), C.c.thread_id, C.c.checkpoint_ns)
         return query, residual
 
-    def _op_list_page(
+    def _op_list_load(
         self,
         conn: Connection,
-        query: Any,
+        query: Select[Any],
         after: tuple[str, str, str] | None,
-        size: int | None,
-    ) -> tuple[list[_Decoded], list[CheckpointTuple], tuple[str, str, str] | None]:
-        """One page of `list`: rows past `after` in list order; returns the cursor for the next."""
+        size: int,
+        residual: Mapping[str, Any],
+    ) -> tuple[list[CheckpointTuple], tuple[str, str, str] | None]:
+        """One page of `list`: the tuples after `after` in list order (filtered by `residual`),
+        and the cursor for the next page, None when this one was the last."""
         if after is not None:
             cid, tid, ns = after
             query = query.where(
@@ -592,33 +722,18 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
                     ),
                 )
             )
-        if size is not None:
-            query = query.limit(size)
-        rows = conn.execute(query).all()
-        if not rows:
-            return [], [], None
-        decoded = [self._decode(r) for r in rows]
-        last = rows[-1]
-        cursor = (last.checkpoint_id, last.thread_id, last.checkpoint_ns)
-        more = size is not None and len(rows) == size
-        return decoded, [], cursor if more else None
-
-    def _op_list_load(
-        self,
-        conn: Connection,
-        query: Any,
-        after: tuple[str, str, str] | None,
-        size: int | None,
-        residual: Mapping[str, Any],
-    ) -> tuple[list[CheckpointTuple], tuple[str, str, str] | None]:
-        decoded, _, cursor = self._op_list_page(conn, query, after, size)
+        page = self._assemble(conn.execute(self._read_statement(query.limit(size))))
+        cursor = None
+        if len(page) == size:
+            last = page[-1].config["configurable"]
+            cursor = (last["checkpoint_id"], last["thread_id"], last["checkpoint_ns"])
         if residual:
-            decoded = [
-                d
-                for d in decoded
-                if all(k in d.metadata and _json_contains(d.metadata[k], v) for k, v in residual.items())
+            page = [
+                t
+                for t in page
+                if all(k in t.metadata and _json_contains(t.metadata[k], v) for k, v in residual.items())
             ]
-        return (self._load(conn, decoded) if decoded else []), cursor
+        return page, cursor
 
     def _list_plan(
         self,
@@ -626,12 +741,11 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
         filter: Mapping[str, Any] | None,
         before: RunnableConfig | None,
         limit: int | None,
-    ) -> tuple[Any, dict[str, Any], int | None]:
+    ) -> tuple[Any, dict[str, Any], int]:
+        """The query, the filter items left to check in Python, and the page size: the limit
+        itself when SQL does all the filtering, else pages of _PAGE rows."""
         query, residual = self._list_query(config, filter, before)
-        if limit is not None and not residual:
-            size: int | None = int(limit)
-        else:
-            size = _PAGE if limit is None or residual else int(limit)
+        size = int(limit) if limit is not None and not residual else _PAGE
         return query, residual, size
 
     def _op_delete_threads(self, conn: Connection, thread_ids: Sequence[str]) -> None:
@@ -661,8 +775,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
                     C.c.checkpoint_ns,
                     C.c.checkpoint_id,
                     C.c.parent_checkpoint_id,
-                    C.c.type,
-                    C.c.checkpoint,
+                    C.c.channel_versions,
                 ).where(C.c.run_id.in_(list(chunk)))
             ).all()
         groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
@@ -691,7 +804,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
                 .values(parent_checkpoint_id=bindparam("new")),
                 relink,
             )
-            freed = {v for r in rows for v in self._versions_of(r)}
+            freed = {v for r in rows for v in _blob_keys(r.channel_versions)}
             self._delete_checkpoints(conn, thread_id, ns, list(parent_of))
             self._collect_blobs(conn, thread_id, ns, freed)
 
@@ -712,10 +825,13 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
         """Delete the blobs among `freed` that no remaining checkpoint of (thread, ns) uses."""
         if not freed:
             return
-        rows = conn.execute(
-            select(C.c.type, C.c.checkpoint).where(C.c.thread_id == thread_id, C.c.checkpoint_ns == ns)
-        )
-        used = {v for r in rows for v in self._versions_of(r)}
+        used = {
+            v
+            for (versions,) in conn.execute(
+                select(C.c.channel_versions).where(C.c.thread_id == thread_id, C.c.checkpoint_ns == ns)
+            )
+            for v in _blob_keys(versions)
+        }
         garbage = sorted(freed - used)
         for chunk in _chunks(garbage):
             conn.execute(
@@ -761,8 +877,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             select(
                 C.c.checkpoint_ns,
                 C.c.checkpoint_id,
-                C.c.type,
-                C.c.checkpoint,
+                C.c.channel_versions,
                 C.c.metadata_json,
             ).where(C.c.thread_id == thread_id)
         ).all()
@@ -784,7 +899,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             unkept = [r for r in rs if r.checkpoint_id != head.checkpoint_id]
             if not unkept:
                 continue
-            freed = {v for r in unkept for v in self._versions_of(r)}
+            freed = {v for r in unkept for v in _blob_keys(r.channel_versions)}
             self._delete_checkpoints(conn, thread_id, ns, [r.checkpoint_id for r in unkept])
             conn.execute(
                 update(C)
@@ -806,43 +921,80 @@ def _check_prune_args(thread_ids: Sequence[str], strategy: str) -> list[str]:
     return [str(t) for t in thread_ids]
 
 
+def _in_memory(engine: AsyncEngine) -> bool:
+    database = engine.url.database
+    return not database or database == ":memory:" or engine.url.query.get("mode") == "memory"
+
+
+class _Pager:
+    """The paging of `list`, shared by the sync and async loops."""
+
+    def __init__(self, saver: _SqlSaverBase, config: Any, filter: Any, before: Any, limit: int | None):
+        self.query, self.residual, self.size = saver._list_plan(config, filter, before, limit)
+        self.left = limit
+        self.after: tuple[str, str, str] | None = None
+        self.done = limit is not None and limit <= 0
+
+    def args(self) -> tuple[Any, ...]:
+        return (self.query, self.after, self.size, self.residual)
+
+    def take(self, page: list[CheckpointTuple], after: tuple[str, str, str] | None) -> list[CheckpointTuple]:
+        if self.left is not None:
+            page = page[: self.left]
+            self.left -= len(page)
+        self.after = after
+        self.done = after is None or self.left == 0
+        return page
+
+
 class SqlSaver(_SqlSaverBase):
     """Checkpoint saver on a synchronous SQLAlchemy Engine (SQLite or PostgreSQL).
 
     The async methods run the sync ones in a worker thread, so the saver also serves async
-    graphs; prefer `AsyncSqlSaver` there.
+    graphs; `AsyncSqlSaver` is the one meant for them.
     """
 
     def __init__(self, engine: Engine, *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(dialect=engine.dialect.name, serde=serde)
         self.engine = engine
+        # PostgreSQL: reads and one-statement writes go through a companion engine on the same URL
+        # whose connections stay in autocommit mode (switching a pooled connection per checkout
+        # costs as much as the BEGIN/ROLLBACK it saves). `close()` disposes it.
+        self._autocommit = (
+            create_engine(engine.url, isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else engine
+        )
         self._write_lock: AbstractContextManager[Any] = (
             _thread_lock(engine) if self.dialect == "sqlite" else nullcontext()
         )
+
+    def close(self) -> None:
+        """Dispose the companion engine (PostgreSQL); the engine given stays the caller's."""
+        if self._autocommit is not self.engine:
+            self._autocommit.dispose()
 
     def setup(self) -> None:
         """Create the tables if needed (done on first use anyway)."""
         if self.engine in _schema_ready:
             return
         with self.engine.connect() as conn:
-            ensure_schema(conn)
+            setup_schema(conn)
         _schema_ready.add(self.engine)
 
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
         self.setup()
-        with self.engine.connect() as conn:
-            yield conn
+        with self._autocommit.connect() as conn:
+            return fn(conn, *args)
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
+    def _write(self, fn: Callable[..., T], *args: Any, atomic: bool = True) -> T:
         self.setup()
+        if not atomic:
+            with self._autocommit.connect() as conn:
+                return fn(conn, *args)
         with self._write_lock, self.engine.begin() as conn:
-            yield conn
+            return fn(conn, *args)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        with self._reading() as conn:
-            return self._op_get_tuple(conn, config)
+        return self._read(self._op_get_tuple, config)
 
     def list(
         self,
@@ -852,18 +1004,9 @@ class SqlSaver(_SqlSaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        query, residual, size = self._list_plan(config, filter, before, limit)
-        left = limit
-        after: tuple[str, str, str] | None = None
-        while left is None or left > 0:
-            with self._reading() as conn:
-                page, after = self._op_list_load(conn, query, after, size, residual)
-            for tup in page[:left] if left is not None else page:
-                yield tup
-            if left is not None:
-                left -= min(left, len(page))
-            if after is None:
-                return
+        pager = _Pager(self, config, filter, before, limit)
+        while not pager.done:
+            yield from pager.take(*self._read(self._op_list_load, *pager.args()))
 
     def put(
         self,
@@ -873,8 +1016,7 @@ class SqlSaver(_SqlSaverBase):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         plan, next_config = self._plan_put(config, checkpoint, metadata, new_versions)
-        with self._writing() as conn:
-            self._op_put(conn, plan)
+        self._write(self._op_put, plan, atomic=not self.single_statement_writes)
         return next_config
 
     def put_writes(
@@ -885,36 +1027,28 @@ class SqlSaver(_SqlSaverBase):
         task_path: str = "",
     ) -> None:
         plan = self._plan_writes(config, writes, task_id, task_path)
-        with self._writing() as conn:
-            self._op_put_writes(conn, plan)
+        self._write(self._op_put_writes, plan, atomic=not self.single_statement_writes)
 
     def delete_thread(self, thread_id: str) -> None:
-        with self._writing() as conn:
-            self._op_delete_threads(conn, [str(thread_id)])
+        self._write(self._op_delete_threads, [str(thread_id)])
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        if not run_ids:
-            return
-        with self._writing() as conn:
-            self._op_delete_for_runs(conn, [str(r) for r in run_ids])
+        if run_ids:
+            self._write(self._op_delete_for_runs, [str(r) for r in run_ids])
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        with self._writing() as conn:
-            self._op_copy_thread(conn, str(source_thread_id), str(target_thread_id))
+        self._write(self._op_copy_thread, str(source_thread_id), str(target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         ids = _check_prune_args(thread_ids, strategy)
         if not ids:
             return
         if strategy == "delete":
-            with self._writing() as conn:
-                self._op_delete_threads(conn, ids)
+            self._write(self._op_delete_threads, ids)
             return
-        with self._reading() as conn:
-            self._op_refuse_delta_threads(conn, ids)
+        self._read(self._op_refuse_delta_threads, ids)
         for thread_id in ids:
-            with self._writing() as conn:
-                self._op_keep_latest(conn, thread_id)
+            self._write(self._op_keep_latest, thread_id)
 
     # async forms: the sync ones in a worker thread
 
@@ -929,10 +1063,11 @@ class SqlSaver(_SqlSaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        it = self.list(config, filter=filter, before=before, limit=limit)
-        sentinel = object()
-        while (tup := await asyncio.to_thread(next, it, sentinel)) is not sentinel:
-            yield tup  # type: ignore[misc]
+        pager = _Pager(self, config, filter, before, limit)
+        while not pager.done:
+            page = await asyncio.to_thread(self._read, self._op_list_load, *pager.args())
+            for tup in pager.take(*page):
+                yield tup
 
     async def aput(
         self,
@@ -966,10 +1101,15 @@ class SqlSaver(_SqlSaverBase):
 
 
 class AsyncSqlSaver(_SqlSaverBase):
-    """Checkpoint saver on an async SQLAlchemy AsyncEngine (aiosqlite or psycopg).
+    """Checkpoint saver for async graphs, on an AsyncEngine (SQLite via aiosqlite, or psycopg).
 
-    The sync methods hand their work to the event loop the saver runs on, so they may be called
-    from other threads (e.g. `graph.get_state` in a sync helper), never from that loop itself.
+    On PostgreSQL it works through the AsyncEngine (transactions) and an autocommit companion
+    engine on the same URL (reads, `put`, `put_writes`). On a SQLite file it works on a pysqlite
+    engine of its own for the same file, in one worker thread (see the module docstring). Call
+    `aclose()` (`open_checkpointer` does) to dispose of what it made.
+
+    The sync methods work from any thread on SQLite. On PostgreSQL they hand the work to the
+    event loop the saver runs on, so they must not be called from that loop's own thread.
     """
 
     def __init__(self, engine: AsyncEngine, *, serde: SerializerProtocol | None = None) -> None:
@@ -979,24 +1119,61 @@ class AsyncSqlSaver(_SqlSaverBase):
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self.loop = None
+        # See SqlSaver: PostgreSQL's reads and one-statement writes use an autocommit companion.
+        self._autocommit = (
+            create_async_engine(engine.url, isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else engine
+        )
+        self._local: SqlSaver | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        if self.dialect == "sqlite" and not _in_memory(engine):
+            self._local = SqlSaver(sync_engine(engine.url.render_as_string(hide_password=False)))
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cads-sqlite")
 
     async def setup(self) -> None:
         """Create the tables if needed (done on first use anyway)."""
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
+        if self._local is not None:
+            if self._local.engine not in _schema_ready:
+                await self._in_thread(self._local.setup)
+            return
         if self.engine.sync_engine in _schema_ready:
             return
         async with self.engine.connect() as conn:
-            await conn.run_sync(ensure_schema)
+            await conn.run_sync(setup_schema)
         _schema_ready.add(self.engine.sync_engine)
+
+    async def aclose(self) -> None:
+        """Dispose what the saver made for itself: the SQLite worker thread and its engine, or the
+        PostgreSQL autocommit companion. The AsyncEngine given stays the caller's."""
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+            self._executor = None
+        if self._local is not None:
+            self._local.close()
+            self._local.engine.dispose()
+        if self._autocommit is not self.engine:
+            await self._autocommit.dispose()
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._executor is None:
+            raise RuntimeError("this AsyncSqlSaver is closed")
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         await self.setup()
-        async with self.engine.connect() as conn:
+        if self._local is not None:
+            return await self._in_thread(self._local._read, fn, *args)
+        async with self._autocommit.connect() as conn:
             return await conn.run_sync(fn, *args)
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _write(self, fn: Callable[..., T], *args: Any, atomic: bool = True) -> T:
         await self.setup()
+        if self._local is not None:
+            return await self._in_thread(self._local._write, fn, *args)
+        if not atomic:
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(fn, *args)
         lock = _task_lock(self.engine.sync_engine) if self.dialect == "sqlite" else None
         async with lock if lock is not None else nullcontext():  # type: ignore[attr-defined]
             async with self.engine.begin() as conn:
@@ -1013,17 +1190,10 @@ class AsyncSqlSaver(_SqlSaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        query, residual, size = self._list_plan(config, filter, before, limit)
-        left = limit
-        after: tuple[str, str, str] | None = None
-        while left is None or left > 0:
-            page, after = await self._read(self._op_list_load, query, after, size, residual)
-            for tup in page[:left] if left is not None else page:
+        pager = _Pager(self, config, filter, before, limit)
+        while not pager.done:
+            for tup in pager.take(*await self._read(self._op_list_load, *pager.args())):
                 yield tup
-            if left is not None:
-                left -= min(left, len(page))
-            if after is None:
-                return
 
     async def aput(
         self,
@@ -1033,7 +1203,7 @@ class AsyncSqlSaver(_SqlSaverBase):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         plan, next_config = self._plan_put(config, checkpoint, metadata, new_versions)
-        await self._write(self._op_put, plan)
+        await self._write(self._op_put, plan, atomic=not self.single_statement_writes)
         return next_config
 
     async def aput_writes(
@@ -1044,7 +1214,7 @@ class AsyncSqlSaver(_SqlSaverBase):
         task_path: str = "",
     ) -> None:
         plan = self._plan_writes(config, writes, task_id, task_path)
-        await self._write(self._op_put_writes, plan)
+        await self._write(self._op_put_writes, plan, atomic=not self.single_statement_writes)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._write(self._op_delete_threads, [str(thread_id)])
@@ -1067,27 +1237,40 @@ class AsyncSqlSaver(_SqlSaverBase):
         for thread_id in ids:
             await self._write(self._op_keep_latest, thread_id)
 
-    # sync forms: run on the saver's event loop from another thread
+    # sync forms
 
-    def _on_loop(self, coro_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _sync(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run the SqlSaver method `name` (SQLite file), or the a-method on the saver's loop."""
+        if self._local is not None:
+            # A view of the worker's saver with this saver's serde (`with_allowlist` clones differ
+            # in it); the calling thread does the I/O.
+            local = copy.copy(self._local)
+            local.serde = self.serde
+            return getattr(local, name)(*args, **kwargs)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if self.loop is None or self.loop.is_closed():
             raise RuntimeError(
-                "AsyncSqlSaver's sync methods need the event loop it runs on; use it (or "
-                "`await saver.setup()`) inside that loop first, or use SqlSaver"
+                "AsyncSqlSaver's sync methods need the event loop it runs on: use the saver "
+                "(or `await saver.setup()`) in that loop first, or use SqlSaver"
             )
         if running is self.loop:
             raise asyncio.InvalidStateError(
-                "synchronous AsyncSqlSaver calls from its own event loop would block it; use the "
+                "a synchronous AsyncSqlSaver call from its own event loop would block it; use the "
                 "a* methods (e.g. `await graph.aget_state(...)`) or call from another thread"
             )
-        return asyncio.run_coroutine_threadsafe(coro_fn(*args, **kwargs), self.loop).result()
+
+        async def call() -> Any:
+            if name == "list":
+                return [t async for t in self.alist(*args, **kwargs)]
+            return await getattr(self, "a" + name)(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._on_loop(self.aget_tuple, config)
+        return self._sync("get_tuple", config)
 
     def list(
         self,
@@ -1097,10 +1280,7 @@ class AsyncSqlSaver(_SqlSaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        async def collect() -> list[CheckpointTuple]:
-            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
-
-        yield from self._on_loop(collect)
+        yield from self._sync("list", config, filter=filter, before=before, limit=limit)
 
     def put(
         self,
@@ -1109,7 +1289,7 @@ class AsyncSqlSaver(_SqlSaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._on_loop(self.aput, config, checkpoint, metadata, new_versions)
+        return self._sync("put", config, checkpoint, metadata, new_versions)
 
     def put_writes(
         self,
@@ -1118,16 +1298,16 @@ class AsyncSqlSaver(_SqlSaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._on_loop(self.aput_writes, config, writes, task_id, task_path)
+        self._sync("put_writes", config, writes, task_id, task_path)
 
     def delete_thread(self, thread_id: str) -> None:
-        self._on_loop(self.adelete_thread, thread_id)
+        self._sync("delete_thread", thread_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._on_loop(self.adelete_for_runs, run_ids)
+        self._sync("delete_for_runs", run_ids)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._on_loop(self.acopy_thread, source_thread_id, target_thread_id)
+        self._sync("copy_thread", source_thread_id, target_thread_id)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._on_loop(self.aprune, thread_ids, strategy=strategy)
+        self._sync("prune", thread_ids, strategy=strategy)

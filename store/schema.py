@@ -145,17 +145,22 @@ calls = Table(
 from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402  (kept inside this section)
 
 _Json = JSON().with_variant(JSONB(), "postgresql")
+# Keys compare bytewise on PostgreSQL as on SQLite, whatever the database's locale: the saver
+# relies on checkpoint ids sorting as strings do in Python.
+_Key = Text().with_variant(Text(collation="C"), "postgresql")
 
 checkpoints = Table(
     "cads_checkpoints",
     metadata,
-    Column("thread_id", Text, primary_key=True),
-    Column("checkpoint_ns", Text, primary_key=True),
-    Column("checkpoint_id", Text, primary_key=True),
-    Column("parent_checkpoint_id", Text, nullable=True),
+    Column("thread_id", _Key, primary_key=True),
+    Column("checkpoint_ns", _Key, primary_key=True),
+    Column("checkpoint_id", _Key, primary_key=True),
+    Column("parent_checkpoint_id", _Key, nullable=True),
     Column("run_id", Text, nullable=True),  # metadata["run_id"], for delete_for_runs
     Column("type", Text, nullable=False),
     Column("checkpoint", LargeBinary, nullable=False),
+    # The checkpoint's channel_versions again, as JSON: lets one query fetch its blobs with it.
+    Column("channel_versions", _Json, nullable=False),
     Column("metadata_type", Text, nullable=False),
     Column("metadata", LargeBinary, nullable=False),
     # The JSON-representable top-level metadata keys, for `list(filter=...)` in SQL.
@@ -166,10 +171,10 @@ checkpoints = Table(
 checkpoint_blobs = Table(
     "cads_checkpoint_blobs",
     metadata,
-    Column("thread_id", Text, primary_key=True),
-    Column("checkpoint_ns", Text, primary_key=True),
-    Column("channel", Text, primary_key=True),
-    Column("version", Text, primary_key=True),
+    Column("thread_id", _Key, primary_key=True),
+    Column("checkpoint_ns", _Key, primary_key=True),
+    Column("channel", _Key, primary_key=True),
+    Column("version", _Key, primary_key=True),
     Column("type", Text, nullable=False),
     Column("blob", LargeBinary, nullable=True),
 )
@@ -177,10 +182,10 @@ checkpoint_blobs = Table(
 checkpoint_writes = Table(
     "cads_checkpoint_writes",
     metadata,
-    Column("thread_id", Text, primary_key=True),
-    Column("checkpoint_ns", Text, primary_key=True),
-    Column("checkpoint_id", Text, primary_key=True),
-    Column("task_id", Text, primary_key=True),
+    Column("thread_id", _Key, primary_key=True),
+    Column("checkpoint_ns", _Key, primary_key=True),
+    Column("checkpoint_id", _Key, primary_key=True),
+    Column("task_id", _Key, primary_key=True),
     Column("idx", Integer, primary_key=True, autoincrement=False),
     Column("channel", Text, nullable=False),
     Column("type", Text, nullable=False),

@@ -11,7 +11,7 @@ How it behaves, per role:
   wrong one;
 - critic: spots a wrong reference with probability `detect_rate`;
 - reviser: fixes a spotted wrong reference with probability `fix_rate`;
-- judge: answers right with probability sigmoid(3 + skill + capability skill - 5 * difficulty),
+- judge: answers right with probability sigmoid(3.5 + skill + capability skill - 5 * difficulty),
   otherwise gives one of the world's plausible wrong answers;
 - adversary: moves capability and strategy weights toward what split the panel and the difficulty
   target toward where the panel splits.
@@ -150,7 +150,7 @@ class SimChatModel(BaseChatModel):
             reference_answer=reference,
             solution=solution,
             difficulty=round(problem.difficulty, 3),
-            sim=_truth(problem, flawed),
+            sim=_truth(problem, flawed, reference),
         )
 
     def _critique(self, rng: Any, task: dict[str, Any]) -> CritiqueDraft:
@@ -182,7 +182,7 @@ class SimChatModel(BaseChatModel):
             return JudgmentDraft(answer="unknown", rationale="The simulator has no ground truth here.", confidence=0.0, quality=1)
         caps = task["capabilities"]
         cap_skill = sum(self.persona.capability_skill.get(c, 0.0) for c in caps) / max(1, len(caps))
-        p = sigmoid(3.0 + self.persona.skill + cap_skill - 5.0 * sim["difficulty"])
+        p = sigmoid(3.5 + self.persona.skill + cap_skill - 5.0 * sim["difficulty"])
         if rng.random() < p:
             answer = sim["truth"]
             rationale = f"Reading the values off the image and working it through gives {answer}."
@@ -238,12 +238,13 @@ def _shift(weights: dict[str, float], splits: dict[str, float], mean_split: floa
     return {n: round(min(5.0, max(0.2, w / mean)), 4) for n, w in raw.items()}
 
 
-def _truth(problem: Problem, flawed: bool) -> SimTruth:
+def _truth(problem: Problem, flawed: bool, reference: str) -> SimTruth:
     return SimTruth(
         truth=problem.truth,
         distractors=list(problem.distractors),
         difficulty=problem.difficulty,
         flawed=flawed,
+        proposed_reference=reference,
         template=problem.template,
         kind=problem.kind,
     )

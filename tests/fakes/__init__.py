@@ -1,6 +1,6 @@
 """Local fake LLM servers speaking the real HTTP protocols (no pytest needed).
 
-    from fakes import FakeOpenAI, FakeGemini, FaultPlan
+    from tests.fakes import FakeOpenAI, FakeGemini, FaultPlan
 
     with FakeOpenAI(api_key="sk-test-123", faults=FaultPlan(rate=0.2, seed=1)) as srv:
         ChatOpenAI(base_url=srv.base_url, api_key="sk-test-123", model="gpt-4o-mini")

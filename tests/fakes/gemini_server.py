@@ -38,6 +38,7 @@ from .openai_server import (
     b64decode_any,
     estimate_tokens,
     fence,
+    gemini_camel,
     make_png,
     request_target,
     request_text,
@@ -78,6 +79,9 @@ class FakeGemini(FakeServerBase):
     when function calling is forced with mode ANY), a str (text part verbatim)
     or a :class:`Reply`.  If ``responseModalities`` asks for ``IMAGE`` and the
     reply has no images, a PNG made from the prompt is added as inline data.
+    The responder gets the request with field names normalised to camelCase
+    (the API accepts snake_case too, and the SDK sends a mix);
+    ``RequestRecord.body`` keeps the body exactly as received.
 
     Args:
         api_key: if set, ``x-goog-api-key`` (or ``?key=``) must match
@@ -161,7 +165,8 @@ class FakeGemini(FakeServerBase):
             raise _bad(f"Invalid JSON payload received. {exc}") from None
         if not isinstance(body, dict):
             raise _bad("Invalid JSON payload received. Expected an object.")
-        rec.body = body
+        rec.body = body  # as received
+        body = gemini_camel(body)  # what validation and the responder see
         if m["verb"] == "countTokens":
             inner = body.get("generateContentRequest") or body
             self._validate(rec, inner)
@@ -377,11 +382,11 @@ class FakeGemini(FakeServerBase):
             chunks += [[p] for p in parts if "text" not in p]
             if not chunks:
                 chunks = [[{"text": ""}]]
-            done = 0
+            sent = ""
             for k, ch in enumerate(chunks):
                 last = k == len(chunks) - 1
-                done = out_tokens if last else min(out_tokens, done + estimate_tokens(
-                    json.dumps(ch)))
+                sent += "".join(p.get("text", "") for p in ch)
+                done = out_tokens if last else min(out_tokens, estimate_tokens(sent))
                 obj = response(ch, finish if last else None, done)
                 h.write_chunk(b"data: " + json.dumps(obj).encode() + b"\r\n\r\n")
             h.end_chunked()

@@ -280,9 +280,39 @@ def _is_gemini_body(body: dict[str, Any]) -> bool:
     return "contents" in body and "messages" not in body
 
 
+# Values under these (camel-cased) keys are user data (schemas, structs): their
+# keys are kept as they are.
+_GEMINI_OPAQUE = frozenset({
+    "responseSchema", "responseJsonSchema", "parameters", "parametersJsonSchema",
+    "response", "args", "labels", "extraBody",
+})
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+def gemini_camel(obj: Any) -> Any:
+    """Gemini's JSON (proto3) accepts snake_case and lowerCamelCase field
+    names alike -- the google-genai SDK really sends a mix (e.g.
+    ``{"inlineData": {"mime_type": ...}}``).  Return a copy using camelCase
+    everywhere except inside schemas / structs."""
+    if isinstance(obj, list):
+        return [gemini_camel(x) for x in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        ck = _camel(k) if isinstance(k, str) else k
+        out[ck] = v if ck in _GEMINI_OPAQUE else gemini_camel(v)
+    return out
+
+
 def request_target(body: dict[str, Any]) -> Target:
     """Work out what the request wants back (works for both wire formats)."""
     if _is_gemini_body(body):
+        body = gemini_camel(body)
         cfg = body.get("generationConfig") or {}
         fcc = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
         decls = [
@@ -335,6 +365,7 @@ def request_text(body: dict[str, Any]) -> str:
                     out.append(p["text"])
 
     if _is_gemini_body(body):
+        body = gemini_camel(body)
         si = body.get("systemInstruction")
         if isinstance(si, dict):
             add(si.get("parts"))
@@ -427,17 +458,17 @@ def _pick_number(schema: dict[str, Any], integer: bool, variant: int) -> float |
                 v = int(math.floor(high / step) * step)
         return int(v)
 
-    v = float(variant)
-    if lo is not None and (v < lo or (lo_ex and v <= lo)):
-        v = float(lo) + variant + (1.0 if lo_ex else 0.0)
-    if hi is not None and (v > hi or (hi_ex and v >= hi)):
+    x = float(variant)
+    if lo is not None and (x < lo or (lo_ex and x <= lo)):
+        x = float(lo) + variant + (1.0 if lo_ex else 0.0)
+    if hi is not None and (x > hi or (hi_ex and x >= hi)):
         if lo is not None:
-            v = (float(lo) + float(hi)) / 2.0
+            x = (float(lo) + float(hi)) / 2.0
         else:
-            v = float(hi) - variant - (1.0 if hi_ex else 0.0)
+            x = float(hi) - variant - (1.0 if hi_ex else 0.0)
     if isinstance(step, (int, float)) and step:
-        v = math.ceil(v / step) * step
-    return float(v)
+        x = math.ceil(x / step) * step
+    return float(x)
 
 
 def _pick_string(schema: dict[str, Any], variant: int) -> str:

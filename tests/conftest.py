@@ -1,0 +1,46 @@
+"""Shared fixtures: database URLs for the store's tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The test server (trust auth). Each session works in a schema of its own, dropped at the end.
+PG_BASE = os.environ.get("CADS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema; skips if the server is down."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_BASE)
+    conninfo = dict(
+        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database, connect_timeout=3
+    )
+    if url.password:
+        conninfo["password"] = url.password
+    schema = f"cads_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(autocommit=True, **conninfo)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {url.host}:{url.port}: {exc}")
+    with admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+                hide_password=False
+            )
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file in the test's temporary directory."""
+    return f"sqlite:///{tmp_path / 'cads.db'}"

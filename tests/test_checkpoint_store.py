@@ -1,0 +1,336 @@
+"""The SQL checkpoint saver under real LangGraph graphs, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import uuid
+from collections import Counter
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+from sqlalchemy import create_engine, func, select, text, update
+
+from cadsynth.store import (
+    AsyncSqlSaver,
+    SchemaVersionError,
+    open_checkpointer,
+    open_checkpointer_sync,
+)
+from cadsynth.store.db import sync_engine
+from cadsynth.store.schema import (
+    SCHEMA_VERSION,
+    checkpoint_blobs,
+    checkpoint_writes,
+    checkpoints,
+    schema_info,
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+def _thread() -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"t-{uuid.uuid4()}"}}
+
+
+# --- a fan-out graph whose one parallel task fails once ------------------------------------------
+
+
+class FanState(TypedDict, total=False):
+    items: list[str]
+    results: Annotated[list[str], operator.add]
+    done: str
+
+
+def _fan_graph(calls: Counter[str], fail: set[str], *, use_async: bool) -> StateGraph:
+    def fan_out(state: FanState) -> list[Send]:
+        return [Send("work", {"item": i}) for i in state["items"]]
+
+    def record(item: str) -> dict[str, Any]:
+        calls[item] += 1
+        if item in fail:
+            fail.discard(item)  # fails the first time only
+            raise RuntimeError(f"{item} broke")
+        return {"results": [item.upper()]}
+
+    async def awork(arg: dict[str, str]) -> dict[str, Any]:
+        if arg["item"] == "bad":
+            await asyncio.sleep(0.05)  # let the siblings finish (and save their writes) first
+        return record(arg["item"])
+
+    def work(arg: dict[str, str]) -> dict[str, Any]:
+        if arg["item"] == "bad":
+            import time
+
+            time.sleep(0.05)
+        return record(arg["item"])
+
+    def join(state: FanState) -> dict[str, Any]:
+        calls["join"] += 1
+        return {"done": ",".join(sorted(state["results"]))}
+
+    builder = StateGraph(FanState)
+    builder.add_node("work", awork if use_async else work)
+    builder.add_node("join", join)
+    builder.add_conditional_edges(START, fan_out, ["work"])
+    builder.add_edge("work", "join")
+    builder.add_edge("join", END)
+    return builder
+
+
+ITEMS = ["a", "b", "c", "d", "bad"]
+
+
+async def test_resume_reruns_only_the_failed_task_async(db_url: str) -> None:
+    calls: Counter[str] = Counter()
+    async with open_checkpointer(db_url) as saver:
+        graph = _fan_graph(calls, {"bad"}, use_async=True).compile(checkpointer=saver)
+        config = _thread()
+        with pytest.raises(RuntimeError, match="bad broke"):
+            await graph.ainvoke({"items": ITEMS}, config)
+        # The siblings' writes and the error are pending on the checkpoint the step started from.
+        latest = await saver.aget_tuple(config)
+        assert latest is not None
+        channels = Counter(channel for _, channel, _ in latest.pending_writes or [])
+        assert channels["results"] == 4 and channels["__error__"] == 1
+        out = await graph.ainvoke(None, config)
+    assert out["done"] == "A,B,BAD,C,D"
+    assert calls == {"a": 1, "b": 1, "c": 1, "d": 1, "bad": 2, "join": 1}
+
+
+def test_resume_reruns_only_the_failed_task_sync(db_url: str) -> None:
+    calls: Counter[str] = Counter()
+    with open_checkpointer_sync(db_url) as saver:
+        graph = _fan_graph(calls, {"bad"}, use_async=False).compile(checkpointer=saver)
+        config = _thread()
+        with pytest.raises(RuntimeError, match="bad broke"):
+            graph.invoke({"items": ITEMS}, config)
+        out = graph.invoke(None, config)
+    assert out["done"] == "A,B,BAD,C,D"
+    assert calls == {"a": 1, "b": 1, "c": 1, "d": 1, "bad": 2, "join": 1}
+
+
+async def test_state_history_order(db_url: str) -> None:
+    async with open_checkpointer(db_url) as saver:
+        graph = _fan_graph(Counter(), set(), use_async=True).compile(checkpointer=saver)
+        config = _thread()
+        await graph.ainvoke({"items": ["x", "y"]}, config)
+        history = [s async for s in graph.aget_state_history(config)]
+        # input, after fan-out (work x2), after join: newest first, each the child of the next
+        assert [s.metadata["step"] for s in history] == [2, 1, 0, -1]
+        assert [s.metadata["source"] for s in history] == ["loop", "loop", "loop", "input"]
+        for child, parent in zip(history, history[1:]):
+            assert child.parent_config == parent.config
+        assert history[-1].parent_config is None
+        assert history[0].values["done"] == "X,Y"
+        assert (await graph.aget_state(config)).config == history[0].config
+        # limit / before / filter go through the saver's list
+        assert [s.config for s in [s async for s in graph.aget_state_history(config, limit=2)]] == [
+            h.config for h in history[:2]
+        ]
+        older = [s async for s in graph.aget_state_history(config, before=history[1].config)]
+        assert [s.config for s in older] == [h.config for h in history[2:]]
+        inputs = [s async for s in graph.aget_state_history(config, filter={"source": "input"})]
+        assert [s.config for s in inputs] == [history[-1].config]
+
+
+async def test_copy_thread_is_independent(db_url: str) -> None:
+    async with open_checkpointer(db_url) as saver:
+        graph = _fan_graph(Counter(), set(), use_async=True).compile(checkpointer=saver)
+        source, target = _thread(), _thread()
+        await graph.ainvoke({"items": ["p", "q"]}, source)
+        await saver.acopy_thread(source["configurable"]["thread_id"], target["configurable"]["thread_id"])
+
+        src_hist = [s async for s in graph.aget_state_history(source)]
+        dst_hist = [s async for s in graph.aget_state_history(target)]
+        assert [s.values for s in dst_hist] == [s.values for s in src_hist]
+        assert [s.config["configurable"]["checkpoint_id"] for s in dst_hist] == [
+            s.config["configurable"]["checkpoint_id"] for s in src_hist
+        ]
+
+        # Changing the copy leaves the source alone, and deleting the source leaves the copy whole.
+        await graph.aupdate_state(target, {"done": "changed"})
+        assert (await graph.aget_state(target)).values["done"] == "changed"
+        assert (await graph.aget_state(source)).values["done"] == "P,Q"
+        await saver.adelete_thread(source["configurable"]["thread_id"])
+        assert await saver.aget_tuple(source) is None
+        copied = await graph.aget_state(target)
+        assert copied.values == {"items": ["p", "q"], "results": ["P", "Q"], "done": "changed"}
+        assert len([s async for s in graph.aget_state_history(target)]) == len(src_hist) + 1
+
+
+# --- a large value written once costs nothing on later steps -------------------------------------
+
+
+class BigState(TypedDict, total=False):
+    big: str
+    n: int
+
+
+def _big_graph() -> StateGraph:
+    builder = StateGraph(BigState)
+    builder.add_node("load", lambda s: {"big": "x" * 1_000_000, "n": 0})
+    builder.add_node("step", lambda s: {"n": s["n"] + 1})
+    builder.add_edge(START, "load")
+    builder.add_edge("load", "step")
+    builder.add_conditional_edges("step", lambda s: "step" if s["n"] < 5 else END, ["step", END])
+    return builder
+
+
+def _stored_bytes(url: str, thread_id: str) -> dict[str, int]:
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            cp = conn.execute(
+                select(func.coalesce(func.sum(func.length(checkpoints.c.checkpoint) + func.length(checkpoints.c.metadata)), 0))
+                .where(checkpoints.c.thread_id == thread_id)
+            ).scalar()
+            blobs = conn.execute(
+                select(func.coalesce(func.sum(func.length(checkpoint_blobs.c.blob)), 0))
+                .where(checkpoint_blobs.c.thread_id == thread_id)
+            ).scalar()
+            writes = conn.execute(
+                select(func.coalesce(func.sum(func.length(checkpoint_writes.c.blob)), 0))
+                .where(checkpoint_writes.c.thread_id == thread_id)
+            ).scalar()
+            rows = conn.execute(
+                select(func.count()).select_from(checkpoints).where(checkpoints.c.thread_id == thread_id)
+            ).scalar()
+            biggest_row = conn.execute(
+                select(func.max(func.length(checkpoints.c.checkpoint))).where(checkpoints.c.thread_id == thread_id)
+            ).scalar()
+            big_blobs = conn.execute(
+                select(func.count())
+                .select_from(checkpoint_blobs)
+                .where(checkpoint_blobs.c.thread_id == thread_id, checkpoint_blobs.c.channel == "big")
+            ).scalar()
+    finally:
+        engine.dispose()
+    return {
+        "total": int(cp) + int(blobs) + int(writes),
+        "checkpoints": int(rows),
+        "biggest_row": int(biggest_row or 0),
+        "big_blobs": int(big_blobs),
+    }
+
+
+async def test_unchanged_large_value_is_stored_once(db_url: str) -> None:
+    async with open_checkpointer(db_url) as saver:
+        graph = _big_graph().compile(checkpointer=saver, interrupt_after=["load"])
+        config = _thread()
+        thread_id = config["configurable"]["thread_id"]
+        await graph.ainvoke({"n": 0}, config)  # stops after "load" wrote the 1 MB value
+        loaded = _stored_bytes(db_url, thread_id)
+        assert loaded["total"] > 1_000_000
+        out = await graph.ainvoke(None, config)  # five more steps that leave it alone
+        assert out["n"] == 5 and len(out["big"]) == 1_000_000
+        done = _stored_bytes(db_url, thread_id)
+        assert done["checkpoints"] >= loaded["checkpoints"] + 5
+        assert done["big_blobs"] == 1
+        assert done["biggest_row"] < 4_000, done
+        assert done["total"] - loaded["total"] < 20_000, (loaded, done)
+        first = [s async for s in graph.aget_state_history(config)][-3]
+        assert len(first.values["big"]) == 1_000_000  # older checkpoints still read it
+
+
+# --- saver-level behaviour ------------------------------------------------------------------------
+
+
+async def test_concurrent_writes_do_not_lock(db_url: str) -> None:
+    async with open_checkpointer(db_url) as saver:
+        configs = [_thread() for _ in range(8)]
+        for c in configs:
+            c["configurable"]["checkpoint_ns"] = ""
+        stored = await asyncio.gather(
+            *(saver.aput(c, empty_checkpoint(), {"source": "input", "step": -1}, {}) for c in configs)
+        )
+        await asyncio.gather(
+            *(
+                saver.aput_writes(s, [("ch", i), ("other", {"i": i})], f"task-{i}", task_path=f"p{i}")
+                for s in stored
+                for i in range(12)
+            )
+        )
+        for s in stored:
+            tup = await saver.aget_tuple(s)
+            assert tup is not None and len(tup.pending_writes or []) == 24
+
+
+async def test_list_filters_on_metadata(db_url: str) -> None:
+    async with open_checkpointer(db_url) as saver:
+        config = _thread()
+        config["configurable"]["checkpoint_ns"] = ""
+        parent = None
+        for step, extra in enumerate(
+            [{"flag": True}, {"flag": 1}, {"flag": False, "tags": {"k": "v", "z": 1}}, {"flag": None}]
+        ):
+            c = {"configurable": {**config["configurable"], **({"checkpoint_id": parent} if parent else {})}}
+            cp = empty_checkpoint()
+            stored = await saver.aput(c, cp, {"source": "loop", "step": step, **extra}, {})
+            parent = stored["configurable"]["checkpoint_id"]
+
+        async def steps(**kw: Any) -> list[int]:
+            return [t.metadata["step"] async for t in saver.alist(config, **kw)]
+
+        assert await steps() == [3, 2, 1, 0]
+        assert await steps(filter={"flag": True}) == [0]  # JSON semantics: true is not 1
+        assert await steps(filter={"flag": 1}) == [1]
+        assert await steps(filter={"flag": None}) == [3]
+        assert await steps(filter={"tags": {"k": "v"}}) == [2]  # nested: containment
+        assert await steps(filter={"tags": {"k": "w"}}) == []
+        assert await steps(filter={"source": "loop"}, limit=3) == [3, 2, 1]
+        assert await steps(filter={"step": 2, "source": "loop"}) == [2]
+
+
+def test_sync_calls_of_the_async_saver(db_url: str) -> None:
+    async def main() -> None:
+        async with open_checkpointer(db_url) as saver:
+            graph = _fan_graph(Counter(), set(), use_async=True).compile(checkpointer=saver)
+            config = _thread()
+            await graph.ainvoke({"items": ["m"]}, config)
+            # from a worker thread the sync API works
+            state = await asyncio.to_thread(graph.get_state, config)
+            assert state.values["done"] == "M"
+            assert len(await asyncio.to_thread(lambda: list(graph.get_state_history(config)))) == 4
+            if db_url.startswith("sqlite"):
+                # SQLite I/O is in-process: the sync calls also work on the loop's own thread
+                assert saver.get_tuple(config).checkpoint["id"] == state.config["configurable"]["checkpoint_id"]
+            else:
+                with pytest.raises(asyncio.InvalidStateError):
+                    saver.get_tuple(config)
+
+    asyncio.run(main())
+
+
+async def test_refuses_a_newer_schema(sqlite_url: str) -> None:
+    async with open_checkpointer(sqlite_url) as saver:
+        assert isinstance(saver, AsyncSqlSaver)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        assert conn.execute(select(schema_info.c.version)).scalar() == SCHEMA_VERSION
+        conn.execute(update(schema_info).values(version=SCHEMA_VERSION + 1))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match="newer"):
+        async with open_checkpointer(sqlite_url):
+            pass
+    with pytest.raises(SchemaVersionError):
+        with open_checkpointer_sync(sqlite_url):
+            pass
+
+
+@pytest.mark.postgres
+def test_postgres_runs_in_the_session_schema(pg_url: str) -> None:
+    with open_checkpointer_sync(pg_url):
+        pass
+    engine = sync_engine(pg_url)
+    with engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar()
+        assert schema and schema.startswith("cads_test_")
+        assert conn.execute(text("SELECT to_regclass('cads_checkpoints')")).scalar() is not None
+    engine.dispose()

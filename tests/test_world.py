@@ -1,0 +1,336 @@
+"""The procedural world: truths recomputed here from the spec alone, and the strategies behave."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from statistics import mean
+from typing import Callable
+
+import pytest
+
+from cadsynth.agents.painter.render import render
+from cadsynth.agents.sim.world import TEMPLATES, Problem, World
+from cadsynth.domain import CAPABILITIES, STRATEGIES
+
+WORLD = World()
+LEVELS = (0.0, 0.3, 0.6, 0.9, 1.0)
+
+
+def plain(x: float) -> str:
+    """Independent of the world's formatter: two decimals at most, no trailing zeros."""
+    s = f"{round(x, 2):.2f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def grab(pattern: str, text: str) -> tuple[str, ...]:
+    m = re.search(pattern, text)
+    assert m, (pattern, text)
+    return m.groups()
+
+
+def picked(p: Problem) -> str:
+    """The option text behind a choice answer."""
+    assert p.choices is not None
+    return p.choices["ABCD".index(p.truth)]
+
+
+def num(text: str) -> float:
+    return float(re.search(r"-?\d+(\.\d+)?", text).group())  # type: ignore[union-attr]
+
+
+# --- per-template truth, from the spec and the question only ---------------------------------
+
+
+def bars(p: Problem) -> dict[str, float]:
+    return {b.label: b.value for b in p.spec.bars}
+
+
+def bar_check(p: Problem) -> str:
+    v, q = bars(p), p.question
+    t = p.template
+    if t == "bar.lookup":
+        return plain(v[grab(r"bar for (.+) show\?", q)[0]])
+    if t == "bar.which_value":
+        (x,) = grab(r"exactly (\S+)\?", q)
+        (hit,) = [k for k, val in v.items() if plain(val) == x]
+        return hit
+    if t == "bar.diff":
+        a, b = grab(r"value for (.+) than the value for (.+)\?", q)
+        return plain(v[a] - v[b])
+    if t == "bar.partner":
+        d, b = grab(r"exactly (\S+) more than the value for (.+)\?", q)
+        (hit,) = [k for k, val in v.items() if abs(val - (v[b] + float(d))) < 1e-6]
+        return hit
+    if t == "bar.sum":
+        names = re.split(r", | and ", grab(r"combined value of (.+)\?", q)[0])
+        return plain(sum(v[n] for n in names))
+    if t == "bar.argmax":
+        order = sorted(v, key=lambda k: -v[k])
+        want = {"tallest": order[0], "shortest": order[-1], "second tallest": order[1]}[grab(r"has the (.+) bar", q)[0]]
+        assert picked(p) == want
+        return p.truth
+    if t == "bar.count_above":
+        thr = float(grab(r"greater than (\S+)\?", q)[0])
+        return str(sum(val > thr for val in v.values()))
+    if t == "bar.threshold":
+        k = int(grab(r"Exactly (\d+) bars", q)[0])
+        good = [i for i, o in enumerate(p.choices or []) if sum(val > float(o) for val in v.values()) == k]
+        assert len(good) == 1
+        return "ABCD"[good[0]]
+    if t == "bar.color_diff":
+        a, b = grab(r"value of the (\w+) bar minus the value of the (\w+) bar", q)
+        by_colour = {bar.color: bar.value for bar in p.spec.bars}
+        return plain(by_colour[a] - by_colour[b])
+    raise AssertionError(t)
+
+
+def line_check(p: Problem) -> str:
+    spec, q, t = p.spec, p.question, p.template
+    series = {s.name: s.values for s in spec.series}
+    xs = spec.x_labels
+    if t == "line.value_at":
+        s, x = grab(r"value for (.+) in (.+)\?", q)
+        return plain(series[s][xs.index(x)])
+    if t == "line.when_value":
+        s, val = grab(r"value for (.+) exactly (\S+)\?", q)
+        (hit,) = [x for x, v in zip(xs, series[s]) if plain(v) == val]
+        return hit
+    if t == "line.change":
+        a, b = grab(r"from (.+) to (.+)\? Give", q)
+        (vs,) = series.values()
+        return plain(vs[xs.index(b)] - vs[xs.index(a)])
+    if t == "line.argmax":
+        (vs,) = series.values()
+        best = max(vs) if "highest" in q else min(vs)
+        assert vs.count(best) == 1
+        return xs[vs.index(best)]
+    if t == "line.above_count":
+        a, b = grab(r"was (.+) higher than (.+)\?", q)
+        assert all(abs(x - y) >= 3 for x, y in zip(series[a], series[b]))  # visibly apart
+        return str(sum(x > y for x, y in zip(series[a], series[b])))
+    raise AssertionError(t)
+
+
+def shares(p: Problem) -> dict[str, float]:
+    total = sum(s.value for s in p.spec.slices)
+    return {s.label: 100 * s.value / total for s in p.spec.slices}
+
+
+def pie_check(p: Problem) -> str:
+    sh, q, t = shares(p), p.question, p.template
+    if t == "pie.percent":
+        return plain(sh[grab(r"total is (.+)\? Answer", q)[0]])
+    if t == "pie.which_share":
+        pct = float(grab(r"exactly (\S+)% of", q)[0])
+        (hit,) = [k for k, v in sh.items() if abs(v - pct) < 0.05]
+        assert picked(p) == hit
+        return p.truth
+    if t == "pie.largest":
+        hit = (max if "largest" in q else min)(sh, key=lambda k: sh[k])
+        assert picked(p) == hit
+        return p.truth
+    if t == "pie.amount":
+        total, label = grab(r"shares out (\d+) \w+\. How many \w+ are in (.+)\?", q)
+        return plain(int(total) * sh[label] / 100)
+    if t == "pie.total":
+        label, part = grab(r"^(.+) stands for (\d+) ", q)
+        return plain(int(part) * 100 / sh[label])
+    raise AssertionError(t)
+
+
+def table_check(p: Problem) -> str:
+    spec, q, t = p.spec, p.question, p.template
+    cols = spec.columns
+    rows = {r[0]: dict(zip(cols, r)) for r in spec.rows}
+    numeric = [c for c in cols[1:] if c != "Total"]
+    if t == "table.lookup":
+        c, r = grab(r"what is the (.+) value for (.+)\?", q)
+        return plain(rows[r][c])
+    if t == "table.which_row":
+        c, v = grab(r"has a (.+) value of (\S+)\?", q)
+        (hit,) = [k for k, r in rows.items() if plain(r[c]) == v]
+        return hit
+    if t == "table.row_sum":
+        r = grab(r"numbers in the (.+) row", q)[0]
+        return plain(sum(rows[r][c] for c in numeric))
+    if t == "table.missing":
+        (row,) = [r for r in rows.values() if "?" in r.values()]
+        return plain(row["Total"] - sum(row[c] for c in numeric if row[c] != "?"))
+    if t == "table.count_cond":
+        c, thr = grab(r"have a (.+) value above (\S+)\?", q)
+        return str(sum(r[c] > float(thr) for r in rows.values()))
+    if t == "table.argmax":
+        word, c = grab(r"has the (highest|lowest) (.+) value\?", q)
+        return (max if word == "highest" else min)(rows, key=lambda k: rows[k][c])
+    raise AssertionError(t)
+
+
+def geo_check(p: Problem) -> str:
+    spec, q, t = p.spec, p.question, p.template
+    labels = [num(x) if any(ch.isdigit() for ch in x) else None for x in spec.side_labels]
+    rounding = (lambda x: round(x, 1)) if "one decimal" in q else (lambda x: x)
+    if t == "geo.hypotenuse":
+        a, b, _ = labels
+        return plain(rounding(math.hypot(a, b)))
+    if t == "geo.leg":
+        a, _, c = labels
+        return plain(rounding(math.sqrt(c * c - a * a)))
+    if t == "geo.third_angle":
+        known = [num(x) for x in spec.angle_labels if x != "?"]
+        return plain(180 - sum(known))
+    if t == "geo.isosceles":
+        assert spec.side_labels[0] == spec.side_labels[2]
+        return plain((180 - num(spec.angle_labels[0])) / 2)
+    if t == "geo.rect_area":
+        w, h = labels[:2]
+        return plain(w * h if "area" in q else 2 * (w + h))
+    if t == "geo.rect_side":
+        w = labels[0]
+        given = num(spec.note)
+        return plain(given / w if spec.note.startswith("Area") else given / 2 - w)
+    if t == "geo.circle_area":
+        r = num(spec.side_labels[0]) / (2 if spec.side_labels[0].startswith("d") else 1)
+        return plain(3.14 * r * r if "area" in q else 2 * 3.14 * r)
+    if t == "geo.circle_radius":
+        given = num(spec.note)
+        r = math.sqrt(given / 3.14) if spec.note.startswith("Area") else given / (2 * 3.14)
+        assert abs(r - round(r)) < 1e-6
+        return plain(r)
+    raise AssertionError(t)
+
+
+AREA = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5, "hexagon": 3 * math.sqrt(3) / 8, "star": 0.3}
+
+
+def shape_check(p: Problem) -> str:
+    shapes, q, t = p.spec.shapes, p.question, p.template
+    if t == "shape.count_color":
+        c = grab(r"How many (\w+) shapes", q)[0]
+        return str(sum(s.color == c for s in shapes))
+    if t == "shape.count_shape":
+        kind = grab(r"How many (\w+)s are", q)[0]
+        return str(sum(s.shape == kind for s in shapes))
+    if t == "shape.count_color_shape":
+        c, kind = grab(r"How many (\w+) (\w+)s are", q)
+        return str(sum(s.color == c and s.shape == kind for s in shapes))
+    if t == "shape.which_count":
+        n = int(grab(r"exactly (\d+) shapes", q)[0])
+        counts = Counter(s.color for s in shapes)
+        assert [counts[o] == n for o in p.choices or []].count(True) == 1
+        assert counts[picked(p)] == n
+        return p.truth
+    anchor = next(s for s in shapes if s.label == grab(r"labelled (\w+)\?", q)[0]) if "labelled" in q else None
+    if t == "shape.left_of":
+        row = [s for s in shapes if abs(s.y - anchor.y) < 0.08 and s.x < anchor.x]
+        return max(row, key=lambda s: s.x).color
+    if t == "shape.above":
+        col = [s for s in shapes if abs(s.x - anchor.x) < 0.05 and s.y < anchor.y]
+        return max(col, key=lambda s: s.y).shape
+    if t == "shape.largest_label":
+        by_area = sorted(shapes, key=lambda s: -AREA[s.shape] * s.size**2)
+        assert AREA[by_area[0].shape] * by_area[0].size ** 2 > 1.3 * AREA[by_area[1].shape] * by_area[1].size ** 2
+        return by_area[0].label
+    raise AssertionError(t)
+
+
+CHECKS: dict[str, Callable[[Problem], str]] = {
+    "bar_chart": bar_check, "line_chart": line_check, "pie_chart": pie_check,
+    "table": table_check, "geometry": geo_check, "shape_scene": shape_check,
+}
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_truth_matches_an_independent_computation(template: str) -> None:
+    for seed in range(24):
+        p = WORLD.generate(random.Random(seed), template, LEVELS[seed % len(LEVELS)])
+        assert p.template == template and p.kind == p.spec.kind
+        assert CHECKS[p.kind](p) == p.truth, (seed, p.question, p.truth)
+        _well_formed(p)
+
+
+def _well_formed(p: Problem) -> None:
+    assert len(p.distractors) >= 3
+    assert len(set(p.distractors)) == len(p.distractors)
+    assert p.truth not in p.distractors
+    assert 1 <= len(p.capabilities) <= 3 and len(set(p.capabilities)) == len(p.capabilities)
+    assert all(c in CAPABILITIES for c in p.capabilities)
+    assert 0.0 <= p.difficulty <= 1.0
+    assert p.question and p.solution and p.visual_prompt
+    if p.answer_type == "choice":
+        assert p.choices is not None and len(p.choices) == 4 and len(set(p.choices)) == 4
+        assert p.truth in "ABCD" and set(p.distractors) <= set("ABCD")
+    else:
+        assert p.choices is None
+    if p.answer_type == "integer":
+        assert re.fullmatch(r"-?\d+", p.truth)
+    if p.answer_type == "number":
+        assert re.fullmatch(r"-?\d+(\.\d+)?", p.truth)
+
+
+def test_catalogue_covers_every_kind() -> None:
+    kinds = Counter(t.kind for t in TEMPLATES.values())
+    assert set(kinds) == {"bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene"}
+    assert min(kinds.values()) >= 4 and len(TEMPLATES) >= 20
+    for t in TEMPLATES.values():
+        assert t.inverse and all(i in TEMPLATES for i in t.inverse)
+
+
+def test_difficulty_spans_the_range() -> None:
+    ds = [WORLD.generate(random.Random(s), t, lv).difficulty for t in TEMPLATES for s, lv in enumerate((0.0, 1.0))]
+    assert min(ds) < 0.15 and max(ds) > 0.85
+
+
+def test_difficulty_follows_the_target() -> None:
+    def mean_at(target: float) -> float:
+        out = []
+        for s in range(40):
+            rng = random.Random(s)
+            seed = WORLD.seed(rng) if s % 2 else None
+            out.append(WORLD.evolve(rng, seed, STRATEGIES[s % 4], ["counting", "color"], target).difficulty)
+        return mean(out)
+
+    low, mid, high = mean_at(0.1), mean_at(0.5), mean_at(0.9)
+    assert low < mid < high and high - low > 0.3
+
+
+def test_same_rng_seed_gives_the_same_problem() -> None:
+    for s in range(10):
+        a, b = random.Random(s), random.Random(s)
+        assert WORLD.seed(a) == WORLD.seed(b)
+        assert WORLD.evolve(a, None, STRATEGIES[s % 4], ["color"], 0.6) == WORLD.evolve(b, None, STRATEGIES[s % 4], ["color"], 0.6)
+        assert render(WORLD.seed(a).spec) == render(WORLD.seed(b).spec)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_changes_the_problem_its_way(strategy: str) -> None:
+    for s in range(40):
+        rng = random.Random(s)
+        seed = WORLD.seed(rng)
+        p = WORLD.evolve(rng, seed, strategy, list(seed.capabilities), 0.5)  # type: ignore[arg-type]
+        _well_formed(p)
+        if strategy == "numerical_variation":
+            assert p.template == seed.template and p.spec != seed.spec
+        elif strategy == "logic_reversion":
+            assert p.template in TEMPLATES[seed.template].inverse and p.template != seed.template
+        elif strategy == "auxiliary_extension":
+            assert p.kind == seed.kind
+            assert len(p.capabilities) > len(seed.capabilities) or p.difficulty >= seed.difficulty
+        else:
+            assert p.kind != seed.kind
+
+
+def test_requested_capabilities_are_honoured() -> None:
+    rng = random.Random(7)
+    for caps in (["color", "shape", "counting"], ["geometric_reasoning"], ["counting", "numeric_reasoning"]):
+        got = [WORLD.evolve(rng, None, "numerical_variation", caps, 0.5).capabilities for _ in range(10)]  # type: ignore[arg-type]
+        assert mean(len(set(g) & set(caps)) / len(caps) for g in got) >= 0.8
+        assert Counter(len(g) for g in got).most_common(1)[0][0] == len(caps)
+
+
+def test_specs_render() -> None:
+    for i, t in enumerate(sorted(TEMPLATES)):
+        p = WORLD.generate(random.Random(i), t, 0.8)
+        assert render(p.spec).startswith(b"\x89PNG")

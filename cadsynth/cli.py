@@ -18,7 +18,7 @@ from rich.table import Table
 from cadsynth.config import ConfigError, RunConfig, load_config, parse_config
 from cadsynth.graphs.settings import Settings
 from cadsynth.report import UnknownRunError, export_jsonl, stats, transcript
-from cadsynth.runner import Progress, execute, new_run_id
+from cadsynth.runner import Fork, Progress, RunStateError, execute, new_run_id
 from cadsynth.seeds import SeedError, load_seeds
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.db import DatabaseURLError, normalize_url
@@ -38,7 +38,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _check_db(db: str) -> None:
+def _check_db(db: str) -> None:  # before any engine exists, so a bad URL writes nothing
     try:
         normalize_url(db, asynchronous=True)
     except DatabaseURLError as exc:
@@ -73,13 +73,43 @@ def _progress_view(p: Progress) -> RichPanel:
     return RichPanel(grid, title="cads run", expand=False)
 
 
-def _execute(settings: Settings, run: str, config: RunConfig | None) -> None:
+def _execute(settings: Settings, run: str, config: RunConfig | None = None, fork: Fork | None = None) -> None:
     live = Live(_progress_view(Progress(run=run)), console=console, transient=False, auto_refresh=False)
     with live:
         try:
-            asyncio.run(execute(settings, run, config, lambda p: live.update(_progress_view(p), refresh=True)))
-        except LeaseError as exc:
+            asyncio.run(
+                execute(settings, run, config, fork=fork, on_update=lambda p: live.update(_progress_view(p), refresh=True))
+            )
+        except (LeaseError, RunStateError) as exc:
+            live.stop()
             fail(str(exc))
+
+
+def _summary(db: str, run_name: str) -> None:
+    summary = _read(db, lambda ledger: stats(ledger, run_name))
+    console.print(
+        f"\nkept {summary['kept']} samples ({summary['adversarial']} adversarial), discarded {summary['discarded']}, "
+        f"{summary['model_calls']} model calls. Export with: cads export {run_name} --out {run_name}.jsonl"
+    )
+
+
+def _load(config_path: Path | None) -> RunConfig:
+    try:
+        config = load_config(config_path)
+        if config.seeds is not None:
+            load_seeds(config.seeds)
+    except (ConfigError, SeedError) as exc:
+        fail(str(exc))
+    return config
+
+
+def _new_run_name(db: str, run_id: str | None) -> str:
+    run_name = run_id or new_run_id()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", run_name):
+        fail(f"--run-id {run_name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
+    if _read(db, lambda ledger: ledger.run(run_name)) is not None:
+        fail(f"run {run_name!r} already exists; pick another --run-id or continue it with `cads resume {run_name}`")
+    return run_name
 
 
 @app.command()
@@ -95,31 +125,48 @@ def run(
 ) -> None:
     """Synthesize a data set: rounds of propose, paint, critique, judge and adversary."""
     # Everything is checked before anything is written.
-    try:
-        config = load_config(config_path)
-        overrides = {"rounds": rounds, "target": target, "seed": seed}
-        update: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-        if no_adversary:
-            update["adversary"] = False
-        if update:
+    config = _load(config_path)
+    overrides = {"rounds": rounds, "target": target, "seed": seed}
+    update: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if no_adversary:
+        update["adversary"] = False
+    if update:
+        try:
             config = parse_config({**config.model_dump(), **update}, "options")
-        if config.seeds is not None:
-            load_seeds(config.seeds)
-    except (ConfigError, SeedError) as exc:
-        fail(str(exc))
-    _check_db(db)
-    run_name = run_id or new_run_id()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", run_name):
-        fail(f"--run-id {run_name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
-    if _read(db, lambda ledger: ledger.run(run_name)) is not None:
-        fail(f"run {run_name!r} already exists; pick another --run-id or continue it with `cads resume {run_name}`")
+        except ConfigError as exc:
+            fail(str(exc))
+    run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
     _execute(Settings(db_url=db, data_dir=str(data)), run_name, config)
-    summary = _read(db, lambda ledger: stats(ledger, run_name))
-    console.print(
-        f"\nkept {summary['kept']} samples ({summary['adversarial']} adversarial), discarded {summary['discarded']}, "
-        f"{summary['model_calls']} model calls. Export with: cads export {run_name} --out {run_name}.jsonl"
-    )
+    _summary(db, run_name)
+
+
+@app.command()
+def resume(
+    run_name: Annotated[str, typer.Argument(metavar="RUN")],
+    db: DbOption = DEFAULT_DB,
+    data: DataOption = Path("cads-data"),
+) -> None:
+    """Continue an interrupted run from its last checkpoint; finished model calls are not made again."""
+    _execute(Settings(db_url=db, data_dir=str(data)), run_name)
+    _summary(db, run_name)
+
+
+@app.command()
+def replay(
+    run_name: Annotated[str, typer.Argument(metavar="RUN")],
+    round_: Annotated[int, typer.Option("--round", help="Fork at the checkpoint before this round")],
+    config_path: Annotated[Path | None, typer.Option("--config", help="Another panel config for the fork")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name for the new run (default: generated)")] = None,
+    db: DbOption = DEFAULT_DB,
+    data: DataOption = Path("cads-data"),
+) -> None:
+    """Fork a run before round N into a new run and run it from there; the original is untouched."""
+    config = _load(config_path) if config_path is not None else None
+    new_run = _new_run_name(db, run_id)
+    console.print(f"run id: [bold]{new_run}[/bold] (fork of {run_name} at round {round_})")
+    _execute(Settings(db_url=db, data_dir=str(data)), new_run, fork=Fork(parent=run_name, round=round_, config=config))
+    _summary(db, new_run)
 
 
 @app.command()

@@ -1,27 +1,35 @@
-"""Drives the debate graph for one run: checkpointer, lease, progress, clean shutdown."""
+"""Drives the debate graph for one run: start, resume or fork it; checkpoints, lease, progress."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 import secrets
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from sqlalchemy.engine import make_url
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
 
 from cadsynth.config import RunConfig
 from cadsynth.graphs.debate import build_graph
 from cadsynth.graphs.settings import Settings, close_resources, resources
+from cadsynth.store import open_checkpointer
+from cadsynth.store.ledger import LEASE_SECONDS, Ledger, lease_owner
+
+
+class RunStateError(RuntimeError):
+    """The run cannot do what was asked (already finished, no such round...)."""
 
 
 def new_run_id() -> str:
     return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def thread(run: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": run}, "recursion_limit": 100_000}
 
 
 @dataclass
@@ -41,44 +49,89 @@ class Progress:
             self.round = update["round"]
 
 
-@asynccontextmanager
-async def checkpointer(db_url: str) -> AsyncIterator[BaseCheckpointSaver]:
-    url = make_url(db_url)
-    if url.get_backend_name() != "sqlite":
-        raise ValueError(f"database URL {db_url!r}: only sqlite is supported for checkpoints so far")
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+@dataclass(frozen=True)
+class Fork:
+    """Start a new run from `parent`'s checkpoint before `round`, optionally with another config."""
 
-    async with AsyncSqliteSaver.from_conn_string(url.database or ":memory:") as saver:
-        yield saver
+    parent: str
+    round: int
+    config: RunConfig | None = None
+
+
+async def _heartbeat(ledger: Ledger, run: str, owner: str) -> None:
+    while True:
+        await asyncio.sleep(LEASE_SECONDS / 3)
+        await ledger.acquire_lease(run, owner)
+
+
+async def _fork_checkpoint(graph: CompiledStateGraph, parent: str, round_: int) -> RunnableConfig:
+    """The parent's checkpoint where round `round_` is about to open."""
+    async for snapshot in graph.aget_state_history(thread(parent)):
+        if snapshot.next == ("open_round",) and snapshot.values.get("round") == round_:
+            return snapshot.config
+    raise RunStateError(f"run {parent!r} has no checkpoint before round {round_}; `cads stats {parent}` shows its rounds")
+
+
+async def _start_fork(graph: CompiledStateGraph, saver: Any, ledger: Ledger, run: str, fork: Fork) -> None:
+    if fork.round < 1:
+        raise RunStateError("replay needs --round 1 or later: a fork shares the rounds before it (round 0 is a new run)")
+    parent = await ledger.run(fork.parent)
+    if parent is None:
+        raise RunStateError(f"no run {fork.parent!r} in this database; `cads runs` lists the runs")
+    at = await _fork_checkpoint(graph, fork.parent, fork.round)
+    config = fork.config.model_dump(mode="json") if fork.config else parent["config"]
+    await ledger.start_run(run, config, config["seed"], parent=fork.parent, fork_round=fork.round)
+    # The fork keeps the parent's history (so Studio can browse it) and branches at the round.
+    await saver.acopy_thread(fork.parent, run)
+    branch: RunnableConfig = {"configurable": {**at["configurable"], "thread_id": run}}
+    await graph.aupdate_state(branch, {"run": run, "config": config}, as_node="adversary")
 
 
 async def execute(
     settings: Settings,
     run: str,
-    config: RunConfig | None,
+    config: RunConfig | None = None,
+    *,
+    fork: Fork | None = None,
     on_update: Callable[[Progress], None] | None = None,
 ) -> Progress:
-    """Start `run` with `config`, or (config None) continue it from its last checkpoint."""
-    res = resources(settings)
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    """Start `run` with `config`; fork it from another run; or (neither) resume it where it stopped."""
+    ledger = resources(settings).ledger
+    owner = lease_owner()
     progress = Progress(run=run)
+    heartbeat: asyncio.Task[None] | None = None
     try:
-        if config is not None:
-            await res.ledger.start_run(run, config.model_dump(mode="json"), config.seed)
-        await res.ledger.acquire_lease(run, owner, seconds=24 * 3600)
-        try:
-            async with checkpointer(settings.db_url) as saver:
-                graph = build_graph().compile(checkpointer=saver)
-                thread = {"configurable": {"thread_id": run}, "recursion_limit": 10_000}
-                start = {"run": run, "config": config.model_dump(mode="json")} if config is not None else None
-                async for chunk in graph.astream(start, thread, context=settings, stream_mode="updates"):
-                    for node, update in chunk.items():
-                        progress.observe(node, update)
-                    if on_update:
-                        on_update(progress)
+        if config is not None and fork is None:
+            await ledger.start_run(run, config.model_dump(mode="json"), config.seed)
+        elif fork is None:
+            record = await ledger.run(run)
+            if record is None:
+                raise RunStateError(f"no run {run!r} in this database; `cads runs` lists the runs")
+            if record["status"] == "done":
+                raise RunStateError(f"run {run!r} has finished; `cads replay {run} --round N` forks it into a new run")
+        async with open_checkpointer(settings.db_url) as saver:
+            graph = build_graph().compile(checkpointer=saver)
+            if fork is not None:
+                await _start_fork(graph, saver, ledger, run, fork)
+            await ledger.acquire_lease(run, owner)
+            heartbeat = asyncio.create_task(_heartbeat(ledger, run, owner))
+            start: dict[str, Any] | None = None
+            if config is not None and fork is None:
+                start = {"run": run, "config": config.model_dump(mode="json")}
+            elif not (await graph.aget_state(thread(run))).values:
+                # Killed before the first checkpoint: start over from the stored config.
+                record = await ledger.run(run)
+                assert record is not None
+                start = {"run": run, "config": record["config"]}
+            async for chunk in graph.astream(start, thread(run), context=settings, stream_mode="updates"):
+                for node, update in chunk.items():
+                    progress.observe(node, update)
+                if on_update:
+                    on_update(progress)
             progress.phase = "done"
-        finally:
-            await res.ledger.release_lease(run, owner)
     finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
+            await ledger.release_lease(run, owner)
         await close_resources()
     return progress

@@ -355,29 +355,33 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             head.c.metadata.label("blob2"),
             zero.label("idx"),
         )
+        # One primary-key probe per wanted blob, whatever the planner guesses of the sizes (it
+        # takes json_each for 100 rows): LATERAL on PostgreSQL; SQLite's CROSS JOIN keeps the
+        # left table outside.
+        match = and_(
+            B.c.thread_id == wanted.c.t,
+            B.c.checkpoint_ns == wanted.c.ns,
+            B.c.channel == wanted.c.ch,
+            B.c.version == wanted.c.ver,
+        )
+        if self.dialect == "postgresql":
+            found: Any = select(B).where(match).lateral("found")
+            source: Any = wanted.join(found, true())
+        else:
+            found, source = B, wanted.join(B, match)
         blobs = select(
             literal_column("'b'", Text),
-            B.c.thread_id,
-            B.c.checkpoint_ns,
-            B.c.channel,
-            B.c.version,
+            found.c.thread_id,
+            found.c.checkpoint_ns,
+            found.c.channel,
+            found.c.version,
             none_text,
             none_text,
-            B.c.type,
-            B.c.blob,
+            found.c.type,
+            found.c.blob,
             none_bytes,
             zero,
-        ).select_from(
-            wanted.join(
-                B,
-                and_(
-                    B.c.thread_id == wanted.c.t,
-                    B.c.checkpoint_ns == wanted.c.ns,
-                    B.c.channel == wanted.c.ch,
-                    B.c.version == wanted.c.ver,
-                ),
-            )
-        )
+        ).select_from(source)
         writes = select(
             literal_column("'w'", Text),
             W.c.thread_id,

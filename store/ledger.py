@@ -6,12 +6,14 @@ crash) leaves exactly one row. Readers (`cads show/stats/export`) use the same c
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,8 +23,29 @@ from cadsynth.store.db import async_engine
 from cadsynth.store.migrate import ensure_schema
 
 
+LEASE_SECONDS = 60.0
+
+
 class LeaseError(RuntimeError):
     pass
+
+
+def lease_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """A holder on this host whose process is gone (killed, crashed) cannot advance the run."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -107,29 +130,28 @@ class Ledger:
         async with self.engine.begin() as conn:
             await conn.execute(update(t.runs).where(t.runs.c.id == run).values(status=status, updated_at=func.now()))
 
-    async def acquire_lease(self, run: str, owner: str, seconds: float = 30.0) -> None:
-        """Take the run for this process; refuse if another live process holds it."""
+    async def acquire_lease(self, run: str, owner: str, seconds: float = LEASE_SECONDS) -> None:
+        """Take (or renew) the run for this process; refuse if another live process holds it.
+
+        A lease expires unless renewed, so a holder on another machine that died frees the run
+        after `seconds`; a dead holder on this machine frees it at once.
+        """
         await self.init()
         now = time.time()
+        runs = t.runs.c
         async with self.engine.begin() as conn:
+            holder = (await conn.execute(select(runs.lease_owner).where(runs.id == run))).first()
+            if holder is None:
+                raise LeaseError(f"run {run!r} does not exist; start it with `cads run`")
+            free = (runs.lease_owner.is_(None)) | (runs.lease_owner == owner) | (runs.lease_until < now)
+            if holder[0] is not None and _holder_is_dead(holder[0]):
+                free = free | (runs.lease_owner == holder[0])
             taken = await conn.execute(
-                update(t.runs)
-                .where(
-                    and_(
-                        t.runs.c.id == run,
-                        (t.runs.c.lease_owner.is_(None))
-                        | (t.runs.c.lease_owner == owner)
-                        | (t.runs.c.lease_until < now),
-                    )
-                )
-                .values(lease_owner=owner, lease_until=now + seconds)
+                update(t.runs).where(and_(runs.id == run, free)).values(lease_owner=owner, lease_until=now + seconds)
             )
             if taken.rowcount == 0:
-                holder = (await conn.execute(select(t.runs.c.lease_owner).where(t.runs.c.id == run))).scalar()
-                if holder is None:
-                    raise LeaseError(f"run {run!r} does not exist; start it with `cads run`")
                 raise LeaseError(
-                    f"run {run!r} is being advanced by another process ({holder}); wait for it to finish or stop it first"
+                    f"run {run!r} is being advanced by another process ({holder[0]}); wait for it to finish or stop it first"
                 )
 
     async def release_lease(self, run: str, owner: str) -> None:
@@ -222,11 +244,28 @@ class Ledger:
 
     # --- reads ---------------------------------------------------------------------------------
 
+    async def _lineage(self, run: str) -> list[tuple[str, int | None]]:
+        """A fork shares its parent's rounds before the fork: (run, rounds below) back to the root."""
+        lineage: list[tuple[str, int | None]] = [(run, None)]
+        below: int | None = None
+        record = await self.run(run)
+        while record is not None and record["parent"] is not None:
+            below = record["fork_round"] if below is None else min(below, record["fork_round"])
+            lineage.append((record["parent"], below))
+            record = await self.run(record["parent"])
+        return lineage
+
+    async def _where_lineage(self, table: Table, run: str, round_: int | None = None) -> Any:
+        clauses = [
+            and_(table.c.run == r, table.c.round < below) if below is not None else table.c.run == r
+            for r, below in await self._lineage(run)
+        ]
+        condition = or_(*clauses)
+        return and_(condition, table.c.round == round_) if round_ is not None else condition
+
     async def _records(self, table: Table, run: str, round_: int | None = None) -> list[dict[str, Any]]:
         await self.init()
-        query = select(table.c.record).where(table.c.run == run)
-        if round_ is not None:
-            query = query.where(table.c.round == round_)
+        query = select(table.c.record).where(await self._where_lineage(table, run, round_))
         async with self.engine.connect() as conn:
             return [row[0] for row in await conn.execute(query)]
 
@@ -246,16 +285,18 @@ class Ledger:
 
     async def contexts(self, run: str) -> list[tuple[int, Context]]:
         await self.init()
+        where = await self._where_lineage(t.contexts, run)
         async with self.engine.connect() as conn:
             result = await conn.execute(
-                select(t.contexts.c.round, t.contexts.c.record).where(t.contexts.c.run == run).order_by(t.contexts.c.version)
+                select(t.contexts.c.round, t.contexts.c.record).where(where).order_by(t.contexts.c.round, t.contexts.c.version)
             )
             return [(r[0], Context.model_validate(r[1])) for r in result]
 
     async def rounds(self, run: str) -> list[RoundSummary]:
         await self.init()
+        where = await self._where_lineage(t.rounds, run)
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(t.rounds.c.summary).where(t.rounds.c.run == run).order_by(t.rounds.c.round))
+            result = await conn.execute(select(t.rounds.c.summary).where(where).order_by(t.rounds.c.round))
             return [RoundSummary.model_validate(r[0]) for r in result]
 
     async def call_totals(self, run: str) -> dict[str, Any]:

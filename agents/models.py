@@ -1,28 +1,47 @@
-"""The one model factory: every agent's chat model is built here, from its config."""
+"""The one model factory: every agent's chat model (and a painter's image model) is built here.
+
+Clients are built with their own retries off (ChatOpenAI max_retries=0; google-genai counts the
+first request as an attempt, so max_retries=1 is no retry): cadsynth's retry policy is the only
+one, so every fault is seen and counted. Keys are read from the environment when a model is
+built and live only inside the client.
+"""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
+from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
-from cadsynth.config import AgentConfig
+from cadsynth.agents.faults import Malformed
+from cadsynth.config import AgentConfig, RunConfig
 
 
 class MissingKeyError(RuntimeError):
     pass
 
 
-def api_key(agent: AgentConfig) -> str | None:
-    """The agent's key, read from the environment at call time; never stored anywhere."""
-    if agent.api_key_env is None:
+def _missing(agent: AgentConfig) -> str | None:
+    var = agent.needs_key()
+    if var is None or os.environ.get(var):
         return None
-    value = os.environ.get(agent.api_key_env)
-    if not value:
-        raise MissingKeyError(
-            f"agent {agent.name!r}: environment variable {agent.api_key_env} is not set; export it with the API key"
-        )
-    return value
+    return f"agent {agent.name!r} ({agent.provider} {agent.model}): environment variable {var} is not set; export it with the API key"
+
+
+def missing_keys(config: RunConfig) -> list[str]:
+    """One line per agent whose key is not in the environment: checked before any call or write."""
+    return [line for line in map(_missing, config.panel) if line]
+
+
+def api_key(agent: AgentConfig) -> str | None:
+    """The agent's key, read from the environment; never stored anywhere."""
+    problem = _missing(agent)
+    if problem:
+        raise MissingKeyError(problem)
+    var = agent.needs_key()
+    return os.environ[var] if var else None
 
 
 def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
@@ -33,11 +52,103 @@ def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
     if agent.provider == "openai":
         from langchain_openai import ChatOpenAI
 
-        # A base_url without a key is a local OpenAI-compatible server (vLLM, Ollama, SGLang).
-        key = api_key(agent) or ("not-needed" if agent.base_url else None)
-        return ChatOpenAI(model=agent.model, base_url=agent.base_url, api_key=key, temperature=agent.temperature)
+        # A local OpenAI-compatible server (vLLM, Ollama, SGLang) takes any key.
+        return ChatOpenAI(
+            model=agent.model,
+            base_url=agent.base_url,
+            api_key=api_key(agent) or "not-needed",
+            temperature=agent.temperature,
+            timeout=agent.timeout,
+            max_retries=0,
+        )
     if agent.provider == "google":
         from langchain_google_genai import ChatGoogleGenerativeAI
 
-        return ChatGoogleGenerativeAI(model=agent.model, google_api_key=api_key(agent), temperature=agent.temperature)
+        return ChatGoogleGenerativeAI(
+            model=agent.model,
+            api_key=api_key(agent) or "not-needed",
+            base_url=agent.base_url,
+            vertexai=False,
+            temperature=agent.temperature,
+            timeout=agent.timeout,
+            max_retries=1,
+        )
     raise ValueError(f"agent {agent.name!r}: unknown provider {agent.provider!r}")
+
+
+# --- painters ---------------------------------------------------------------------------------
+
+
+class ImageModel(Protocol):
+    async def generate(self, prompt: str) -> tuple[bytes, dict[str, int]]:
+        """A PNG for the prompt and the call's token usage."""
+        ...
+
+
+class OpenAIImages:
+    """The images API (gpt-image-1, dall-e-3) on OpenAI or a compatible server."""
+
+    def __init__(self, agent: AgentConfig):
+        import openai
+
+        self.model = agent.model
+        self.client = openai.AsyncOpenAI(
+            api_key=api_key(agent) or "not-needed", base_url=agent.base_url, timeout=agent.timeout, max_retries=0
+        )
+
+    async def generate(self, prompt: str) -> tuple[bytes, dict[str, int]]:
+        extra: dict[str, Any] = {}
+        if not self.model.startswith("gpt-image"):
+            extra["response_format"] = "b64_json"  # gpt-image models always answer in base64
+        out = await self.client.images.generate(model=self.model, prompt=prompt, n=1, size="1024x1024", **extra)
+        if not out.data or not out.data[0].b64_json:
+            raise Malformed("the images API answered without an image")
+        usage = getattr(out, "usage", None)
+        return base64.b64decode(out.data[0].b64_json), {
+            "input_tokens": int(getattr(usage, "input_tokens", 0) or 0),
+            "output_tokens": int(getattr(usage, "output_tokens", 0) or 0),
+        }
+
+
+_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)
+
+
+class GeminiImages:
+    """A Gemini image model: a chat call whose answer carries the image inline."""
+
+    def __init__(self, agent: AgentConfig):
+        from langchain_google_genai import ChatGoogleGenerativeAI
+
+        self.chat = ChatGoogleGenerativeAI(
+            model=agent.model,
+            api_key=api_key(agent) or "not-needed",
+            base_url=agent.base_url,
+            vertexai=False,
+            timeout=agent.timeout,
+            max_retries=1,
+            response_modalities=["TEXT", "IMAGE"],
+        )
+
+    async def generate(self, prompt: str) -> tuple[bytes, dict[str, int]]:
+        message = await self.chat.ainvoke(prompt)
+        meta = message.usage_metadata or {}
+        usage = {"input_tokens": int(meta.get("input_tokens", 0)), "output_tokens": int(meta.get("output_tokens", 0))}
+        for block in message.content if isinstance(message.content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "image" and block.get("base64"):
+                return base64.b64decode(block["base64"]), usage
+            match = _DATA_URL.match(str((block.get("image_url") or {}).get("url", "")))
+            if match:
+                return base64.b64decode(match.group(1)), usage
+        raise Malformed("the image model answered without an image")
+
+
+def make_image_model(agent: AgentConfig) -> ImageModel:
+    if agent.provider == "openai":
+        return OpenAIImages(agent)
+    if agent.provider == "google":
+        return GeminiImages(agent)
+    from cadsynth.agents.sim.models import SimImageModel
+
+    return SimImageModel(agent=agent.name)

@@ -1,24 +1,41 @@
-"""The panel: each agent proposes, critiques, revises, judges or reflects through its chat model.
+"""The panel: each agent proposes, critiques, revises, judges, reflects or paints through its model.
 
-Every call goes the same way: render the role's prompt file, attach images as standard image
-content blocks, ask for the role's structured output, and return the answer with its token usage.
-The task payload rides along in the call's metadata for the simulated panel; real providers never
-send metadata to the model.
+Every call goes the same way (`Agent._ask`): render the role's prompt file, attach images as
+standard image content blocks, ask for the role's structured output in the agent's mode, and return
+the answer with every request it took (`agents.calls`: cache, limits, retries, cost). The task
+payload rides along in the call's metadata for the simulated panel; real providers never send
+metadata to the model.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import json
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage
-from pydantic import BaseModel
+from langchain_core.messages import BaseMessage, HumanMessage
+from pydantic import BaseModel, ValidationError
 
-from cadsynth.agents.models import make_chat_model
-from cadsynth.config import AgentConfig, RunConfig
+from cadsynth.agents import jsontext
+from cadsynth.agents.calls import (
+    Attempt,
+    CallCache,
+    CallFailed,
+    Caller,
+    Reply,
+    Usage,
+    cached_reply,
+    fingerprint,
+    usage_of,
+)
+from cadsynth.agents.faults import Malformed, Outcome
+from cadsynth.agents.limits import limiter_for
+from cadsynth.agents.models import ImageModel, make_chat_model, make_image_model
+from cadsynth.config import AgentConfig, RetryConfig, RunConfig
 from cadsynth.domain import (
     Capability,
     Context,
@@ -36,17 +53,15 @@ from cadsynth.prompts import render_prompt
 
 T = TypeVar("T", bound=BaseModel)
 
-
-@dataclass(frozen=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
+__all__ = ["Agent", "Attempt", "CallFailed", "Panel", "Reply", "SeedView", "Usage"]
 
 
-@dataclass(frozen=True)
-class Reply(Generic[T]):
-    value: T
-    usage: Usage
+class ImageSink(Protocol):
+    """Where painted images go (store.blobs.BlobStore): content-addressed PNGs."""
+
+    def put(self, data: bytes) -> str: ...
+
+    def exists(self, ref: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -81,24 +96,135 @@ def public_view(proposal: Proposal) -> dict[str, Any]:
     return proposal.model_dump(mode="json", exclude={"sim", "image", "run", "id"})
 
 
+def as_png(data: bytes) -> bytes:
+    """The image as PNG bytes (image models may answer JPEG or WebP); a broken image is malformed."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.format == "PNG":
+                return data
+            out = io.BytesIO()
+            im.convert("RGBA" if "A" in im.getbands() else "RGB").save(out, format="PNG")
+            return out.getvalue()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means an unusable answer
+        raise Malformed(f"the image could not be decoded: {exc}") from None
+
+
+def context_from_draft(draft: BaseModel, version: int) -> Context:
+    """The adversary's draft as the context it stands for: weight lists become dicts."""
+    data = draft.model_dump()
+    for key in ("capability_weights", "strategy_weights"):
+        data[key] = {w["name"]: w["weight"] for w in data[key]}
+    return Context(**data, version=version)
+
+
 class Agent:
-    def __init__(self, config: AgentConfig, model: BaseChatModel):
+    def __init__(
+        self,
+        config: AgentConfig,
+        model: BaseChatModel | None,
+        gate: asyncio.Semaphore | None = None,
+        *,
+        run: RunConfig | None = None,
+        cache: CallCache | None = None,
+        images: ImageSink | None = None,
+    ):
         self.config = config
         self.model = model
+        # Shared by the panel: bounds the model calls in flight, whatever the graph schedules.
+        self.gate = gate or asyncio.Semaphore(8)
+        limit = run.limit(config) if run else None
+        self.caller = Caller(
+            config,
+            run.retry if run else RetryConfig(),
+            limiter_for(config.provider, config.model, config.base_url, limit),
+            run.price(config.model) if run else None,
+            self.gate,
+        )
+        # The simulator skips the cache: it is free, and its answer depends on the task payload and
+        # persona, which a fingerprint of the messages does not see.
+        self.cache = cache if config.provider != "sim" else None
+        self.images = images
+        self._image_model: ImageModel | None = None
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    async def _ask(self, schema: type[T], prompt: str, images: list[bytes], task: dict[str, Any]) -> Reply[T]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": prompt}, *map(image_block, images)]
-        runnable = self.model.with_structured_output(schema, include_raw=True)
-        out = await runnable.ainvoke([HumanMessage(content=content)], config={"metadata": {"cads_task": task}})  # type: ignore[arg-type]
+    @property
+    def mode(self) -> str:
+        # The simulator answers structured calls directly, whatever mode it stands in for.
+        return "json_schema" if self.config.provider == "sim" else self.config.structured_output
+
+    async def _send(self, schema: type[T], messages: list[BaseMessage], task: dict[str, Any]) -> tuple[T, Usage]:
+        assert self.model is not None, f"agent {self.name} is a painter and has no chat model"
+        config = {"metadata": {"cads_task": task}}
+        if self.mode == "json_text":
+            message = await self.model.ainvoke(messages, config=config)  # type: ignore[arg-type]
+            usage = usage_of(message)
+            try:
+                return jsontext.parse(message.content, schema), usage
+            except jsontext.JsonTextError as exc:
+                exc.answer = message.content if isinstance(message.content, str) else json.dumps(message.content)  # type: ignore[attr-defined]
+                exc.usage = usage  # type: ignore[attr-defined]
+                raise
+        method = "function_calling" if self.mode == "function_calling" else "json_schema"
+        runnable = self.model.with_structured_output(schema, method=method, include_raw=True)
+        out = await runnable.ainvoke(messages, config=config)  # type: ignore[arg-type]
+        usage = usage_of(out.get("raw"))
         if out.get("parsing_error") is not None or out.get("parsed") is None:
-            raise ValueError(f"agent {self.name}: {schema.__name__} could not be parsed: {out.get('parsing_error')}")
-        meta = getattr(out["raw"], "usage_metadata", None) or {}
-        usage = Usage(int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0)))
-        return Reply(out["parsed"], usage)
+            error = Malformed(f"{schema.__name__} could not be parsed: {out.get('parsing_error') or 'no structured answer'}")
+            error.usage = usage  # type: ignore[attr-defined]
+            raise error
+        return out["parsed"], usage
+
+    async def _ask(self, schema: type[T], prompt: str, images: list[bytes], task: dict[str, Any]) -> Reply[T]:
+        if self.mode == "json_text":
+            prompt += jsontext.instructions(schema)
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt}, *map(image_block, images)]
+        messages: list[BaseMessage] = [HumanMessage(content=content)]  # type: ignore[arg-type]
+        key = None
+        if self.cache is not None:
+            key = fingerprint(self.config, messages, mode=self.mode, schema=schema.model_json_schema())
+            hit = await self.cache.get(key)
+            if hit is not None:
+                try:
+                    return cached_reply(schema.model_validate(hit["value"]))
+                except ValidationError:
+                    pass  # stored by an older schema: ask again
+        give_up: Outcome = "abstained" if task["role"] == "judge" else "dropped"
+        reply = await self.caller.call(
+            lambda msgs: self._send(schema, msgs, task), messages, give_up=give_up, json_text=self.mode == "json_text"
+        )
+        if key is not None and self.cache is not None:
+            await self.cache.put(key, self.config, {"value": reply.value.model_dump(mode="json")}, reply.usage)
+        return reply
+
+    async def paint(self, prompt: str) -> Reply[str]:
+        """An image for the prompt from this painter's image model, stored; the reply is its hash."""
+        assert self.images is not None, "the panel was built without an image store"
+        messages: list[BaseMessage] = [HumanMessage(content=prompt)]
+        key = None
+        if self.cache is not None:
+            key = fingerprint(self.config, messages, mode="paint")
+            hit = await self.cache.get(key)
+            if hit is not None and self.images.exists(hit["value"]["image"]):
+                return cached_reply(hit["value"]["image"])
+        if self._image_model is None:
+            self._image_model = make_image_model(self.config)
+        model = self._image_model
+
+        async def send(msgs: list[BaseMessage]) -> tuple[str, Usage]:
+            data, usage = await model.generate(prompt)
+            png = await asyncio.to_thread(as_png, data)
+            return await asyncio.to_thread(self.images.put, png), Usage(usage["input_tokens"], usage["output_tokens"])  # type: ignore[union-attr]
+
+        reply = await self.caller.call(send, messages, give_up="dropped")
+        if key is not None and self.cache is not None:
+            await self.cache.put(key, self.config, {"value": {"image": reply.value}}, reply.usage)
+        return reply
 
     async def propose(
         self,
@@ -178,7 +304,8 @@ class Agent:
 
     async def reflect(
         self, key: str, context: Context, stats: dict[str, Any], pool: list[dict[str, Any]]
-    ) -> Reply[ContextDraft]:
+    ) -> Reply[Context]:
+        """The next context (version + 1) from the adversary's reflection on this round."""
         def rates(splits: dict[str, float]) -> str:
             return ", ".join(f"{k} {v:.0%}" for k, v in sorted(splits.items(), key=lambda kv: -kv[1])) or "(none)"
 
@@ -202,7 +329,8 @@ class Agent:
             pool=pool_text or "(empty: no problem split the panel)",
         )
         task = {"role": "reflect", "key": key, "context": context.model_dump(mode="json"), "stats": stats, "pool": pool}
-        return await self._ask(ContextDraft, prompt, [], task)
+        reply = await self._ask(ContextDraft, prompt, [], task)
+        return replace(reply, value=context_from_draft(reply.value, context.version + 1))  # type: ignore[arg-type]
 
 
 def _sim_view(sim: SimTruth | None) -> dict[str, Any] | None:
@@ -214,9 +342,20 @@ def _sim_view(sim: SimTruth | None) -> dict[str, Any] | None:
 class Panel:
     """The agents of one run, built once from its config."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, *, cache: CallCache | None = None, images: ImageSink | None = None):
         self.config = config
-        self.agents = {a.name: Agent(a, make_chat_model(a, seed=config.seed)) for a in config.panel}
+        gate = asyncio.Semaphore(config.concurrency)
+        self.agents = {
+            a.name: Agent(
+                a,
+                None if a.roles == ["painter"] else make_chat_model(a, seed=config.seed),
+                gate,
+                run=config,
+                cache=cache,
+                images=images,
+            )
+            for a in config.panel
+        }
 
     def by_role(self, role: Role) -> list[Agent]:
         return [agent for agent in self.agents.values() if role in agent.config.roles]

@@ -16,6 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cadsynth.domain import Capability, Role
 
 Provider = Literal["sim", "openai", "google"]
+# How an agent asks for structured output. json_text is for servers without JSON-schema support:
+# the schema goes into the prompt and the JSON is parsed from the answer's text.
+StructuredOutput = Literal["json_schema", "function_calling", "json_text"]
+
+# List prices in USD per million tokens (input, output) when this was written; `prices:` in a
+# config overrides or adds to them. Models not listed (local servers, the simulator) cost 0.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-image-1": (5.00, 40.00),
+    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-pro": (1.25, 10.00),
+    "gemini-2.5-flash-image": (0.30, 30.00),
+}
 
 
 class ConfigError(ValueError):
@@ -32,6 +47,7 @@ class SimPersona(BaseModel):
     capability_skill: dict[Capability, float] = Field(default_factory=dict)
     detect_rate: float = Field(default=0.6, ge=0.0, le=1.0, description="Chance a critic spots a wrong reference")
     fix_rate: float = Field(default=0.8, ge=0.0, le=1.0, description="Chance a revision fixes a wrong reference")
+    latency: float = Field(default=0.0, ge=0.0, le=60.0, description="Seconds each call takes, like a model's")
 
 
 class AgentConfig(BaseModel):
@@ -44,7 +60,58 @@ class AgentConfig(BaseModel):
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     roles: list[Role] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    structured_output: StructuredOutput = "json_schema"
+    timeout: float = Field(default=120.0, gt=0.0, le=3600.0, description="Seconds before one request is abandoned")
     sim: SimPersona = Field(default_factory=SimPersona)
+    stand_in_for: str | None = Field(
+        default=None, description="Dry runs only: the provider this simulated agent stands in for"
+    )
+
+    @model_validator(mode="after")
+    def _check_painter(self) -> AgentConfig:
+        if self.roles == ["painter"] or "painter" not in self.roles:
+            return self
+        raise ValueError(f"agent {self.name!r}: a painter is an image model; give it no other role")
+
+    def needs_key(self) -> str | None:
+        """The env var this agent's key must be in, or None (simulated, or a local server)."""
+        if self.provider == "sim":
+            return None
+        if self.api_key_env:
+            return self.api_key_env
+        if self.base_url:
+            return None  # vLLM, Ollama, SGLang, LM Studio: no key unless api_key_env says so
+        return "OPENAI_API_KEY" if self.provider == "openai" else "GOOGLE_API_KEY"
+
+
+class Limit(BaseModel):
+    """What a provider allows one model: shared by every agent and task that calls it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Provider
+    model: str = Field(min_length=1)
+    base_url: str | None = Field(default=None, description="Only calls to this server; null = any")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens (input + output) per minute")
+    concurrency: int | None = Field(default=None, ge=1, description="Requests in flight at once")
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0.0, description="USD per million input tokens")
+    output: float = Field(ge=0.0, description="USD per million output tokens")
+
+
+class RetryConfig(BaseModel):
+    """cadsynth's retry policy for 429, 5xx, timeouts and dropped connections (the clients' own is off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=5, ge=1, le=20, description="Requests per call at most, the first included")
+    base_delay: float = Field(default=1.0, ge=0.0, le=600.0, description="Backoff before the first retry, seconds")
+    max_delay: float = Field(default=60.0, ge=0.0, le=3600.0, description="Longest backoff, seconds")
 
 
 class ConsensusConfig(BaseModel):
@@ -63,11 +130,18 @@ class RunConfig(BaseModel):
     rounds: int = Field(default=8, ge=1, le=1000)
     target: int = Field(default=40, ge=1, description="Stop once this many samples are kept")
     proposals_per_agent: int = Field(default=3, ge=1, le=50)
+    concurrency: int = Field(default=8, ge=1, le=256, description="Model calls in flight at once")
     seed: int = 0
     seeds: Path | None = Field(default=None, description="JSONL file of seed problems or task descriptions")
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     adversary: bool = True
     critique: bool = True
+    paint: Literal["spec", "model"] = Field(
+        default="spec", description="spec: render image_spec (a painter model only when a proposal has none); model: always the painter"
+    )
+    limits: list[Limit] = Field(default_factory=list)
+    prices: dict[str, Price] = Field(default_factory=dict, description="Per model name, USD per million tokens")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @model_validator(mode="after")
     def _check_panel(self) -> RunConfig:
@@ -80,7 +154,37 @@ class RunConfig(BaseModel):
                 raise ValueError(f"no agent has the role {role!r}; add it to some agent's roles")
         if self.adversary and not self.agents("adversary"):
             raise ValueError("adversary is on but no agent has the role 'adversary'; add it or set adversary: false")
+        if self.paint == "model" and not self.agents("painter"):
+            raise ValueError("paint is 'model' but no agent has the role 'painter'; add one or set paint: spec")
+        for painter in self.agents("painter"):
+            if painter.provider == "sim" and painter.stand_in_for is None:
+                raise ValueError(f"agent {painter.name!r}: the simulator cannot paint; use provider openai or google")
+        seen = set()
+        for limit in self.limits:
+            key = (limit.provider, limit.model, limit.base_url)
+            if key in seen:
+                raise ValueError(f"limits: {limit.provider}/{limit.model} is limited twice; merge the entries")
+            seen.add(key)
         return self
+
+    def price(self, model: str) -> Price | None:
+        """The model's price: the config's, else the default list; dated snapshots match their family."""
+        name = model.removeprefix("models/")
+        table = {k: Price(input=i, output=o) for k, (i, o) in DEFAULT_PRICES.items()} | self.prices
+        if name in table:
+            return table[name]
+        # A dated snapshot (gpt-4o-2024-08-06) is priced as its model; gpt-4.1-mini is not gpt-4.1.
+        family = next((k for k in table if name.startswith(k + "-") and name[len(k) + 1 : len(k) + 2].isdigit()), None)
+        return table[family] if family else None
+
+    def limit(self, agent: AgentConfig) -> Limit | None:
+        matches = [
+            lim
+            for lim in self.limits
+            if lim.provider == agent.provider and lim.model == agent.model and lim.base_url in (None, agent.base_url)
+        ]
+        # A limit naming the server wins over one for the model anywhere.
+        return max(matches, key=lambda lim: lim.base_url is not None, default=None)
 
     def agents(self, role: Role) -> list[AgentConfig]:
         return [agent for agent in self.panel if role in agent.roles]

@@ -6,9 +6,10 @@ crash overwrites the same record instead of adding a second copy.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
 from cadsynth.agents.painter.specs import ImageSpec
 
@@ -67,7 +68,57 @@ class Record(BaseModel):
 # --- what models are asked to produce (structured-output schemas) ---------------------------
 
 
-class ProposalDraft(Record):
+class PortableJsonSchema(GenerateJsonSchema):
+    """JSON schema that strict structured-output APIs accept.
+
+    OpenAI's strict mode refuses `oneOf` (pydantic's discriminated unions), `discriminator` and
+    `default`; Gemini's response schema is happier without them too. `anyOf` over the tagged
+    variants says the same thing, and strict mode makes every field required anyway.
+    """
+
+    def generate(self, schema: Any, mode: JsonSchemaMode = "validation") -> dict[str, Any]:
+        return _portable(super().generate(schema, mode))
+
+
+def _portable(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_portable(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("discriminator", "default"):
+            continue
+        if key == "properties":  # property names are data, never keywords
+            out[key] = {name: _portable(v) for name, v in value.items()}
+        elif key in ("anyOf", "oneOf"):
+            # A nullable union nests one anyOf in another: flatten it.
+            variants = [_portable(v) for v in value]
+            out["anyOf"] = [w for v in variants for w in (v["anyOf"] if list(v) == ["anyOf"] else [v])]
+        else:
+            out[key] = _portable(value)
+    return out
+
+
+class Draft(Record):
+    """A structured-output schema: its JSON schema is the portable one, whoever asks for it."""
+
+    @classmethod
+    def model_json_schema(  # type: ignore[override]
+        cls,
+        by_alias: bool | None = None,
+        ref_template: str = DEFAULT_REF_TEMPLATE,
+        schema_generator: type[GenerateJsonSchema] = PortableJsonSchema,
+        mode: JsonSchemaMode = "validation",
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        # Provider SDKs call model_json_schema() with no generator: they get the portable one.
+        if schema_generator is GenerateJsonSchema:
+            schema_generator = PortableJsonSchema
+        return super().model_json_schema(by_alias, ref_template, schema_generator, mode, **kwargs)
+
+
+class ProposalDraft(Draft):
     """A new problem as a proposer writes it."""
 
     strategy: Strategy
@@ -84,12 +135,12 @@ class ProposalDraft(Record):
     difficulty: float = Field(ge=0.0, le=1.0, description="The proposer's estimate, 0 easy .. 1 hard")
 
 
-class CritiqueDraft(Record):
+class CritiqueDraft(Draft):
     verdict: Verdict
     issues: list[str] = Field(default_factory=list)
 
 
-class JudgmentDraft(Record):
+class JudgmentDraft(Draft):
     """A judge's blind answer: it never sees the reference answer."""
 
     answer: str
@@ -103,13 +154,22 @@ class Exemplar(Record):
     why_hard: str
 
 
-class ContextDraft(Record):
-    """The adversary's rewrite of the shared generation context."""
+class Weight(Record):
+    name: str
+    weight: float = Field(ge=0.0, le=100.0)
+
+
+class ContextDraft(Draft):
+    """The adversary's rewrite of the shared generation context.
+
+    Weights are lists of {name, weight}: strict structured output cannot express a free-form
+    mapping (`additionalProperties`). `Context` keeps them as dicts.
+    """
 
     reflection: str = Field(description="Why the panel split on the pool's problems")
     guidance: str
-    capability_weights: dict[str, float]
-    strategy_weights: dict[str, float]
+    capability_weights: list[Weight] = Field(description="One entry per capability; higher means use more")
+    strategy_weights: list[Weight] = Field(description="One entry per meta-strategy; higher means use more")
     difficulty_target: float = Field(ge=0.0, le=1.0)
     exemplars: list[Exemplar] = Field(default_factory=list, max_length=5)
 

@@ -29,6 +29,8 @@ def new_run_id() -> str:
 
 
 def thread(run: str) -> RunnableConfig:
+    # No max_concurrency here: LangGraph gates its checkpoint writes behind the same semaphore,
+    # so finished tasks would wait to be saved. The panel bounds calls in flight instead.
     return {"configurable": {"thread_id": run}, "recursion_limit": 100_000}
 
 
@@ -120,10 +122,12 @@ async def execute(
                 start = {"run": run, "config": config.model_dump(mode="json")}
             elif not (await graph.aget_state(thread(run))).values:
                 # Killed before the first checkpoint: start over from the stored config.
-                record = await ledger.run(run)
-                assert record is not None
-                start = {"run": run, "config": record["config"]}
-            async for chunk in graph.astream(start, thread(run), context=settings, stream_mode="updates"):
+                stored = await ledger.run(run)
+                assert stored is not None
+                start = {"run": run, "config": stored["config"]}
+            # durability="sync": a step's checkpoint is on disk before the next step's calls start.
+            stream = graph.astream(start, thread(run), context=settings, stream_mode="updates", durability="sync")
+            async for chunk in stream:
                 for node, update in chunk.items():
                     progress.observe(node, update)
                 if on_update:

@@ -1,13 +1,23 @@
 """How the debate flows, one round at a time.
 
-open_round -> propose (one task per proposer and slot) -> paint -> critique (one task per critic
-and proposal) -> review -> revise (one task per proposal the critics flagged) -> judging -> judge
+open_round -> propose (one task per proposer and slot) -> paint (declarative specs) -> paint_model
+(one task per proposal a painter model draws) -> painted -> critique (one task per critic and
+proposal) -> review -> revise (one task per proposal the critics flagged) -> judging -> judge
 (one task per judge and proposal) -> consensus -> discard | keep | adversarial (one edge per
 problem, by its consensus score) -> adversary -> open_round or END.
 
 Every model call is its own task, so a crash costs at most the calls in flight: LangGraph keeps
 the writes of the tasks that finished. Each task also records what it produced in the ledger,
 with upserts on deterministic ids, so re-running it cannot duplicate anything.
+
+A call that gives up (its retries spent) never fails the round: a proposer's failure drops only its
+proposal, a critic's leaves no critique, a failed revision leaves the proposal as it was, a judge
+abstains, a painter's failure leaves the proposal unpainted (review drops it), and the adversary's
+keeps the context. Every request, failed or not, is logged with its fault and what followed.
+
+A budget (`cads run --budget`) is checked where a round opens: if the last round's cost would take
+the run past it, the run is marked stopped and the graph interrupts; `cads resume --budget` answers
+the interrupt with the new budget.
 """
 
 from __future__ import annotations
@@ -19,9 +29,10 @@ from typing import Any, Literal
 from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Send, interrupt
 
-from cadsynth.agents.panel import Agent, Reply
+from cadsynth.agents.calls import Attempt
+from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.render import render
 from cadsynth.config import RunConfig, load_config
 from cadsynth.domain import (
@@ -44,18 +55,26 @@ from cadsynth.store.ledger import CallRecord
 OUTCOME_NODES = ("discard", "keep", "adversarial")
 
 
-def _call(agent: Agent, task: Task, role: str, target: str, reply: Reply[Any]) -> CallRecord:
-    return CallRecord(
-        run=task["run"],
-        round=task["round"],
-        agent=agent.name,
-        role=role,
-        target=target,
-        provider=agent.config.provider,
-        model=agent.config.model,
-        input_tokens=reply.usage.input_tokens,
-        output_tokens=reply.usage.output_tokens,
-    )
+def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Attempt, ...]) -> list[CallRecord]:
+    """One ledger row per request the call took (or one for a cache hit)."""
+    return [
+        CallRecord(
+            run=task["run"],
+            round=task["round"],
+            agent=agent.name,
+            role=role,
+            target=target,
+            provider=agent.config.provider,
+            model=agent.config.model,
+            input_tokens=a.usage.input_tokens,
+            output_tokens=a.usage.output_tokens,
+            cost_usd=a.cost_usd,
+            cached=a.cached,
+            fault=a.fault,
+            outcome=a.outcome,
+        )
+        for a in attempts
+    ]
 
 
 def _task(state: DebateState, **extra: Any) -> Task:
@@ -88,12 +107,32 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
 # --- round start -----------------------------------------------------------------------------
 
 
+async def _hold_for_budget(res: Resources, run: str, round_: int) -> None:
+    """Interrupt here while the next round could take the run past its budget (estimate: the last round)."""
+    record = await res.ledger.run(run)
+    budget = record["budget_usd"] if record else None
+    while budget is not None:
+        spent = (await res.ledger.call_totals(run))["usd"]
+        estimate = await res.ledger.round_cost(run, round_ - 1)
+        if spent + estimate <= budget:
+            return
+        await res.ledger.set_status(run, "stopped")
+        answer = interrupt(
+            {"reason": "budget", "round": round_, "budget_usd": budget, "spent_usd": spent, "next_round_usd": estimate}
+        )
+        if isinstance(answer, dict) and answer.get("budget_usd") is not None:
+            budget = float(answer["budget_usd"])
+        await res.ledger.set_status(run, "running")
+
+
 async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
     # Started from Studio with no input: the thread is the run, the simulated panel the config.
     run = state.get("run") or get_config()["configurable"]["thread_id"]
     config = state.get("config") or load_config(None).model_dump(mode="json")
     round_ = state.get("round", 0)
+    if round_ > 0:
+        await _hold_for_budget(res, run, round_)  # before anything of the round is written
     context = Context.model_validate(state["context"]) if state.get("context") else initial_context()
     if round_ == 0:
         await res.ledger.start_run(run, config, RunConfig.model_validate(config).seed)
@@ -127,9 +166,15 @@ async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = panel[task["agent"]]
     context = Context.model_validate(task["context"])
     key = f"r{task['round']}/{agent.name}/{task['index']}"
-    plan = plan_proposal(panel.config, context, key, with_image=agent.config.provider != "sim")
-    reply = await agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities)
+    # A simulated agent standing in for a real one (dry runs) is shown the seed image it would be.
+    with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
+    plan = plan_proposal(panel.config, context, key, with_image=with_image)
     pid = proposal_id(task["run"], task["round"], agent.name, task["index"])
+    try:
+        reply = await agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities)
+    except CallFailed as failed:
+        await res.ledger.log_calls(_calls(agent, task, "proposer", pid, failed.attempts))
+        return {}
     proposal = Proposal.model_validate(
         {
             **reply.value.model_dump(mode="json"),
@@ -142,16 +187,54 @@ async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         }
     )
     await res.ledger.put_proposals([proposal])
-    await res.ledger.log_calls([_call(agent, task, "proposer", pid, reply)])
+    await res.ledger.log_calls(_calls(agent, task, "proposer", pid, reply.attempts))
     return {"proposals": {pid: proposal.model_dump(mode="json")}}
 
 
+def _needs_painter(config: RunConfig, proposal: Proposal) -> bool:
+    return proposal.image is None and (config.paint == "model" or proposal.image_spec is None)
+
+
 async def paint(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
+    """Render the declarative specs; proposals a painter model draws are left to `paint_model`."""
     res = resources(runtime.context)
-    todo = [p for p in _proposals(state) if p.image is None]
+    config = RunConfig.model_validate(state["config"])
+    todo = [p for p in _proposals(state) if p.image is None and not _needs_painter(config, p)]
     painted = await asyncio.gather(*(_paint(res, p) for p in todo))
     await res.ledger.put_proposals(painted)
     return {"proposals": {p.id: p.model_dump(mode="json") for p in painted}}
+
+
+def to_painters(state: DebateState) -> list[Send] | Literal["painted"]:
+    config = RunConfig.model_validate(state["config"])
+    painters = config.agents("painter")
+    if not painters:
+        return "painted"  # nothing can draw a proposal without a spec: review drops it
+    sends = [
+        # Spread proposals over the painters by their place in the round, not by scheduling.
+        Send("paint_model", _task(state, agent=painters[i % len(painters)].name, proposal=p.model_dump(mode="json")))
+        for i, p in enumerate(q for q in _proposals(state) if _needs_painter(config, q))
+    ]
+    return sends or "painted"
+
+
+async def paint_model(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+    res = resources(runtime.context)
+    agent = res.panel(task["config"])[task["agent"]]
+    proposal = Proposal.model_validate(task["proposal"])
+    try:
+        reply = await agent.paint(proposal.visual_prompt)
+    except CallFailed as failed:
+        await res.ledger.log_calls(_calls(agent, task, "painter", proposal.id, failed.attempts))
+        return {}
+    painted = proposal.model_copy(update={"image": reply.value})
+    await res.ledger.put_proposals([painted])
+    await res.ledger.log_calls(_calls(agent, task, "painter", proposal.id, reply.attempts))
+    return {"proposals": {painted.id: painted.model_dump(mode="json")}}
+
+
+async def painted(state: DebateState) -> dict[str, Any]:
+    return {}  # a barrier: every image is in before any critic looks
 
 
 # --- critique and revision --------------------------------------------------------------------
@@ -176,12 +259,16 @@ async def critique(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     cid = critique_id(proposal.id, agent.name)
-    reply = await agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    try:
+        reply = await agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    except CallFailed as failed:
+        await res.ledger.log_calls(_calls(agent, task, "critic", proposal.id, failed.attempts))
+        return {}  # no critique from this critic
     record = Critique(
         **reply.value.model_dump(), id=cid, run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id
     )
     await res.ledger.put_critiques([record])
-    await res.ledger.log_calls([_call(agent, task, "critic", proposal.id, reply)])
+    await res.ledger.log_calls(_calls(agent, task, "critic", proposal.id, reply.attempts))
     return {"critiques": {cid: record.model_dump(mode="json")}}
 
 
@@ -237,15 +324,24 @@ async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     critiques = [Critique.model_validate(c) for c in task["critiques"]]
-    reply = await agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
+    target = f"{proposal.id}/revise"
+    try:
+        reply = await agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
+    except CallFailed as failed:
+        await res.ledger.log_calls(_calls(agent, task, "proposer", target, failed.attempts))
+        return {}  # the proposal goes to the judges as it was
     revised = proposal.model_copy(
         update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
     )
     revised = Proposal.model_validate(revised.model_dump())  # re-check the reviser's fields
-    if revised.image_spec != proposal.image_spec:
+    config = RunConfig.model_validate(task["config"])
+    if revised.image_spec != proposal.image_spec and not _needs_painter(config, proposal.model_copy(update={"image": None})):
         revised = await _paint(res, revised.model_copy(update={"image": None}))
+        if revised.image is None:
+            revised = proposal  # the revised spec cannot be drawn: keep the problem as it was
+    # A painter model's image is not redrawn on revision: that would be a second call in this task.
     await res.ledger.put_proposals([revised])
-    await res.ledger.log_calls([_call(agent, task, "proposer", proposal.id, reply)])
+    await res.ledger.log_calls(_calls(agent, task, "proposer", target, reply.attempts))
     return {"proposals": {revised.id: revised.model_dump(mode="json")}}
 
 
@@ -273,12 +369,21 @@ async def judge(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     jid = judgment_id(proposal.id, agent.name)
-    reply = await agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    record = Judgment(
-        **reply.value.model_dump(), id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id
-    )
+    try:
+        reply = await agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    except CallFailed as failed:
+        # The judge abstains: consensus counts only judges that answered (K shrinks).
+        record = Judgment(
+            id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id, answer=None, abstained=True
+        )
+        attempts = failed.attempts
+    else:
+        record = Judgment(
+            **reply.value.model_dump(), id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id
+        )
+        attempts = reply.attempts
     await res.ledger.put_judgments([record])
-    await res.ledger.log_calls([_call(agent, task, "judge", proposal.id, reply)])
+    await res.ledger.log_calls(_calls(agent, task, "judge", proposal.id, attempts))
     return {"judgments": {jid: record.model_dump(mode="json")}}
 
 
@@ -404,9 +509,17 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
         agent = res.panel(state["config"]).by_role("adversary")[0]
         judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
         pool = _pool(proposals, verdicts, judgments)
-        reply = await agent.reflect(f"r{round_}/reflect", context, stats, pool)
-        context = Context(**reply.value.model_dump(), version=context.version + 1)
-        await res.ledger.log_calls([_call(agent, _task(state), "adversary", f"r{round_}/context", reply)])
+        try:
+            reply = await agent.reflect(f"r{round_}/reflect", context, stats, pool)
+        except CallFailed as failed:
+            # The context stays as it was; a new version keeps one context row per round.
+            attempts = failed.attempts
+            context = context.model_copy(
+                update={"version": context.version + 1, "reflection": f"(the adversary failed: {failed.fault}; context kept)"}
+            )
+        else:
+            attempts, context = reply.attempts, reply.value
+        await res.ledger.log_calls(_calls(agent, _task(state), "adversary", f"r{round_}/context", attempts))
     return {"round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "done": False}
 
 
@@ -419,6 +532,8 @@ def build_graph() -> StateGraph:
     builder.add_node("open_round", open_round)
     builder.add_node("propose", propose)
     builder.add_node("paint", paint)
+    builder.add_node("paint_model", paint_model)
+    builder.add_node("painted", painted)
     builder.add_node("critique", critique)
     builder.add_node("review", review)
     builder.add_node("revise", revise)
@@ -432,7 +547,9 @@ def build_graph() -> StateGraph:
     builder.add_edge(START, "open_round")
     builder.add_conditional_edges("open_round", to_proposers, ["propose"])
     builder.add_edge("propose", "paint")
-    builder.add_conditional_edges("paint", to_critics, ["critique", "review"])
+    builder.add_conditional_edges("paint", to_painters, ["paint_model", "painted"])
+    builder.add_edge("paint_model", "painted")
+    builder.add_conditional_edges("painted", to_critics, ["critique", "review"])
     builder.add_edge("critique", "review")
     builder.add_conditional_edges("review", to_revisions, ["revise", "judging"])
     builder.add_edge("revise", "judging")

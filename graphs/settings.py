@@ -11,6 +11,7 @@ from pathlib import Path
 from cadsynth.agents.panel import Panel
 from cadsynth.config import RunConfig
 from cadsynth.store.blobs import BlobStore
+from cadsynth.store.cache import CallCache
 from cadsynth.store.ledger import Ledger
 
 
@@ -18,6 +19,7 @@ from cadsynth.store.ledger import Ledger
 class Settings:
     db_url: str = field(default_factory=lambda: os.environ.get("CADS_DB", "sqlite:///cads.db"))
     data_dir: str = field(default_factory=lambda: os.environ.get("CADS_DATA", "cads-data"))
+    cache: bool = True  # answer identical model calls from the store's call cache
 
 
 class Resources:
@@ -35,10 +37,14 @@ class Resources:
     def blobs(self) -> BlobStore:
         return BlobStore(Path(self.settings.data_dir))
 
+    @cached_property
+    def cache(self) -> CallCache | None:
+        return CallCache(self.ledger.engine) if self.settings.cache else None
+
     def panel(self, config: dict) -> Panel:
         key = RunConfig.model_validate(config).model_dump_json()
         if key not in self._panels:
-            self._panels[key] = Panel(RunConfig.model_validate(config))
+            self._panels[key] = Panel(RunConfig.model_validate(config), cache=self.cache, images=self.blobs)
         return self._panels[key]
 
     async def close(self) -> None:
@@ -47,12 +53,12 @@ class Resources:
 
 
 # Database engines belong to the event loop that made them, so resources are kept per loop.
-_open: dict[tuple[int, str, str], Resources] = {}
+_open: dict[tuple[int, str, str, bool], Resources] = {}
 
 
 def resources(settings: Settings | None) -> Resources:
     settings = settings or Settings()
-    key = (id(asyncio.get_running_loop()), settings.db_url, settings.data_dir)
+    key = (id(asyncio.get_running_loop()), settings.db_url, settings.data_dir, settings.cache)
     if key not in _open:
         _open[key] = Resources(settings)
     return _open[key]

@@ -37,5 +37,8 @@ class BlobStore:
             raise
         return ref
 
+    def exists(self, ref: str) -> bool:
+        return self.path(ref).is_file()
+
     def get(self, ref: str) -> bytes:
         return self.path(ref).read_bytes()

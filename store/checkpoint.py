@@ -14,16 +14,20 @@ All database work is written once, as functions of a synchronous SQLAlchemy ``Co
 (the ``_op_*`` methods); the savers differ only in how they reach the database:
 
 * `SqlSaver` runs them on an ``Engine`` in the calling thread.
-* `AsyncSqlSaver` on PostgreSQL runs them on the ``AsyncEngine`` through
-  ``AsyncConnection.run_sync`` (psycopg's non-blocking I/O). On a SQLite file it runs them on a
-  pysqlite engine for the same file in one worker thread of its own: SQLite I/O blocks in-process
-  whatever the driver (aiosqlite is a thread too), and one hop per operation beats aiosqlite's
-  several per statement.
+* `AsyncSqlSaver` on PostgreSQL runs them on the ``AsyncEngine`` in one greenlet hop per
+  operation (the mechanism of ``AsyncConnection.run_sync``: psycopg's non-blocking I/O under sync
+  code). On a SQLite file it runs them on a pysqlite engine for the same file, in one worker
+  thread of its own: SQLite I/O blocks in-process whatever the driver (aiosqlite is a thread
+  too), and one thread hop per operation beats aiosqlite's several per statement.
+
+Round trips: `get_tuple` and each page of `list` are one statement (the checkpoint rows, their
+blobs and their pending writes, UNION ALL). On PostgreSQL `put` and `put_writes` are one
+statement each too (rows travel as arrays; `put` adds its blobs in a CTE), and they and the reads
+run on an autocommit twin of the engine, with no BEGIN/COMMIT. Other writes are transactions.
 
 On SQLite the write transactions of a saver are serialized in-process (LangGraph saves the
 writes of parallel tasks concurrently), so they queue instead of failing with "database is
-locked". On PostgreSQL, reads and single-statement writes (`put` is one statement there, a CTE
-that adds the blobs) run in autocommit mode, saving the BEGIN/COMMIT round trips.
+locked".
 """
 
 from __future__ import annotations
@@ -49,7 +53,6 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    PendingWrite,
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
 )
@@ -85,6 +88,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import CompoundSelect, Select
+from sqlalchemy.util import greenlet_spawn
 
 from .db import sync_engine
 from .migrate import SchemaVersionError, ensure_schema
@@ -100,6 +104,7 @@ __all__ = [
 
 C, B, W = checkpoints, checkpoint_blobs, checkpoint_writes
 T = TypeVar("T")
+E = TypeVar("E", Engine, AsyncEngine)
 
 # Scalars at most this long stay inside the checkpoint row; anything else becomes a blob.
 _INLINE_STR_MAX = 256
@@ -207,6 +212,14 @@ class _WritesPlan:
     overwrite: bool
 
 
+@dataclass(slots=True)
+class _ListPlan:
+    shape: tuple[tuple[Any, ...], ...]
+    params: dict[str, Any]
+    residual: dict[str, Any]
+    size: int
+
+
 def _inline(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float)):
         return True
@@ -239,6 +252,10 @@ def _json_contains(have: Any, want: Any) -> bool:
     if isinstance(want, bool) or isinstance(have, bool):
         return isinstance(want, bool) and isinstance(have, bool) and want == have
     return have == want
+
+
+def _matches(metadata: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
+    return all(k in metadata and _json_contains(metadata[k], v) for k, v in filter.items())
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
@@ -301,7 +318,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
         self.single_statement_writes = dialect == "postgresql"
         if dialect == "postgresql":
             self._pg_statements()
-        t, ns = bindparam("t"), bindparam("ns")
+        t, ns = bindparam("t", type_=Text), bindparam("ns", type_=Text)
         by_key = (C.c.thread_id == t, C.c.checkpoint_ns == ns)
         self._q_by_id = self._read_statement(
             select(C).where(*by_key, C.c.checkpoint_id == bindparam("id"))
@@ -309,6 +326,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
         self._q_latest = self._read_statement(
             select(C).where(*by_key).order_by(C.c.checkpoint_id.desc()).limit(1)
         )
+        self._list_statements: dict[Any, CompoundSelect[Any]] = {}
 
     def _read_statement(self, chosen: Select[Any]) -> CompoundSelect[Any]:
         """One statement returning checkpoint rows and everything needed to build their tuples.
@@ -356,8 +374,9 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             zero.label("idx"),
         )
         # One primary-key probe per wanted blob, whatever the planner guesses of the sizes (it
-        # takes json_each for 100 rows): LATERAL on PostgreSQL; SQLite's CROSS JOIN keeps the
-        # left table outside.
+        # takes json_each for 100 rows, and would hash-join a seq scan of all blobs): on
+        # PostgreSQL a LATERAL subquery that LIMIT keeps from being flattened into a join; SQLite
+        # plans the probe by itself.
         match = and_(
             B.c.thread_id == wanted.c.t,
             B.c.checkpoint_ns == wanted.c.ns,
@@ -365,7 +384,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             B.c.version == wanted.c.ver,
         )
         if self.dialect == "postgresql":
-            found: Any = select(B).where(match).lateral("found")
+            found: Any = select(B).where(match).limit(1).lateral("found")
             source: Any = wanted.join(found, true())
         else:
             found, source = B, wanted.join(B, match)
@@ -568,38 +587,39 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
 
     def _assemble(self, rows: Iterable[Any]) -> list[CheckpointTuple]:
         """Tuples from the rows of a `_read_statement`, newest checkpoint first."""
-        heads: list[Any] = []
-        blobs: dict[tuple[str, str, str, str], tuple[str, bytes | None]] = {}
-        writes: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
-        for r in rows:
-            if r.kind == "c":
-                heads.append(r)
-            elif r.kind == "b":
-                blobs[(r.thread_id, r.checkpoint_ns, r.a, r.b)] = (r.type, r.blob)
-            else:
-                writes[(r.thread_id, r.checkpoint_ns, r.a)].append(r)
-        # list order; Python's string order is the database's (bytewise keys, see store.schema)
-        heads.sort(key=lambda r: (r.thread_id, r.checkpoint_ns))
-        heads.sort(key=lambda r: r.a, reverse=True)
+        loads = self.serde.loads_typed
+        heads: list[tuple[Any, ...]] = []
+        blobs: dict[tuple[str, str, str, str], tuple[str, bytes]] = {}
+        writes: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
+        for kind, thread_id, ns, a, b, c, d, type_, blob, blob2, idx in rows:
+            if kind == "c":
+                heads.append((a, thread_id, ns, b, c, type_, blob, blob2))
+            elif kind == "b":
+                blobs[(thread_id, ns, a, b)] = (type_, blob)
+            else:  # sorted by writes_sort_key (task_path, task_id, idx) below
+                writes[(thread_id, ns, a)].append((c, b, idx, d, type_, blob))
+        # List order. Python's string order is the database's: keys compare bytewise (store.schema).
+        heads.sort(key=lambda h: (h[1], h[2]))
+        heads.sort(key=lambda h: h[0], reverse=True)
         out = []
-        for h in heads:
-            thread_id, ns, checkpoint_id = h.thread_id, h.checkpoint_ns, h.a
-            checkpoint = self.serde.loads_typed((h.type, h.blob))
+        for checkpoint_id, thread_id, ns, parent, md_type, cp_type, cp_bytes, md_bytes in heads:
+            checkpoint = loads((cp_type, cp_bytes))
             values = checkpoint["channel_values"]
             for channel, version in checkpoint["channel_versions"].items():
                 if channel not in values:
                     found = blobs.get((thread_id, ns, channel, str(version)))
                     if found is not None and found[0] != "empty":
-                        values[channel] = self.serde.loads_typed(found)
+                        values[channel] = loads(found)
             # Python's order, not the database's: a replay must follow writes_sort_key.
-            pending = sorted(writes.get((thread_id, ns, checkpoint_id), ()), key=lambda w: (w.c, w.b, w.idx))
+            pending = writes.get((thread_id, ns, checkpoint_id), [])
+            pending.sort(key=lambda w: w[:3])
             out.append(
                 CheckpointTuple(
                     config=_config(thread_id, ns, checkpoint_id),
                     checkpoint=checkpoint,
-                    metadata=self.serde.loads_typed((h.c, h.blob2)),
-                    parent_config=_config(thread_id, ns, h.b) if h.b else None,
-                    pending_writes=[(w.b, w.d, self.serde.loads_typed((w.type, w.blob))) for w in pending],
+                    metadata=loads((md_type, md_bytes)),
+                    parent_config=_config(thread_id, ns, parent) if parent else None,
+                    pending_writes=[(task_id, channel, loads((t, v))) for _, task_id, _, channel, t, v in pending],
                 )
             )
         return out
@@ -651,11 +671,35 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             found = self._assemble(conn.execute(self._q_latest, params))
         return found[0] if found else None
 
-    def _filter_clauses(
-        self, filter: Mapping[str, Any] | None
-    ) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
-        """SQL conditions for the scalar items of a metadata filter, and the rest to check here."""
-        clauses: list[ColumnElement[bool]] = []
+    # -- list -------------------------------------------------------------------------------
+    #
+    # A `list` call is described by a shape (which conditions apply; hashable) and the values
+    # for them. Statements are built once per shape and reused: building the read statement
+    # costs more than running it on SQLite.
+
+    def _list_plan(
+        self,
+        config: RunnableConfig | None,
+        filter: Mapping[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> _ListPlan:
+        shape: list[tuple[Any, ...]] = []
+        params: dict[str, Any] = {}
+        if config is not None:
+            conf = config["configurable"]
+            if conf.get("thread_id") is not None:
+                shape.append(("thread",))
+                params["l_thread"] = str(conf["thread_id"])
+            if conf.get("checkpoint_ns") is not None:
+                shape.append(("ns",))
+                params["l_ns"] = conf["checkpoint_ns"]
+            if checkpoint_id := get_checkpoint_id(config):
+                shape.append(("id",))
+                params["l_id"] = checkpoint_id
+        if before is not None and (before_id := get_checkpoint_id(before)):
+            shape.append(("before",))
+            params["l_before"] = before_id
         residual: dict[str, Any] = {}
         scalars: dict[str, Any] = {}
         for key, want in (filter or {}).items():
@@ -664,93 +708,92 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
                 scalars[key] = want
             else:
                 residual[key] = want
-        if not scalars:
-            return clauses, residual
+        if scalars and self.dialect == "postgresql":
+            shape.append(("contains",))
+            params["l_contains"] = scalars
+        else:
+            for i, (key, want) in enumerate(scalars.items()):
+                if want is None or isinstance(want, bool):
+                    shape.append(("json_type", key, "null" if want is None else str(want).lower()))
+                    continue
+                shape.append(("json_value", key, "text" if isinstance(want, str) else "number", i))
+                params[f"l_v{i}"] = want
+        # The limit itself when SQL does all the filtering, else pages of _PAGE rows.
+        size = int(limit) if limit is not None and not residual else _PAGE
+        return _ListPlan(tuple(shape), params, residual, size)
+
+    def _list_statement(self, shape: tuple[tuple[Any, ...], ...], paged: bool) -> CompoundSelect[Any]:
+        key = (shape, paged)
+        stmt = self._list_statements.get(key)
+        if stmt is not None:
+            return stmt
         col = C.c.metadata_json
-        if self.dialect == "postgresql":
-            clauses.append(type_coerce(col, JSONB).contains(scalars))
-            return clauses, residual
-        for key, want in scalars.items():
-            path = f'$."{key}"'
-            kind = func.json_type(col, path)
-            if want is None:
-                clauses.append(kind == "null")
-            elif isinstance(want, bool):
-                clauses.append(kind == ("true" if want else "false"))
-            elif isinstance(want, (int, float)):
-                clauses.append(and_(kind.in_(("integer", "real")), func.json_extract(col, path) == want))
-            else:
-                clauses.append(and_(kind == "text", func.json_extract(col, path) == want))
-        return clauses, residual
-
-    def _list_query(
-        self,
-        config: RunnableConfig | None,
-        filter: Mapping[str, Any] | None,
-        before: RunnableConfig | None,
-    ) -> tuple[Any, dict[str, Any]]:
         where: list[ColumnElement[bool]] = []
-        if config is not None:
-            conf = config["configurable"]
-            if conf.get("thread_id") is not None:
-                where.append(C.c.thread_id == str(conf["thread_id"]))
-            if conf.get("checkpoint_ns") is not None:
-                where.append(C.c.checkpoint_ns == conf["checkpoint_ns"])
-            if checkpoint_id := get_checkpoint_id(config):
-                where.append(C.c.checkpoint_id == checkpoint_id)
-        if before is not None and (before_id := get_checkpoint_id(before)):
-            where.append(C.c.checkpoint_id < before_id)
-        clauses, residual = self._filter_clauses(filter)
-        where.extend(clauses)
-        query = select(C).where(*where).order_by(C.c.checkpoint_id.desc(), C.c.thread_id, C.c.checkpoint_ns)
-        return query, residual
-
-    def _op_list_load(
-        self,
-        conn: Connection,
-        query: Select[Any],
-        after: tuple[str, str, str] | None,
-        size: int,
-        residual: Mapping[str, Any],
-    ) -> tuple[list[CheckpointTuple], tuple[str, str, str] | None]:
-        """One page of `list`: the tuples after `after` in list order (filtered by `residual`),
-        and the cursor for the next page, None when this one was the last."""
-        if after is not None:
-            cid, tid, ns = after
-            query = query.where(
+        for item in shape:
+            kind = item[0]
+            if kind == "thread":
+                where.append(C.c.thread_id == bindparam("l_thread"))
+            elif kind == "ns":
+                where.append(C.c.checkpoint_ns == bindparam("l_ns"))
+            elif kind == "id":
+                where.append(C.c.checkpoint_id == bindparam("l_id"))
+            elif kind == "before":
+                where.append(C.c.checkpoint_id < bindparam("l_before"))
+            elif kind == "contains":  # PostgreSQL: metadata_json @> {...}
+                where.append(type_coerce(col, JSONB).contains(bindparam("l_contains", type_=JSONB)))
+            elif kind == "json_type":  # SQLite: null / true / false, by JSON type
+                where.append(func.json_type(col, f'$."{item[1]}"') == item[2])
+            else:  # SQLite: a string or a number, by type and value
+                path = f'$."{item[1]}"'
+                types = ("text",) if item[2] == "text" else ("integer", "real")
+                where.append(
+                    and_(
+                        func.json_type(col, path).in_(types),
+                        func.json_extract(col, path) == bindparam(f"l_v{item[3]}"),
+                    )
+                )
+        if paged:  # keyset: rows after the last one of the previous page, in list order
+            cid, tid = bindparam("l_after_id", type_=Text), bindparam("l_after_thread", type_=Text)
+            where.append(
                 or_(
                     C.c.checkpoint_id < cid,
                     and_(
                         C.c.checkpoint_id == cid,
-                        or_(C.c.thread_id > tid, and_(C.c.thread_id == tid, C.c.checkpoint_ns > ns)),
+                        or_(
+                            C.c.thread_id > tid,
+                            and_(C.c.thread_id == tid, C.c.checkpoint_ns > bindparam("l_after_ns")),
+                        ),
                     ),
                 )
             )
-        page = self._assemble(conn.execute(self._read_statement(query.limit(size))))
+        query = (
+            select(C)
+            .where(*where)
+            .order_by(C.c.checkpoint_id.desc(), C.c.thread_id, C.c.checkpoint_ns)
+            .limit(bindparam("l_limit"))
+        )
+        stmt = self._read_statement(query)
+        if len(self._list_statements) >= 256:
+            self._list_statements.clear()  # only odd filter keys could grow it
+        self._list_statements[key] = stmt
+        return stmt
+
+    def _op_list_load(
+        self, conn: Connection, plan: _ListPlan, after: tuple[str, str, str] | None
+    ) -> tuple[list[CheckpointTuple], tuple[str, str, str] | None]:
+        """One page of `list`: the tuples after `after` in list order (filtered by the plan's
+        residual), and the cursor for the next page, None when this one was the last."""
+        params = {**plan.params, "l_limit": plan.size}
+        if after is not None:
+            params["l_after_id"], params["l_after_thread"], params["l_after_ns"] = after
+        page = self._assemble(conn.execute(self._list_statement(plan.shape, after is not None), params))
         cursor = None
-        if len(page) == size:
+        if len(page) == plan.size:
             last = page[-1].config["configurable"]
             cursor = (last["checkpoint_id"], last["thread_id"], last["checkpoint_ns"])
-        if residual:
-            page = [
-                t
-                for t in page
-                if all(k in t.metadata and _json_contains(t.metadata[k], v) for k, v in residual.items())
-            ]
+        if plan.residual:
+            page = [t for t in page if _matches(t.metadata, plan.residual)]
         return page, cursor
-
-    def _list_plan(
-        self,
-        config: RunnableConfig | None,
-        filter: Mapping[str, Any] | None,
-        before: RunnableConfig | None,
-        limit: int | None,
-    ) -> tuple[Any, dict[str, Any], int]:
-        """The query, the filter items left to check in Python, and the page size: the limit
-        itself when SQL does all the filtering, else pages of _PAGE rows."""
-        query, residual = self._list_query(config, filter, before)
-        size = int(limit) if limit is not None and not residual else _PAGE
-        return query, residual, size
 
     def _op_delete_threads(self, conn: Connection, thread_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(thread_ids)):
@@ -925,6 +968,27 @@ def _check_prune_args(thread_ids: Sequence[str], strategy: str) -> list[str]:
     return [str(t) for t in thread_ids]
 
 
+def _autocommit_twin(engine: E) -> E:
+    """An engine on the same URL whose connections stay in autocommit mode (PostgreSQL).
+
+    Cheaper than `engine.execution_options(isolation_level="AUTOCOMMIT")`, which switches each
+    pooled connection at checkout and back at return; and with no transaction ever open there is
+    nothing to roll back when a connection goes back to the pool.
+    """
+    options = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+    if isinstance(engine, AsyncEngine):
+        return create_async_engine(engine.url, **options)  # type: ignore[return-value]
+    return create_engine(engine.url, **options)  # type: ignore[return-value]
+
+
+def _connected(engine: Engine, transaction: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    if transaction:
+        with engine.begin() as conn:
+            return fn(conn, *args)
+    with engine.connect() as conn:
+        return fn(conn, *args)
+
+
 def _in_memory(engine: AsyncEngine) -> bool:
     database = engine.url.database
     return not database or database == ":memory:" or engine.url.query.get("mode") == "memory"
@@ -934,13 +998,13 @@ class _Pager:
     """The paging of `list`, shared by the sync and async loops."""
 
     def __init__(self, saver: _SqlSaverBase, config: Any, filter: Any, before: Any, limit: int | None):
-        self.query, self.residual, self.size = saver._list_plan(config, filter, before, limit)
+        self.plan = saver._list_plan(config, filter, before, limit)
         self.left = limit
         self.after: tuple[str, str, str] | None = None
         self.done = limit is not None and limit <= 0
 
     def args(self) -> tuple[Any, ...]:
-        return (self.query, self.after, self.size, self.residual)
+        return (self.plan, self.after)
 
     def take(self, page: list[CheckpointTuple], after: tuple[str, str, str] | None) -> list[CheckpointTuple]:
         if self.left is not None:
@@ -965,7 +1029,7 @@ class SqlSaver(_SqlSaverBase):
         # whose connections stay in autocommit mode (switching a pooled connection per checkout
         # costs as much as the BEGIN/ROLLBACK it saves). `close()` disposes it.
         self._autocommit = (
-            create_engine(engine.url, isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else engine
+            _autocommit_twin(engine) if self.dialect == "postgresql" else engine
         )
         self._write_lock: AbstractContextManager[Any] = (
             _thread_lock(engine) if self.dialect == "sqlite" else nullcontext()
@@ -1125,7 +1189,7 @@ class AsyncSqlSaver(_SqlSaverBase):
             self.loop = None
         # See SqlSaver: PostgreSQL's reads and one-statement writes use an autocommit companion.
         self._autocommit = (
-            create_async_engine(engine.url, isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else engine
+            _autocommit_twin(engine) if self.dialect == "postgresql" else engine
         )
         self._local: SqlSaver | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -1164,24 +1228,24 @@ class AsyncSqlSaver(_SqlSaverBase):
             raise RuntimeError("this AsyncSqlSaver is closed")
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    # Off the SQLite worker, an operation is one greenlet hop (what AsyncConnection.run_sync does,
+    # here around the checkout too): the sync `_op_*` code then drives the async driver.
+
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         await self.setup()
         if self._local is not None:
             return await self._in_thread(self._local._read, fn, *args)
-        async with self._autocommit.connect() as conn:
-            return await conn.run_sync(fn, *args)
+        return await greenlet_spawn(_connected, self._autocommit.sync_engine, False, fn, args)
 
     async def _write(self, fn: Callable[..., T], *args: Any, atomic: bool = True) -> T:
         await self.setup()
         if self._local is not None:
             return await self._in_thread(self._local._write, fn, *args)
         if not atomic:
-            async with self._autocommit.connect() as conn:
-                return await conn.run_sync(fn, *args)
+            return await greenlet_spawn(_connected, self._autocommit.sync_engine, False, fn, args)
         lock = _task_lock(self.engine.sync_engine) if self.dialect == "sqlite" else None
         async with lock if lock is not None else nullcontext():  # type: ignore[attr-defined]
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(fn, *args)
+            return await greenlet_spawn(_connected, self.engine.sync_engine, True, fn, args)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._read(self._op_get_tuple, config)

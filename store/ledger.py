@@ -61,7 +61,8 @@ class CallRecord:
     output_tokens: int = 0
     cost_usd: float = 0.0
     cached: bool = False
-    fault: str | None = None
+    fault: str | None = None  # rate_limited | server_error | timeout | malformed
+    outcome: str | None = None  # after a fault: retried | abstained | dropped
 
 
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
@@ -124,6 +125,11 @@ class Ledger:
                         id=run, status="running", config=config, seed=seed, parent=parent, fork_round=fork_round
                     )
                 )
+
+    async def set_budget(self, run: str, budget: float | None) -> None:
+        await self.init()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.runs).where(t.runs.c.id == run).values(budget_usd=budget, updated_at=func.now()))
 
     async def set_status(self, run: str, status: str) -> None:
         await self.init()
@@ -314,3 +320,41 @@ class Ledger:
                 )
             ).one()
         return {"calls": int(row[0]), "input_tokens": int(row[1]), "output_tokens": int(row[2]), "usd": float(row[3])}
+
+    async def call_breakdown(self, run: str) -> dict[str, Any]:
+        """Faults by kind and what followed them, and cost by agent and by round."""
+        await self.init()
+        c = t.calls.c
+        sums = (
+            func.count(),
+            func.coalesce(func.sum(c.input_tokens), 0),
+            func.coalesce(func.sum(c.output_tokens), 0),
+            func.coalesce(func.sum(c.cost_usd), 0.0),
+        )
+        async with self.engine.connect() as conn:
+            faults = await conn.execute(select(c.fault, func.count()).where(c.run == run, c.fault.is_not(None)).group_by(c.fault))
+            outcomes = await conn.execute(
+                select(c.outcome, func.count()).where(c.run == run, c.outcome.is_not(None)).group_by(c.outcome)
+            )
+            cached = (await conn.execute(select(func.count()).where(c.run == run, c.cached.is_(True)))).scalar()
+            agents = await conn.execute(select(c.agent, *sums).where(c.run == run).group_by(c.agent).order_by(c.agent))
+            rounds = await conn.execute(select(c.round, *sums).where(c.run == run).group_by(c.round).order_by(c.round))
+
+            def row(r: Any) -> dict[str, Any]:
+                return {"calls": int(r[1]), "input_tokens": int(r[2]), "output_tokens": int(r[3]), "usd": float(r[4])}
+
+            return {
+                "faults": {k: int(n) for k, n in faults} | {k: int(n) for k, n in outcomes},
+                "cached": int(cached or 0),
+                "by_agent": {r[0]: row(r) for r in agents},
+                "by_round": {int(r[0]): row(r) for r in rounds},
+            }
+
+    async def round_cost(self, run: str, round_: int) -> float:
+        await self.init()
+        c = t.calls.c
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(select(func.coalesce(func.sum(c.cost_usd), 0.0)).where(c.run == run, c.round == round_))
+            ).scalar()
+        return float(value or 0.0)

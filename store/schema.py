@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache
 
 metadata = MetaData()
 
@@ -50,6 +50,8 @@ runs = Table(
     # A lease keeps two processes from advancing one run at once.
     Column("lease_owner", String(128), nullable=True),
     Column("lease_until", Float, nullable=True),
+    # `cads run/resume --budget`: the run stops at a round boundary before it could spend more.
+    Column("budget_usd", Float, nullable=True),
 )
 
 rounds = Table(
@@ -114,7 +116,8 @@ consensus = Table(
     Index("ix_cads_consensus_run_outcome", "run", "outcome"),
 )
 
-# One row per model call actually made (a retried or re-run call adds a row: this is what was paid).
+# One row per request actually made (a retried or re-run call adds a row: this is what was paid),
+# and one per answer served from the call cache (cached, cost 0).
 calls = Table(
     "cads_calls",
     metadata,
@@ -130,9 +133,27 @@ calls = Table(
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("cached", Boolean, nullable=False, default=False),
-    Column("fault", String(32), nullable=True),
+    Column("fault", String(32), nullable=True),  # rate_limited | server_error | timeout | malformed
+    Column("outcome", String(16), nullable=True),  # after a fault: retried | abstained | dropped
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Index("ix_cads_calls_run", "run"),
+)
+
+# --- call cache --------------------------------------------------------------------------------
+# Answers by the fingerprint of everything that decides them (agents.calls.fingerprint), so resume
+# and replay never pay twice for an identical call. Shared by every run in the database.
+
+call_cache = Table(
+    "cads_call_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),  # sha256 hex
+    Column("agent", String(64), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("value", JSON, nullable=False),  # {"value": the parsed answer} or {"value": {"image": ref}}
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
 )
 
 # --- LangGraph checkpoints -----------------------------------------------------------------

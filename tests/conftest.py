@@ -29,6 +29,8 @@ def pg_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(autocommit=True, **conninfo)
     except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):  # CI starts the server: its absence there is a failure, not a skip
+            pytest.fail(f"PostgreSQL not reachable at {url.host}:{url.port}: {exc}")
         pytest.skip(f"PostgreSQL not reachable at {url.host}:{url.port}: {exc}")
     with admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')

@@ -288,6 +288,111 @@ async def test_list_filters_on_metadata(db_url: str) -> None:
         assert await steps(filter={"step": 2, "source": "loop"}) == [2]
 
 
+def _blob_rows(url: str, thread_id: str) -> set[tuple[str, str]]:
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(checkpoint_blobs.c.channel, checkpoint_blobs.c.version).where(
+                    checkpoint_blobs.c.thread_id == thread_id
+                )
+            )
+            return {(r.channel, r.version) for r in rows}
+    finally:
+        engine.dispose()
+
+
+async def test_delete_for_runs_and_prune_keep_what_is_used(db_url: str) -> None:
+    async with open_checkpointer(db_url) as saver:
+        thread_id = f"t-{uuid.uuid4()}"
+        base = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+
+        async def put(parent: dict[str, Any] | None, run: str, doc: list[str], bump: bool) -> dict[str, Any]:
+            prev = (await saver.aget_tuple(parent)) if parent else None
+            versions = dict(prev.checkpoint["channel_versions"]) if prev else {}
+            if bump:
+                versions["doc"] = saver.get_next_version(versions.get("doc"), None)
+            cp = {**empty_checkpoint(), "channel_values": {"doc": doc}, "channel_versions": versions}
+            config = {"configurable": {**base["configurable"], **(parent or base)["configurable"]}}
+            return await saver.aput(config, cp, {"source": "loop", "step": 0, "run_id": run}, {"doc": versions["doc"]} if bump else {})
+
+        c1 = await put(None, "A", ["one"], bump=True)
+        c2 = await put(c1, "B", ["two"], bump=True)
+        c3 = await put(c2, "C", ["two"], bump=False)  # same doc version as c2: no new blob
+        await saver.aput_writes(c2, [("doc", ["pending"])], "task-1")
+        assert len(_blob_rows(db_url, thread_id)) == 2
+
+        # Deleting run B keeps its blob (C still uses it), drops its writes, and links C to A.
+        await saver.adelete_for_runs(["B"])
+        assert await saver.aget_tuple(c2) is None
+        t3 = await saver.aget_tuple(c3)
+        assert t3 is not None and t3.checkpoint["channel_values"]["doc"] == ["two"]
+        assert t3.parent_config == c1
+        assert len(_blob_rows(db_url, thread_id)) == 2
+
+        # Deleting run C frees the blob nobody uses any more; A's is kept.
+        await saver.adelete_for_runs(["C"])
+        assert len(_blob_rows(db_url, thread_id)) == 1
+        assert (await saver.aget_tuple(base)).checkpoint["channel_values"]["doc"] == ["one"]
+
+        # keep_latest: one checkpoint, no parent, only the blobs it names.
+        c4 = await put(c1, "D", ["four"], bump=True)
+        c5 = await put(c4, "E", ["five"], bump=True)
+        await saver.aprune([thread_id], strategy="keep_latest")
+        listed = [t async for t in saver.alist(base)]
+        assert [t.config for t in listed] == [c5] and listed[0].parent_config is None
+        assert listed[0].checkpoint["channel_values"]["doc"] == ["five"]
+        assert _blob_rows(db_url, thread_id) == {("doc", listed[0].checkpoint["channel_versions"]["doc"])}
+
+        await saver.aprune([thread_id], strategy="delete")
+        assert await saver.aget_tuple(base) is None and not _blob_rows(db_url, thread_id)
+
+
+async def test_keep_latest_refuses_delta_channel_threads(db_url: str) -> None:
+    async with open_checkpointer(db_url) as saver:
+        plain, delta = (
+            {"configurable": {"thread_id": f"t-{uuid.uuid4()}", "checkpoint_ns": ""}} for _ in range(2)
+        )
+        for config, extra in ((plain, {}), (delta, {"counters_since_delta_snapshot": {"msgs": [1, 1]}})):
+            first = await saver.aput(config, empty_checkpoint(), {"source": "loop", "step": 0, **extra}, {})
+            await saver.aput(first, empty_checkpoint(), {"source": "loop", "step": 1}, {})
+        ids = [plain["configurable"]["thread_id"], delta["configurable"]["thread_id"]]
+        with pytest.raises(NotImplementedError, match="DeltaChannel"):
+            await saver.aprune(ids, strategy="keep_latest")
+        assert len([t async for t in saver.alist(plain)]) == 2  # nothing pruned
+        await saver.aprune(ids[:1], strategy="keep_latest")
+        assert len([t async for t in saver.alist(plain)]) == 1
+
+
+async def test_list_pages_across_threads_and_namespaces(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cadsynth.store.checkpoint as module
+
+    monkeypatch.setattr(module, "_PAGE", 3)  # force several pages
+    async with open_checkpointer(db_url) as saver:
+        run = f"run-{uuid.uuid4()}"
+        expected = []
+        for thread in (f"a-{uuid.uuid4()}", f"b-{uuid.uuid4()}"):
+            for ns in ("", "child:1"):
+                parent: dict[str, Any] = {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
+                for step in range(4):
+                    md = {"source": "loop", "step": step, "run_id": run, "tags": {"even": step % 2 == 0}}
+                    parent = await saver.aput(parent, empty_checkpoint(), md, {})
+                    expected.append(parent)
+        key = lambda c: (c["configurable"]["checkpoint_id"], c["configurable"]["thread_id"], c["configurable"]["checkpoint_ns"])  # noqa: E731
+        # config None: every thread and namespace, newest first; a residual (dict) filter pages in Python
+        everything = [t.config async for t in saver.alist(None, filter={"run_id": run})]
+        assert sorted(everything, key=key, reverse=True) == everything
+        assert sorted(map(key, everything)) == sorted(map(key, expected))
+        even = [t.metadata["step"] async for t in saver.alist(None, filter={"run_id": run, "tags": {"even": True}})]
+        assert sorted(even) == [0, 0, 0, 0, 2, 2, 2, 2]
+        limited = [t async for t in saver.alist(None, filter={"run_id": run, "tags": {"even": False}}, limit=5)]
+        assert len(limited) == 5 and all(t.metadata["step"] % 2 == 1 for t in limited)
+        # a thread without checkpoint_ns: both namespaces
+        thread = expected[0]["configurable"]["thread_id"]
+        both = [t async for t in saver.alist({"configurable": {"thread_id": thread}})]
+        assert {t.config["configurable"]["checkpoint_ns"] for t in both} == {"", "child:1"} and len(both) == 8
+
+
 def test_sync_calls_of_the_async_saver(db_url: str) -> None:
     async def main() -> None:
         async with open_checkpointer(db_url) as saver:

@@ -19,6 +19,7 @@ How it behaves, per role:
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from functools import cached_property
@@ -41,6 +42,7 @@ from cadsynth.domain import (
     JudgmentDraft,
     ProposalDraft,
     SimTruth,
+    Weight,
 )
 
 # A rough per-image token charge, so dry runs price images the way vision APIs do.
@@ -110,7 +112,12 @@ class SimChatModel(BaseChatModel):
             raw = AIMessage(content=text, usage_metadata=_usage(estimate_tokens(messages), text))
             return {"raw": raw, "parsed": parsed, "parsing_error": None}
 
-        return RunnableLambda(respond, name=f"sim:{self.agent}")
+        async def arespond(messages: list[BaseMessage], config: RunnableConfig) -> Any:
+            if self.persona.latency:
+                await asyncio.sleep(self.persona.latency)  # a model's response time
+            return respond(messages, config)
+
+        return RunnableLambda(respond, afunc=arespond, name=f"sim:{self.agent}")
 
     # --- behaviour ---------------------------------------------------------------------------
 
@@ -223,11 +230,30 @@ class SimChatModel(BaseChatModel):
         return ContextDraft(
             reflection=reflection,
             guidance=guidance,
-            capability_weights=capability_weights,
-            strategy_weights=strategy_weights,
+            capability_weights=[Weight(name=n, weight=w) for n, w in capability_weights.items()],
+            strategy_weights=[Weight(name=n, weight=w) for n, w in strategy_weights.items()],
             difficulty_target=target,
             exemplars=exemplars,
         )
+
+
+class SimImageModel:
+    """Stands in for an image model in dry runs: a plain PNG and the tokens such a call would use."""
+
+    def __init__(self, agent: str):
+        self.agent = agent
+
+    async def generate(self, prompt: str) -> tuple[bytes, dict[str, int]]:
+        import hashlib
+        import io
+
+        from PIL import Image
+
+        shade = hashlib.sha256(prompt.encode()).digest()[:3]
+        out = io.BytesIO()
+        Image.new("RGB", (64, 64), tuple(shade)).save(out, format="PNG")
+        # A 1024x1024 image is about 1,300 output tokens on the image APIs this stands in for.
+        return out.getvalue(), {"input_tokens": math.ceil(len(prompt) / 4), "output_tokens": 1300}
 
 
 def _shift(weights: dict[str, float], splits: dict[str, float], mean_split: float, eta: float = 2.0) -> dict[str, float]:

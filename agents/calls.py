@@ -1,0 +1,237 @@
+"""One model call, done safely: cache, limits, retries, fault accounting and cost.
+
+`Caller.call` runs a send function under the agent's policy and returns the answer with every
+request it took (`Attempt`s: what was paid, what failed and what was done about it). A call that
+gives up raises `CallFailed` with the same record, so the graph can log it and carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from cadsynth.agents import jsontext
+from cadsynth.agents.faults import Fault, FaultKind, Outcome, backoff, classify
+from cadsynth.agents.limits import Limiter
+from cadsynth.config import AgentConfig, Price, RetryConfig
+
+T = TypeVar("T")
+
+CACHE_VERSION = 1  # bump when what a fingerprint covers changes
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request (or one cache hit): its tokens and cost, its fault, and what followed it."""
+
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    cached: bool = False
+    fault: FaultKind | None = None
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Reply(Generic[T]):
+    value: T
+    usage: Usage  # of the request that answered (zero for a cache hit)
+    attempts: tuple[Attempt, ...] = field(default=())
+
+    @property
+    def cached(self) -> bool:
+        return any(a.cached for a in self.attempts)
+
+
+class CallFailed(RuntimeError):
+    """The call gave up; `attempts` says what it cost and why."""
+
+    def __init__(self, agent: str, fault: FaultKind, attempts: list[Attempt]):
+        super().__init__(f"agent {agent}: gave up after {len(attempts)} request(s), last fault {fault}")
+        self.agent = agent
+        self.fault = fault
+        self.attempts = tuple(attempts)
+
+
+class ModelCallError(RuntimeError):
+    """A fault no retry can fix (a rejected key, an unknown model, a request the server refuses)."""
+
+
+class CallCache(Protocol):
+    """Stored answers by fingerprint (store.cache.CallCache)."""
+
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def put(self, key: str, agent: AgentConfig, value: dict[str, Any], usage: Usage) -> None: ...
+
+
+def usage_of(message: Any) -> Usage:
+    meta = getattr(message, "usage_metadata", None) or {}
+    return Usage(int(meta.get("input_tokens", 0) or 0), int(meta.get("output_tokens", 0) or 0))
+
+
+def _usage_from_error(exc: BaseException) -> Usage:
+    """A 200 answer the client could not parse was still billed: its usage is in the body."""
+    for e in (exc, exc.__cause__):
+        usage = getattr(e, "usage", None)
+        if isinstance(usage, Usage):
+            return usage
+        response = getattr(e, "response", None)
+        if getattr(response, "status_code", None) == 200:
+            try:
+                body = response.json()  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - any unreadable body just means unknown usage
+                continue
+            u = body.get("usage") or {} if isinstance(body, dict) else {}
+            return Usage(int(u.get("prompt_tokens", 0) or 0), int(u.get("completion_tokens", 0) or 0))
+    return Usage()
+
+
+def fingerprint(agent: AgentConfig, messages: list[BaseMessage], **details: Any) -> str:
+    """Everything that decides an answer, images by their sha256: equal fingerprints, equal calls.
+
+    The agent's name is in it: two panel members on the same model must not share answers (a jury
+    of copies would agree by construction).
+    """
+
+    def part(p: Any) -> Any:
+        if isinstance(p, dict) and p.get("type") == "image":
+            return {"image": hashlib.sha256(base64.b64decode(p["base64"])).hexdigest()}
+        return p
+
+    rendered = [
+        {"role": m.type, "content": [part(p) for p in m.content] if isinstance(m.content, list) else m.content}
+        for m in messages
+    ]
+    payload = {
+        "v": CACHE_VERSION,
+        "agent": agent.name,
+        "provider": agent.provider,
+        "model": agent.model,
+        "base_url": agent.base_url,
+        "temperature": agent.temperature,
+        "messages": rendered,
+        **details,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def estimate_tokens(messages: list[BaseMessage]) -> int:
+    from cadsynth.agents.sim.models import estimate_tokens as estimate
+
+    return estimate(messages)
+
+
+Send = Callable[[list[BaseMessage]], Awaitable[tuple[Any, Usage]]]
+
+
+class Caller:
+    """An agent's way of making calls: its retry policy, limiter, price and the panel's gate."""
+
+    def __init__(
+        self,
+        agent: AgentConfig,
+        retry: RetryConfig,
+        limiter: Limiter,
+        price: Price | None,
+        gate: asyncio.Semaphore,
+    ):
+        self.agent = agent
+        self.retry = retry
+        self.limiter = limiter
+        self.price = price
+        self.gate = gate
+
+    def cost(self, usage: Usage) -> float:
+        if self.price is None:
+            return 0.0
+        return (usage.input_tokens * self.price.input + usage.output_tokens * self.price.output) / 1e6
+
+    def _attempt(self, usage: Usage, fault: FaultKind | None = None, outcome: Outcome | None = None) -> Attempt:
+        return Attempt(usage=usage, cost_usd=self.cost(usage), fault=fault, outcome=outcome)
+
+    async def _request(self, send: Send, messages: list[BaseMessage]) -> tuple[Any, Usage]:
+        estimate = estimate_tokens(messages)
+        async with self.limiter.admit(estimate, self.gate) as ticket:
+            try:
+                # The client's own timeout should fire first; this only stops a client that never does.
+                async with asyncio.timeout(self.agent.timeout * 1.5 + 5):
+                    value, usage = await send(messages)
+            except BaseException as exc:
+                ticket.settle(max(estimate, _usage_from_error(exc).total))
+                raise
+            ticket.settle(usage.total)
+        return value, usage
+
+    async def call(self, send: Send, messages: list[BaseMessage], *, give_up: Outcome, json_text: bool = False) -> Reply[Any]:
+        """Send until answered: transient faults back off and retry, a malformed answer is asked once more.
+
+        In json_text mode the second ask carries the model's bad answer and the parse error.
+        """
+        attempts: list[Attempt] = []
+        transient, reasked = 0, False
+        while True:
+            try:
+                value, usage = await self._request(send, messages)
+            except Exception as exc:
+                fault = classify(exc)
+                if fault is None:
+                    # Authentication, an unknown model, a bad request: retrying cannot help, and
+                    # carrying on would turn every call of the run into a silent drop.
+                    first = (str(exc).strip().splitlines() or [""])[0][:300]
+                    agent = self.agent
+                    raise ModelCallError(
+                        f"agent {agent.name!r} ({agent.provider} {agent.model}): {type(exc).__name__}: {first}"
+                    ) from exc
+                usage = _usage_from_error(exc)
+                if fault.transient and transient + 1 < self.retry.attempts:
+                    attempts.append(self._attempt(usage, fault.kind, "retried"))
+                    await asyncio.sleep(backoff(self.retry, transient, fault))
+                    transient += 1
+                    continue
+                if not fault.transient and not reasked:
+                    reasked = True
+                    attempts.append(self._attempt(usage, fault.kind, "retried"))
+                    if json_text:
+                        answer = getattr(exc, "answer", None) or "(empty)"
+                        messages = [*messages, AIMessage(content=answer), HumanMessage(content=jsontext.reask(str(exc)))]
+                    continue
+                attempts.append(self._attempt(usage, fault.kind, give_up))
+                raise CallFailed(self.agent.name, fault.kind, attempts) from exc
+            attempts.append(self._attempt(usage))
+            return Reply(value, usage, tuple(attempts))
+
+
+def cached_reply(value: Any) -> Reply[Any]:
+    return Reply(value, Usage(), (Attempt(cached=True),))
+
+
+__all__ = [
+    "Attempt",
+    "CallCache",
+    "CallFailed",
+    "Caller",
+    "ModelCallError",
+    "Fault",
+    "Reply",
+    "Usage",
+    "cached_reply",
+    "fingerprint",
+    "usage_of",
+]

@@ -1,0 +1,80 @@
+"""Replay: fork a finished run before round 2 with another judge panel; the parent stays as it was."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_debate_run import _content, cads
+
+RUN = ["--seed", "3", "--rounds", "4", "--target", "1000"]
+
+
+def _other_judges(work: Path) -> str:
+    """The built-in panel with its weakest judge replaced by a much stronger one."""
+    config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
+    config.update(rounds=4, target=1000, seed=3)
+    config["panel"][-1]["sim"] = {"skill": 2.5, "flaw_rate": 0.25}
+    (work / "judges.yaml").write_text(yaml.safe_dump(config))
+    return "judges.yaml"
+
+
+def _json(*args: str, cwd: Path) -> dict:
+    return json.loads(cads(*args, cwd=cwd).stdout)
+
+
+def _export(run: str, cwd: Path) -> list[dict]:
+    cads("export", run, "--out", f"{run}.jsonl", cwd=cwd)
+    return [json.loads(line) for line in (cwd / f"{run}.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fork")
+    cads("run", "--run-id", "parent", *RUN, cwd=work)
+    before = (_json("stats", "parent", "--json", cwd=work), _export("parent", work))
+    cads("replay", "parent", "--round", "2", "--config", _other_judges(work), "--run-id", "child", cwd=work)
+    return work, before
+
+
+def test_fork_shares_the_rounds_before_the_fork_and_differs_after(forked):
+    work, _ = forked
+    parent, child = _json("stats", "parent", "--json", cwd=work), _json("stats", "child", "--json", cwd=work)
+    assert child["parent"] == "parent" and child["status"] == "done"
+    assert [r["round"] for r in child["rounds"]] == [0, 1, 2, 3]
+    assert child["rounds"][:2] == parent["rounds"][:2]
+    assert child["rounds"][2:] != parent["rounds"][2:]
+    early = lambda samples: _content([s for s in samples if s["round"] < 2])  # noqa: E731
+    late = lambda samples: _content([s for s in samples if s["round"] >= 2])  # noqa: E731
+    assert early(_export("child", work)) == early(_export("parent", work))
+    assert late(_export("child", work)) != late(_export("parent", work))
+    # The fork paid only for the rounds it ran itself.
+    assert 0 < child["model_calls"] < parent["model_calls"]
+
+
+def test_parent_is_untouched(forked):
+    work, (stats_before, export_before) = forked
+    assert _json("stats", "parent", "--json", cwd=work) == stats_before
+    assert _export("parent", work) == export_before
+
+
+def test_show_names_parent_and_forks(forked):
+    work, _ = forked
+    assert "forks: child" in cads("show", "parent", cwd=work).stdout
+    assert "forked from parent at round 2" in cads("show", "child", "--round", "2", cwd=work).stdout
+
+
+def test_replay_errors(forked):
+    work, _ = forked
+    for args, expected in (
+        (["replay", "nope", "--round", "2"], "no run 'nope'"),
+        (["replay", "parent", "--round", "0"], "--round 1 or later"),
+        (["replay", "parent", "--round", "9"], "no checkpoint before round 9"),
+        (["resume", "parent"], "has finished"),
+    ):
+        result = cads(*args, cwd=work, check=False)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr

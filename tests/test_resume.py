@@ -1,0 +1,137 @@
+"""Crash safety: SIGKILL a run at several points, resume it each time, and get the same data set.
+
+The kill points are chosen by watching the ledger's call log from outside, like an operator
+pulling the plug: mid-proposing, mid-critique, mid-judging (twice) and early in a later round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_debate_run import _content, cads
+
+SEED, ROUNDS = "5", "4"
+RUN = ["--seed", SEED, "--rounds", ROUNDS, "--target", "1000"]
+CONCURRENCY = 8  # the built-in panel's default: at most this many calls in flight at a kill
+
+# (description, SQL counting calls; the kill comes once the count reaches the threshold)
+KILL_POINTS = [
+    ("mid-proposing, round 0", "role = 'proposer' AND round = 0", 5),
+    ("mid-critique, round 0", "role = 'critic' AND round = 0", 10),
+    ("mid-judging, round 0", "role = 'judge' AND round = 0", 20),
+    ("early round 1", "role = 'proposer' AND round = 1", 3),
+    ("mid-judging, round 2", "role = 'judge' AND round = 2", 25),
+]
+
+
+def _count(db: Path, where: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(f"SELECT count(*) FROM cads_calls WHERE {where}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # the tables do not exist yet
+
+
+def _run_until(args: list[str], cwd: Path, db: Path, where: str, threshold: int) -> int:
+    """Start `cads *args`, SIGKILL it once the ledger shows `threshold` matching calls; calls at the kill."""
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "cadsynth.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _count(db, where) < threshold:
+        if proc.poll() is not None:
+            raise AssertionError(f"cads {' '.join(args)} ended before the kill point: {proc.stderr.read().decode()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"kill point {where} >= {threshold} never reached")
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return _count(db, "1 = 1")
+
+
+def _panel_with_latency(work: Path) -> str:
+    """The built-in panel, but each simulated call takes as long as a (fast) real model's."""
+    config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
+    for agent in config["panel"]:
+        agent["sim"]["latency"] = 0.03
+    (work / "panel.yaml").write_text(yaml.safe_dump(config))
+    return "panel.yaml"
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    work = tmp_path_factory.mktemp("crash")
+    panel = _panel_with_latency(work)
+    cads("run", panel, "--run-id", "clean", *RUN, cwd=work)
+    db = work / "cads.db"
+    calls_at_kills = []
+    base = _count(db, "1 = 1")
+    args = ["run", panel, "--run-id", "crashy", *RUN]
+    for _, where, threshold in KILL_POINTS:
+        calls_at_kills.append(_run_until(args, work, db, f"run = 'crashy' AND {where}", threshold) - base)
+        args = ["resume", "crashy"]
+    cads("resume", "crashy", cwd=work)
+    return work, calls_at_kills
+
+
+def _export(run: str, cwd: Path) -> list[dict]:
+    cads("export", run, "--out", f"{run}.jsonl", cwd=cwd)
+    return [json.loads(line) for line in (cwd / f"{run}.jsonl").read_text().splitlines()]
+
+
+def test_every_kill_point_was_reached_before_the_run_finished(crashed):
+    _, calls_at_kills = crashed
+    assert len(calls_at_kills) == len(KILL_POINTS)
+    assert calls_at_kills == sorted(calls_at_kills) and calls_at_kills[0] > 0
+
+
+def test_the_resumed_data_set_equals_the_uninterrupted_one(crashed):
+    work, _ = crashed
+    clean, resumed = _export("clean", work), _export("crashy", work)
+    ids = [s["id"] for s in resumed]
+    assert len(ids) == len(set(ids)), "duplicate samples"
+    assert len(resumed) == len(clean) > 0
+    assert _content(resumed) == _content(clean)
+    status = json.loads(cads("stats", "crashy", "--json", cwd=work).stdout)
+    assert status["status"] == "done" and len(status["rounds"]) == int(ROUNDS)
+
+
+def test_finished_calls_are_not_made_again(crashed):
+    work, _ = crashed
+    clean = json.loads(cads("stats", "clean", "--json", cwd=work).stdout)["model_calls"]
+    resumed = json.loads(cads("stats", "crashy", "--json", cwd=work).stdout)["model_calls"]
+    # Only calls in flight at a kill may be repeated: at most `concurrency` per kill.
+    assert clean <= resumed <= clean + CONCURRENCY * len(KILL_POINTS), f"clean {clean}, resumed {resumed}"
+
+
+def test_a_second_process_cannot_advance_a_running_run(tmp_path):
+    env = {**os.environ, "COLUMNS": "200"}
+    first = subprocess.Popen([sys.executable, "-m", "cadsynth.cli", "run", "--run-id", "busy", "--rounds", "50",
+                              "--target", "100000"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while _count(tmp_path / "cads.db", "run = 'busy'") < 20:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.01)
+        second = cads("resume", "busy", cwd=tmp_path, check=False)
+        assert second.returncode == 2
+        assert "being advanced by another process" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # Once the holder is dead, the run can be resumed at once: no stale lease blocks it.
+    before = _count(tmp_path / "cads.db", "run = 'busy'")
+    after = _run_until(["resume", "busy"], tmp_path, tmp_path / "cads.db", "run = 'busy'", before + 20)
+    assert after >= before + 20

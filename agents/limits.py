@@ -26,12 +26,13 @@ WINDOW = 60.0
 class TokenWindow:
     """Tokens used in the last minute; a call waits until its estimate fits under the limit."""
 
-    def __init__(self, tpm: int):
+    def __init__(self, tpm: int, window: float = WINDOW):
         self.tpm = tpm
+        self.window = window
         self.entries: deque[list[float]] = deque()  # [time, tokens]
 
     def _used(self, now: float) -> float:
-        while self.entries and self.entries[0][0] <= now - WINDOW:
+        while self.entries and self.entries[0][0] <= now - self.window:
             self.entries.popleft()
         return sum(tokens for _, tokens in self.entries)
 
@@ -43,7 +44,7 @@ class TokenWindow:
                 entry = [now, float(tokens)]
                 self.entries.append(entry)
                 return entry
-            await asyncio.sleep(min(1.0, max(0.05, self.entries[0][0] + WINDOW - now)))
+            await asyncio.sleep(min(1.0, max(0.01, self.entries[0][0] + self.window - now)))
 
     @staticmethod
     def settle(entry: list[float], tokens: int) -> None:

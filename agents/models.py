@@ -50,9 +50,12 @@ def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
 
         return SimChatModel(agent=agent.name, model_name=agent.model, persona=agent.sim, seed=seed)
     if agent.provider == "openai":
+        import httpx
         from langchain_openai import ChatOpenAI
 
-        # A local OpenAI-compatible server (vLLM, Ollama, SGLang) takes any key.
+        # A local OpenAI-compatible server (vLLM, Ollama, SGLang) takes any key. The HTTP client is
+        # the model's own: langchain-openai's default is shared process-wide, and its pooled
+        # connections break when a second event loop (a later run, a test) uses them.
         return ChatOpenAI(
             model=agent.model,
             base_url=agent.base_url,
@@ -60,6 +63,7 @@ def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
             temperature=agent.temperature,
             timeout=agent.timeout,
             max_retries=0,
+            http_async_client=httpx.AsyncClient(timeout=agent.timeout),
         )
     if agent.provider == "google":
         from langchain_google_genai import ChatGoogleGenerativeAI

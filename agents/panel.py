@@ -181,7 +181,8 @@ class Agent:
         return out["parsed"], usage
 
     async def _ask(self, schema: type[T], prompt: str, images: list[bytes], task: dict[str, Any]) -> Reply[T]:
-        if self.mode == "json_text":
+        if self.config.structured_output == "json_text":
+            # Also for a simulated stand-in (dry runs), so the schema's tokens are counted.
             prompt += jsontext.instructions(schema)
         content: list[dict[str, Any]] = [{"type": "text", "text": prompt}, *map(image_block, images)]
         messages: list[BaseMessage] = [HumanMessage(content=content)]  # type: ignore[arg-type]

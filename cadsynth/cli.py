@@ -15,6 +15,8 @@ from rich.live import Live
 from rich.panel import Panel as RichPanel
 from rich.table import Table
 
+from cadsynth.agents.calls import ModelCallError
+from cadsynth.agents.models import missing_keys
 from cadsynth.config import ConfigError, RunConfig, load_config, parse_config
 from cadsynth.graphs.settings import Settings
 from cadsynth.report import UnknownRunError, export_jsonl, stats, transcript
@@ -31,6 +33,10 @@ errors = Console(stderr=True)
 DEFAULT_DB = "sqlite:///cads.db"
 DbOption = Annotated[str, typer.Option("--db", envvar="CADS_DB", help="Database URL (SQLite or PostgreSQL)")]
 DataOption = Annotated[Path, typer.Option("--data", envvar="CADS_DATA", help="Folder for images")]
+BudgetOption = Annotated[
+    float | None, typer.Option("--budget", min=0.0, help="USD: stop at a round boundary before the run could pass it")
+]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Ask the models again even for identical calls")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -73,16 +79,44 @@ def _progress_view(p: Progress) -> RichPanel:
     return RichPanel(grid, title="cads run", expand=False)
 
 
-def _execute(settings: Settings, run: str, config: RunConfig | None = None, fork: Fork | None = None) -> None:
+def _check_keys(config: RunConfig) -> None:
+    """Every missing key, one line per agent, before anything is called or written."""
+    problems = missing_keys(config)
+    if problems:
+        for line in problems:
+            errors.print(f"error: {line}", markup=False, highlight=False)
+        raise typer.Exit(2)
+
+
+def _execute(
+    settings: Settings, run: str, config: RunConfig | None = None, fork: Fork | None = None, budget: float | None = None
+) -> None:
     live = Live(_progress_view(Progress(run=run)), console=console, transient=False, auto_refresh=False)
     with live:
         try:
-            asyncio.run(
-                execute(settings, run, config, fork=fork, on_update=lambda p: live.update(_progress_view(p), refresh=True))
+            progress = asyncio.run(
+                execute(
+                    settings,
+                    run,
+                    config,
+                    fork=fork,
+                    budget=budget,
+                    on_update=lambda p: live.update(_progress_view(p), refresh=True),
+                )
             )
         except (LeaseError, RunStateError) as exc:
             live.stop()
             fail(str(exc))
+        except ModelCallError as exc:
+            live.stop()
+            fail(f"{exc}; the run is marked failed, fix the agent and `cads resume {run}`", code=1)
+    if progress.stopped:
+        why = progress.stopped
+        console.print(
+            f"\nstopped before round {why['round']}: spent ${why['spent_usd']:.4f} of the ${why['budget_usd']:.4f} budget, "
+            f"and the last round cost ${why['next_round_usd']:.4f}. Continue with: cads resume {run} --budget USD",
+            markup=False,
+        )
 
 
 def _summary(db: str, run_name: str) -> None:
@@ -122,6 +156,11 @@ def run(
     target: Annotated[int | None, typer.Option(help="Stop once this many samples are kept")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the config's seed")] = None,
     no_adversary: Annotated[bool, typer.Option("--no-adversary", help="Never change the context (ablation)")] = False,
+    budget: BudgetOption = None,
+    no_cache: NoCacheOption = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the calls, tokens and cost a real run would take; calls nothing")
+    ] = False,
 ) -> None:
     """Synthesize a data set: rounds of propose, paint, critique, judge and adversary."""
     # Everything is checked before anything is written.
@@ -135,10 +174,35 @@ def run(
             config = parse_config({**config.model_dump(), **update}, "options")
         except ConfigError as exc:
             fail(str(exc))
+    if dry_run:
+        _dry_run(config)
+        return
+    _check_keys(config)
     run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
-    _execute(Settings(db_url=db, data_dir=str(data)), run_name, config)
+    _execute(Settings(db_url=db, data_dir=str(data), cache=not no_cache), run_name, config, budget=budget)
     _summary(db, run_name)
+
+
+def _dry_run(config: RunConfig) -> None:
+    from cadsynth.dryrun import estimate
+
+    with console.status("playing the run with simulated stand-ins..."):
+        est = estimate(config)
+    table = Table("agent", "stands in for", "calls", "input tokens", "output tokens", "USD", title="dry run (estimate)")
+    for r in est.rows:
+        price = f"{r['usd']:.4f}" if r["priced"] else "unpriced"
+        table.add_row(
+            r["agent"], f"{r['provider']} {r['model']}", str(r["calls"]), f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", price
+        )
+    t = est.total
+    table.add_row("total", "", str(t["calls"]), f"{t['input_tokens']:,}", f"{t['output_tokens']:,}", f"{t['usd']:.4f}", style="bold")
+    console.print(table)
+    console.print(
+        f"{est.rounds} rounds, {est.proposals} proposals, {est.kept} kept, as played by simulated stand-ins with the "
+        "real prompts and prices. Unpriced models count as free; add them under `prices:`.",
+        markup=False,
+    )
 
 
 @app.command()
@@ -146,9 +210,16 @@ def resume(
     run_name: Annotated[str, typer.Argument(metavar="RUN")],
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
+    budget: BudgetOption = None,
+    no_cache: NoCacheOption = False,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint; finished model calls are not made again."""
-    _execute(Settings(db_url=db, data_dir=str(data)), run_name)
+    """Continue an interrupted or stopped run from its last checkpoint; finished model calls are not made again."""
+    record = _read(db, lambda ledger: ledger.run(run_name))
+    if record is not None:
+        _check_keys(RunConfig.model_validate(record["config"]))
+        if record["status"] == "stopped" and record["budget_usd"] is not None and (budget or 0) <= record["budget_usd"]:
+            fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
+    _execute(Settings(db_url=db, data_dir=str(data), cache=not no_cache), run_name, budget=budget)
     _summary(db, run_name)
 
 
@@ -160,12 +231,22 @@ def replay(
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name for the new run (default: generated)")] = None,
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
+    budget: BudgetOption = None,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Fork a run before round N into a new run and run it from there; the original is untouched."""
     config = _load(config_path) if config_path is not None else None
+    parent = _read(db, lambda ledger: ledger.run(run_name))
+    if config is not None or parent is not None:
+        _check_keys(config or RunConfig.model_validate(parent["config"]))
     new_run = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{new_run}[/bold] (fork of {run_name} at round {round_})")
-    _execute(Settings(db_url=db, data_dir=str(data)), new_run, fork=Fork(parent=run_name, round=round_, config=config))
+    _execute(
+        Settings(db_url=db, data_dir=str(data), cache=not no_cache),
+        new_run,
+        fork=Fork(parent=run_name, round=round_, config=config),
+        budget=budget,
+    )
     _summary(db, new_run)
 
 
@@ -240,6 +321,16 @@ def stats_cmd(
         f"{s['discarded']} discarded, {s['model_calls']} model calls",
         markup=False,
     )
+    cost = s["cost"]
+    budget = f" of a ${cost['budget_usd']:.4f} budget" if cost["budget_usd"] is not None else ""
+    console.print(
+        f"cost: ${cost['usd']:.4f}{budget} ({cost['input_tokens']:,} input, {cost['output_tokens']:,} output tokens); "
+        f"{cost['cached_calls']} calls answered from the cache",
+        markup=False,
+    )
+    faults = {k: v for k, v in s["faults"].items() if v}
+    if faults:
+        console.print("faults: " + ", ".join(f"{k} {v}" for k, v in faults.items()), markup=False)
     if "truth" in s:
         truth = s["truth"]
         console.print(

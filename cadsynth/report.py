@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
 from cadsynth.domain import Consensus, Proposal
 from cadsynth.store.blobs import BlobStore
@@ -42,6 +43,8 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     for c in verdicts.values():
         by_outcome[c.outcome] += 1
     calls = await ledger.call_totals(run)
+    breakdown = await ledger.call_breakdown(run)
+    by_round = breakdown["by_round"]
     out: dict[str, Any] = {
         "run": run,
         "status": record["status"],
@@ -53,7 +56,21 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
         "dropped": by_outcome["dropped"],
         "model_calls": calls["calls"],
         "tokens": {"input": calls["input_tokens"], "output": calls["output_tokens"]},
-        "rounds": [r.model_dump(exclude={"run"}) for r in await ledger.rounds(run)],
+        "rounds": [
+            {**r.model_dump(exclude={"run"}), "cost_usd": round(by_round.get(r.round, {}).get("usd", 0.0), 6)}
+            for r in await ledger.rounds(run)
+        ],
+        # Failed requests by kind, and what followed each: retried, or the call gave up (a judge
+        # abstained, anything else was dropped). Kinds add up to retried + abstained + dropped.
+        "faults": {key: breakdown["faults"].get(key, 0) for key in FAULT_KEYS},
+        "cost": {
+            "usd": round(calls["usd"], 6),
+            "input_tokens": calls["input_tokens"],
+            "output_tokens": calls["output_tokens"],
+            "budget_usd": record.get("budget_usd"),
+            "cached_calls": breakdown["cached"],
+            "by_agent": {name: {**v, "usd": round(v["usd"], 6)} for name, v in breakdown["by_agent"].items()},
+        },
     }
     simulated = [p for p in proposals if p.sim is not None]
     if simulated:

@@ -12,6 +12,9 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+
+from cadsynth.agents.calls import ModelCallError
 
 from cadsynth.config import RunConfig
 from cadsynth.graphs.debate import build_graph
@@ -42,6 +45,7 @@ class Progress:
     round: int = 0
     phase: str = "starting"
     counts: Counter[str] = field(default_factory=Counter)
+    stopped: dict[str, Any] | None = None  # why the run paused (its budget), when it did
 
     def observe(self, node: str, update: Any) -> None:
         self.phase = node
@@ -96,8 +100,13 @@ async def execute(
     *,
     fork: Fork | None = None,
     on_update: Callable[[Progress], None] | None = None,
+    budget: float | None = None,
 ) -> Progress:
-    """Start `run` with `config`; fork it from another run; or (neither) resume it where it stopped."""
+    """Start `run` with `config`; fork it from another run; or (neither) resume it where it stopped.
+
+    `budget` (USD) is kept with the run; a run stopped at its budget continues when resumed with a
+    higher one. Returns with `progress.phase == "stopped"` when the run paused at its budget.
+    """
     ledger = resources(settings).ledger
     owner = lease_owner()
     progress = Progress(run=run)
@@ -117,8 +126,14 @@ async def execute(
                 await _start_fork(graph, saver, ledger, run, fork)
             await ledger.acquire_lease(run, owner)
             heartbeat = asyncio.create_task(_heartbeat(ledger, run, owner))
-            start: dict[str, Any] | None = None
-            if config is not None and fork is None:
+            if budget is not None:
+                await ledger.set_budget(run, budget)
+            start: dict[str, Any] | Command | None = None
+            if (await graph.aget_state(thread(run))).interrupts:
+                # Stopped at its budget: answer the interrupt (open_round checks the budget again).
+                await ledger.set_status(run, "running")
+                start = Command(resume={"budget_usd": budget})
+            elif config is not None and fork is None:
                 start = {"run": run, "config": config.model_dump(mode="json")}
             elif not (await graph.aget_state(thread(run))).values:
                 # Killed before the first checkpoint: start over from the stored config.
@@ -127,12 +142,18 @@ async def execute(
                 start = {"run": run, "config": stored["config"]}
             # durability="sync": a step's checkpoint is on disk before the next step's calls start.
             stream = graph.astream(start, thread(run), context=settings, stream_mode="updates", durability="sync")
-            async for chunk in stream:
-                for node, update in chunk.items():
-                    progress.observe(node, update)
-                if on_update:
-                    on_update(progress)
-            progress.phase = "done"
+            try:
+                async for chunk in stream:
+                    for node, update in chunk.items():
+                        progress.observe(node, update)
+                    if on_update:
+                        on_update(progress)
+            except ModelCallError:
+                await ledger.set_status(run, "failed")
+                raise
+            pending = (await graph.aget_state(thread(run))).interrupts
+            progress.stopped = pending[0].value if pending else None
+            progress.phase = "stopped" if pending else "done"
     finally:
         if heartbeat is not None:
             heartbeat.cancel()

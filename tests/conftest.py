@@ -1,4 +1,4 @@
-"""Shared fixtures: database URLs for the store's tests."""
+"""Shared fixtures: database URLs for the store's tests; fake model provider servers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,31 @@ def pg_url() -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite file in the test's temporary directory."""
     return f"sqlite:///{tmp_path / 'cads.db'}"
+
+
+# --- fake model providers ----------------------------------------------------------------------
+# Real clients (ChatOpenAI, ChatGoogleGenerativeAI, the openai SDK) over HTTP to servers on
+# 127.0.0.1: nothing is patched. A test sets `.responder` and `.faults` on the server it gets.
+
+FAKE_OPENAI_KEY = "sk-fake-openai-0123456789"
+FAKE_GEMINI_KEY = "g-fake-gemini-0123456789"
+
+
+@pytest.fixture
+def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A FakeOpenAI that requires FAKE_OPENAI_KEY, which is exported as CADS_TEST_OPENAI_KEY."""
+    from tests.fakes import FakeOpenAI
+
+    monkeypatch.setenv("CADS_TEST_OPENAI_KEY", FAKE_OPENAI_KEY)
+    with FakeOpenAI(api_key=FAKE_OPENAI_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A FakeGemini that requires FAKE_GEMINI_KEY, which is exported as CADS_TEST_GEMINI_KEY."""
+    from tests.fakes import FakeGemini
+
+    monkeypatch.setenv("CADS_TEST_GEMINI_KEY", FAKE_GEMINI_KEY)
+    with FakeGemini(api_key=FAKE_GEMINI_KEY) as server:
+        yield server

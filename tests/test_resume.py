@@ -65,7 +65,7 @@ def _panel_with_latency(work: Path) -> str:
     """The built-in panel, but each simulated call takes as long as a (fast) real model's."""
     config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
     for agent in config["panel"]:
-        agent["sim"]["latency"] = 0.03
+        agent["sim"]["latency"] = 0.15
     (work / "panel.yaml").write_text(yaml.safe_dump(config))
     return "panel.yaml"
 

@@ -186,6 +186,8 @@ class RequestRecord:
     status: int | None = None
     fault: str | None = None
     error: str | None = None  # why the request was rejected (4xx)
+    started: float = 0.0  # time.monotonic() when the request arrived
+    finished: float | None = None  # ... and when its handling ended
 
     @property
     def authorization(self) -> str | None:
@@ -203,6 +205,8 @@ class Stats:
         self.faults: Counter[str] = Counter()
         self.rejected = 0  # 4xx answers produced by validation / auth
         self.errors: list[str] = []  # bugs inside the fake or a responder
+        self.in_flight = 0  # requests being handled right now
+        self.max_in_flight = 0  # the most ever handled at once
 
     def _add_request(self, route: str) -> None:
         with self._lock:
@@ -225,6 +229,15 @@ class Stats:
         with self._lock:
             self.errors.append(text)
 
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -235,6 +248,7 @@ class Stats:
                 "faults_total": sum(self.faults.values()),
                 "rejected": self.rejected,
                 "errors": list(self.errors),
+                "max_in_flight": self.max_in_flight,
             }
 
     def reset(self) -> None:
@@ -245,6 +259,7 @@ class Stats:
             self.faults.clear()
             self.rejected = 0
             self.errors.clear()
+            self.max_in_flight = 0
 
 
 # --------------------------------------------------------------------------
@@ -1039,9 +1054,10 @@ class FakeServerBase:
         headers = {k.lower(): v for k, v in h.headers.items()}
         with self._cond:
             self._seq += 1
-            rec = RequestRecord(self._seq, method, parts.path, "", headers)
+            rec = RequestRecord(self._seq, method, parts.path, "", headers, started=time.monotonic())
         raw = h.read_body()
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.stats._enter()
         try:
             self._route(h, rec, method, parts.path, query, raw)
         except HttpError as e:
@@ -1055,6 +1071,9 @@ class FakeServerBase:
             self.stats._add_error(f"{type(exc).__name__}: {exc}")
             body = self._error_body(500, f"fake server error: {exc}", "internal")
             self._finish(h, rec, 500, lambda: h.send_json(500, body))
+        finally:
+            rec.finished = time.monotonic()
+            self.stats._leave()
 
     def _register(self, rec: RequestRecord, route: str) -> None:
         rec.route = route

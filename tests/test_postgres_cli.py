@@ -22,14 +22,14 @@ def _all(db: str, cwd, run: str) -> tuple[dict, list[dict], str]:
 
 
 def test_same_results_on_postgres_and_sqlite(tmp_path, pg_url):
-    pg_stats, pg_samples, pg_show = _all(pg_url, tmp_path, "on-pg")
-    lite_stats, lite_samples, lite_show = _all("sqlite:///lite.db", tmp_path, "on-sqlite")
+    pg_stats, pg_samples, pg_show = _all(pg_url, tmp_path, "run-pg")
+    lite_stats, lite_samples, lite_show = _all("sqlite:///lite.db", tmp_path, "run-sq")
     for stats in (pg_stats, lite_stats):
         stats.pop("run")
     assert pg_stats == lite_stats and pg_stats["kept"] > 0
     assert _content(pg_samples) == _content(lite_samples)
-    assert pg_show.replace("on-pg", "RUN") == lite_show.replace("on-sqlite", "RUN")
-    assert "on-pg" in cads("runs", "--db", pg_url, cwd=tmp_path).stdout
+    assert pg_show.replace("run-pg", "RUN") == lite_show.replace("run-sq", "RUN")
+    assert "run-pg" in cads("runs", "--db", pg_url, cwd=tmp_path).stdout
 
 
 def test_resume_and_replay_on_postgres(tmp_path, pg_url):

@@ -14,6 +14,7 @@ import re
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import SecretStr
 
 from cadsynth.agents.faults import Malformed
 from cadsynth.config import AgentConfig, RunConfig
@@ -59,7 +60,7 @@ def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
         return ChatOpenAI(
             model=agent.model,
             base_url=agent.base_url,
-            api_key=api_key(agent) or "not-needed",
+            api_key=SecretStr(api_key(agent) or "not-needed"),
             temperature=agent.temperature,
             timeout=agent.timeout,
             max_retries=0,
@@ -70,7 +71,7 @@ def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
 
         return ChatGoogleGenerativeAI(
             model=agent.model,
-            api_key=api_key(agent) or "not-needed",
+            api_key=SecretStr(api_key(agent) or "not-needed"),
             base_url=agent.base_url,
             vertexai=False,
             temperature=agent.temperature,
@@ -125,7 +126,7 @@ class GeminiImages:
 
         self.chat = ChatGoogleGenerativeAI(
             model=agent.model,
-            api_key=api_key(agent) or "not-needed",
+            api_key=SecretStr(api_key(agent) or "not-needed"),
             base_url=agent.base_url,
             vertexai=False,
             timeout=agent.timeout,
@@ -135,7 +136,7 @@ class GeminiImages:
 
     async def generate(self, prompt: str) -> tuple[bytes, dict[str, int]]:
         message = await self.chat.ainvoke(prompt)
-        meta = message.usage_metadata or {}
+        meta: dict[str, Any] = dict(message.usage_metadata or {})
         usage = {"input_tokens": int(meta.get("input_tokens", 0)), "output_tokens": int(meta.get("output_tokens", 0))}
         for block in message.content if isinstance(message.content, list) else []:
             if not isinstance(block, dict):

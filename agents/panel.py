@@ -13,8 +13,8 @@ import asyncio
 import base64
 import io
 import json
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -172,7 +172,7 @@ class Agent:
                 raise
         method = "function_calling" if self.mode == "function_calling" else "json_schema"
         runnable = self.model.with_structured_output(schema, method=method, include_raw=True)
-        out = await runnable.ainvoke(messages, config=config)  # type: ignore[arg-type]
+        out = cast(dict[str, Any], await runnable.ainvoke(messages, config=config))  # type: ignore[arg-type]
         usage = usage_of(out.get("raw"))
         if out.get("parsing_error") is not None or out.get("parsed") is None:
             error = Malformed(f"{schema.__name__} could not be parsed: {out.get('parsing_error') or 'no structured answer'}")
@@ -331,7 +331,7 @@ class Agent:
         )
         task = {"role": "reflect", "key": key, "context": context.model_dump(mode="json"), "stats": stats, "pool": pool}
         reply = await self._ask(ContextDraft, prompt, [], task)
-        return replace(reply, value=context_from_draft(reply.value, context.version + 1))  # type: ignore[arg-type]
+        return Reply(context_from_draft(reply.value, context.version + 1), reply.usage, reply.attempts)
 
 
 def _sim_view(sim: SimTruth | None) -> dict[str, Any] | None:

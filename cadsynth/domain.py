@@ -6,7 +6,7 @@ crash overwrites the same record instead of adding a second copy.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
@@ -17,12 +17,7 @@ Role = Literal["proposer", "critic", "judge", "adversary", "painter"]
 
 # The four CAD-Generate meta-strategies.
 Strategy = Literal["numerical_variation", "logic_reversion", "auxiliary_extension", "isomorphic_transfer"]
-STRATEGIES: tuple[Strategy, ...] = (
-    "numerical_variation",
-    "logic_reversion",
-    "auxiliary_extension",
-    "isomorphic_transfer",
-)
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
 # COMPACT's ten atomic visual capabilities, plus the two reasoning skills charts and figures need.
 Capability = Literal[
@@ -39,20 +34,7 @@ Capability = Literal[
     "numeric_reasoning",
     "geometric_reasoning",
 ]
-CAPABILITIES: tuple[Capability, ...] = (
-    "color",
-    "shape",
-    "object_recognition",
-    "action_recognition",
-    "text_recognition",
-    "spatial_recognition",
-    "counting",
-    "spatial_relationship",
-    "object_interaction",
-    "scene_understanding",
-    "numeric_reasoning",
-    "geometric_reasoning",
-)
+CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 
 AnswerType = Literal["number", "integer", "choice", "text"]
 Verdict = Literal["keep", "revise", "drop"]

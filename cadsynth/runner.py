@@ -20,7 +20,11 @@ from cadsynth.config import RunConfig
 from cadsynth.graphs.debate import build_graph
 from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer
+from cadsynth.graphs.state import DebateState
 from cadsynth.store.ledger import LEASE_SECONDS, Ledger, lease_owner
+
+
+Debate = CompiledStateGraph[DebateState, Settings, DebateState, DebateState]
 
 
 class RunStateError(RuntimeError):
@@ -70,7 +74,7 @@ async def _heartbeat(ledger: Ledger, run: str, owner: str) -> None:
         await ledger.acquire_lease(run, owner)
 
 
-async def _fork_checkpoint(graph: CompiledStateGraph, parent: str, round_: int) -> RunnableConfig:
+async def _fork_checkpoint(graph: Debate, parent: str, round_: int) -> RunnableConfig:
     """The parent's checkpoint where round `round_` is about to open."""
     async for snapshot in graph.aget_state_history(thread(parent)):
         if snapshot.next == ("open_round",) and snapshot.values.get("round") == round_:
@@ -78,7 +82,7 @@ async def _fork_checkpoint(graph: CompiledStateGraph, parent: str, round_: int) 
     raise RunStateError(f"run {parent!r} has no checkpoint before round {round_}; `cads stats {parent}` shows its rounds")
 
 
-async def _start_fork(graph: CompiledStateGraph, saver: Any, ledger: Ledger, run: str, fork: Fork) -> None:
+async def _start_fork(graph: Debate, saver: Any, ledger: Ledger, run: str, fork: Fork) -> None:
     if fork.round < 1:
         raise RunStateError("replay needs --round 1 or later: a fork shares the rounds before it (round 0 is a new run)")
     parent = await ledger.run(fork.parent)
@@ -128,7 +132,7 @@ async def execute(
             heartbeat = asyncio.create_task(_heartbeat(ledger, run, owner))
             if budget is not None:
                 await ledger.set_budget(run, budget)
-            start: dict[str, Any] | Command | None = None
+            start: Any = None  # a new run's input, a Command answering an interrupt, or None to resume
             if (await graph.aget_state(thread(run))).interrupts:
                 # Stopped at its budget: answer the interrupt (open_round checks the budget again).
                 await ledger.set_status(run, "running")

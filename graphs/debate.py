@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
@@ -78,7 +78,8 @@ def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Att
 
 
 def _task(state: DebateState, **extra: Any) -> Task:
-    return Task(run=state["run"], round=state["round"], config=state["config"], context=state["context"], **extra)
+    base = {"run": state["run"], "round": state["round"], "config": state["config"], "context": state["context"]}
+    return cast(Task, {**base, **extra})
 
 
 def _proposals(state: DebateState) -> list[Proposal]:
@@ -523,25 +524,25 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     return {"round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "done": False}
 
 
-def next_round(state: DebateState) -> Literal["open_round", "__end__"]:
+def next_round(state: DebateState) -> str:
     return END if state.get("done") else "open_round"
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[DebateState, Settings, DebateState, DebateState]:
     builder = StateGraph(DebateState, context_schema=Settings)
     builder.add_node("open_round", open_round)
-    builder.add_node("propose", propose)
+    builder.add_node("propose", propose)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
     builder.add_node("paint", paint)
-    builder.add_node("paint_model", paint_model)
+    builder.add_node("paint_model", paint_model)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
     builder.add_node("painted", painted)
-    builder.add_node("critique", critique)
+    builder.add_node("critique", critique)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
     builder.add_node("review", review)
-    builder.add_node("revise", revise)
+    builder.add_node("revise", revise)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
     builder.add_node("judging", judging)
-    builder.add_node("judge", judge)
+    builder.add_node("judge", judge)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
     builder.add_node("consensus", consensus)
     for outcome in OUTCOME_NODES:
-        builder.add_node(outcome, record_outcome(outcome))
+        builder.add_node(outcome, record_outcome(outcome))  # a Send target too
     builder.add_node("adversary", adversary)
 
     builder.add_edge(START, "open_round")

@@ -68,6 +68,7 @@ class CallRecord:
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
     keys = [c.name for c in table.primary_key.columns]
     dialect = conn.dialect.name
+    stmt: Any
     if dialect == "postgresql":
         stmt = postgresql.insert(table)
     elif dialect == "sqlite":

@@ -42,6 +42,7 @@ from cadsynth.domain import (
     JudgmentDraft,
     ProposalDraft,
     SimTruth,
+    Verdict,
     Weight,
 )
 
@@ -164,7 +165,7 @@ class SimChatModel(BaseChatModel):
         proposal = task["proposal"]
         sim = proposal.get("sim")
         if sim and sim["flawed"] and rng.random() < self.persona.detect_rate:
-            verdict = "drop" if rng.random() < 0.25 else "revise"
+            verdict: Verdict = "drop" if rng.random() < 0.25 else "revise"
             issue = f"The reference answer {proposal['reference_answer']!r} does not match the image; I get {sim['truth']!r}."
             return CritiqueDraft(verdict=verdict, issues=[issue])
         if rng.random() < 0.04:

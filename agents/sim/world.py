@@ -12,10 +12,11 @@ import math
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, cast
 
 from cadsynth.agents.painter.specs import (
     PALETTE,
+    ColorName,
     Bar,
     BarChart,
     GeometryFigure,
@@ -247,7 +248,7 @@ def _bars(rng: random.Random, level: float, lo: int = 4, hi: int = 12, colored: 
     dec = _decimals(rng, level)
     values = _values(rng, n, dec)
     colors = rng.sample(NAMED, n) if colored else []
-    bars = [Bar(label=l, value=v, color=colors[i] if colored else None) for i, (l, v) in enumerate(zip(labels, values))]
+    bars = [Bar(label=l, value=v, color=cast(ColorName, colors[i]) if colored else None) for i, (l, v) in enumerate(zip(labels, values))]
     return _Bars(BarChart(title=title, x_label=xl, y_label=yl, bars=bars), labels, values, dec, load, colors)
 
 
@@ -580,7 +581,7 @@ def _pie(rng: random.Random, level: float) -> _Pie:
     factor = rng.choice((1, 2, 3, 5))
     labels = rng.sample(pool, n)
     colors = rng.sample(NAMED, n)
-    slices = [Slice(label=l, value=p * factor, color=c) for l, p, c in zip(labels, pcts, colors)]
+    slices = [Slice(label=l, value=p * factor, color=cast(ColorName, c)) for l, p, c in zip(labels, pcts, colors)]
     return _Pie(PieChart(title=title, slices=slices), labels, pcts, colors, unit, load)
 
 

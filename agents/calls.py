@@ -11,7 +11,8 @@ import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -132,10 +133,24 @@ def fingerprint(agent: AgentConfig, messages: list[BaseMessage], **details: Any)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def estimate_tokens(messages: list[BaseMessage]) -> int:
-    from cadsynth.agents.sim.models import estimate_tokens as estimate
+# A rough per-image token charge, so limits and dry runs count images the way vision APIs do.
+IMAGE_TOKENS = 765
 
-    return estimate(messages)
+
+def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
+    """Tokens a request will take, before it is sent: about 4 characters a token, plus each image."""
+    chars, images = 0, 0
+    for message in messages:
+        content = message.content
+        parts = content if isinstance(content, list) else [content]
+        for part in parts:
+            if isinstance(part, str):
+                chars += len(part)
+            elif isinstance(part, dict) and part.get("type") == "text":
+                chars += len(str(part.get("text", "")))
+            elif isinstance(part, dict):
+                images += 1
+    return math.ceil(chars / 4) + IMAGE_TOKENS * images
 
 
 Send = Callable[[list[BaseMessage]], Awaitable[tuple[Any, Usage]]]

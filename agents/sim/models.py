@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -32,6 +31,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel
 
+from cadsynth.agents.calls import estimate_tokens
 from cadsynth.agents.sim.rng import rng_for, sigmoid
 from cadsynth.agents.sim.world import Problem, World
 from cadsynth.config import SimPersona
@@ -46,29 +46,11 @@ from cadsynth.domain import (
     Weight,
 )
 
-# A rough per-image token charge, so dry runs price images the way vision APIs do.
-IMAGE_TOKENS = 765
-
 
 class SimProposalDraft(ProposalDraft):
     """A proposal plus the world's ground truth, which only the simulator ever sees."""
 
     sim: SimTruth
-
-
-def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
-    chars, images = 0, 0
-    for message in messages:
-        content = message.content
-        parts = content if isinstance(content, list) else [content]
-        for part in parts:
-            if isinstance(part, str):
-                chars += len(part)
-            elif isinstance(part, dict) and part.get("type") == "text":
-                chars += len(str(part.get("text", "")))
-            elif isinstance(part, dict):
-                images += 1
-    return math.ceil(chars / 4) + IMAGE_TOKENS * images
 
 
 class SimChatModel(BaseChatModel):

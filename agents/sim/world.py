@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Callable, Iterable, Sequence, cast
 
 from cadsynth.agents.painter.specs import (
-    PALETTE,
     ColorName,
     Bar,
     BarChart,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from cadsynth.agents.panel import Panel
 from cadsynth.config import RunConfig
@@ -41,8 +43,9 @@ class Resources:
     def cache(self) -> CallCache | None:
         return CallCache(self.ledger.engine) if self.settings.cache else None
 
-    def panel(self, config: dict) -> Panel:
-        key = RunConfig.model_validate(config).model_dump_json()
+    def panel(self, config: dict[str, Any]) -> Panel:
+        """The run's panel, built once: every task of a run shares its agents and call gate."""
+        key = json.dumps(config, sort_keys=True)
         if key not in self._panels:
             self._panels[key] = Panel(RunConfig.model_validate(config), cache=self.cache, images=self.blobs)
         return self._panels[key]

@@ -2,7 +2,8 @@
 
 `Caller.call` runs a send function under the agent's policy and returns the answer with every
 request it took (`Attempt`s: what was paid, what failed and what was done about it). A call that
-gives up raises `CallFailed` with the same record, so the graph can log it and carry on.
+gives up raises `CallFailed` with the same record, so the graph can log it and carry on; one whose
+endpoint never answered raises `EndpointUnreachable`, which stops the run.
 """
 
 from __future__ import annotations
@@ -12,20 +13,26 @@ import base64
 import hashlib
 import json
 import math
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from cadsynth.agents import jsontext
-from cadsynth.agents.faults import Fault, FaultKind, Outcome, backoff, classify
+from cadsynth.agents.faults import Fault, FaultKind, Outcome, backoff, classify, reason
 from cadsynth.agents.limits import Limiter
 from cadsynth.config import AgentConfig, Price, RetryConfig
 
 T = TypeVar("T")
 
 CACHE_VERSION = 1  # bump when what a fingerprint covers changes
+
+# A server that refuses connections through a call's retries is down. One that only times out may
+# be slow under load: it is taken for down when this many calls in a row got not one answer.
+SILENT_CALLS = 3
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,34 @@ class CallFailed(RuntimeError):
 
 class ModelCallError(RuntimeError):
     """A fault no retry can fix (a rejected key, an unknown model, a request the server refuses)."""
+
+
+class EndpointUnreachable(ModelCallError):
+    """Every request of a call went unanswered (refused, dropped, timed out); `attempts` says what
+    the call cost, the last one with the give-up outcome."""
+
+    def __init__(self, message: str, attempts: list[Attempt]):
+        super().__init__(message)
+        self.attempts = tuple(attempts)
+
+
+# Where an agent without base_url sends its requests (the SDKs' defaults), for error messages.
+DEFAULT_ENDPOINTS = {"openai": "api.openai.com", "google": "generativelanguage.googleapis.com"}
+
+
+def endpoint(agent: AgentConfig) -> str:
+    """The agent's server, fit to print: no credentials a URL may carry (user:pass@, ?key=)."""
+    if not agent.base_url:
+        return DEFAULT_ENDPOINTS.get(agent.provider, agent.provider)
+    parts = urlsplit(agent.base_url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _redact(text: str, agent: AgentConfig) -> str:
+    """Error text with the agent's key blanked: some servers echo it back, some URLs carry it."""
+    var = agent.needs_key()
+    key = os.environ.get(var) if var else None
+    return text.replace(key, "***") if key and len(key) >= 4 else text
 
 
 class CallCache(Protocol):
@@ -194,6 +229,13 @@ class Caller:
             ticket.settle(usage.total)
         return value, usage
 
+    def _unreachable(self, fault: Fault, exc: BaseException, attempts: list[Attempt]) -> EndpointUnreachable:
+        agent = self.agent
+        why = f"no answer within {agent.timeout:g}s" if fault.kind == "timeout" else reason(exc)
+        n = f"{len(attempts)} attempt{'s' * (len(attempts) != 1)}"
+        message = f"agent {agent.name!r} cannot reach {endpoint(agent)} ({fault.kind}: {why} after {n})"
+        return EndpointUnreachable(_redact(message, agent), attempts)
+
     async def call(self, send: Send, messages: list[BaseMessage], *, give_up: Outcome, json_text: bool = False) -> Reply[Any]:
         """Send until answered: transient faults back off and retry, a malformed answer is asked once more.
 
@@ -206,13 +248,15 @@ class Caller:
                 value, usage = await self._request(send, messages)
             except Exception as exc:
                 fault = classify(exc)
+                if fault is not None and fault.kind not in ("unreachable", "timeout"):
+                    self.limiter.unanswered_calls = 0  # the server answered, if not well
                 if fault is None:
                     # Authentication, an unknown model, a bad request: retrying cannot help, and
                     # carrying on would turn every call of the run into a silent drop.
                     first = (str(exc).strip().splitlines() or [""])[0][:300]
                     agent = self.agent
                     raise ModelCallError(
-                        f"agent {agent.name!r} ({agent.provider} {agent.model}): {type(exc).__name__}: {first}"
+                        _redact(f"agent {agent.name!r} ({agent.provider} {agent.model}): {type(exc).__name__}: {first}", agent)
                     ) from exc
                 usage = _usage_from_error(exc)
                 if fault.transient and transient + 1 < self.retry.attempts:
@@ -228,7 +272,14 @@ class Caller:
                         messages = [*messages, AIMessage(content=answer), HumanMessage(content=jsontext.reask(str(exc)))]
                     continue
                 attempts.append(self._attempt(usage, fault.kind, give_up))
+                if all(a.fault in ("unreachable", "timeout") for a in attempts):
+                    # Not one answer: if the server is down or misconfigured, every other call to it
+                    # would spend its retries the same way. Stop the run rather than drop them all.
+                    self.limiter.unanswered_calls += 1
+                    if fault.kind == "unreachable" or self.limiter.unanswered_calls >= SILENT_CALLS:
+                        raise self._unreachable(fault, exc, attempts) from exc
                 raise CallFailed(self.agent.name, fault.kind, attempts) from exc
+            self.limiter.unanswered_calls = 0
             attempts.append(self._attempt(usage))
             return Reply(value, usage, tuple(attempts))
 
@@ -242,6 +293,7 @@ __all__ = [
     "CallCache",
     "CallFailed",
     "Caller",
+    "EndpointUnreachable",
     "ModelCallError",
     "Fault",
     "Reply",

@@ -3,20 +3,26 @@
 Provider clients run with their own retries off, so every fault reaches cadsynth, is counted, and is
 retried under one policy: exponential backoff with full jitter, or exactly the server's Retry-After
 when it names one.
+
+Classification does not depend on any one HTTP library. SDKs change transports under us (google-genai
+moved from httpx to its fork httpx2, whose classes are not httpx's), so an exception is judged by what
+survives such a move: LangChain's Model*Error types, HTTP status codes, the stdlib's socket errors, and
+the *names* in its class hierarchy (httpx, httpx2, httpcore, aiohttp, requests and urllib3 all call a
+timeout ...Timeout/...TimeoutError and a lost connection ...ConnectError/...ConnectionError).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import random
 import re
+import socket
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
 from typing import Literal
 
-import httpx
 from langchain_core.exceptions import (
     ModelAPIError,
     ModelConnectionError,
@@ -28,10 +34,30 @@ from pydantic import ValidationError
 
 from cadsynth.config import RetryConfig
 
-FaultKind = Literal["rate_limited", "server_error", "timeout", "malformed"]
+# unreachable: no answer came back because there was no connection (refused, reset, DNS, dropped
+# before the response); timeout: a connection, but no answer in time; server_error: an answer, 5xx.
+FaultKind = Literal["rate_limited", "server_error", "timeout", "unreachable", "malformed"]
 # What a call did after a fault: asked again, or gave up (a judge abstains; anything else is dropped).
 Outcome = Literal["retried", "abstained", "dropped"]
-FAULT_KEYS = ("rate_limited", "server_error", "timeout", "malformed", "retried", "abstained", "dropped")
+FAULT_KEYS = (
+    "rate_limited", "server_error", "timeout", "unreachable", "malformed", "retried", "abstained", "dropped"
+)
+
+# Class-name endings, matched along an exception's MRO, most specific class first: the first class
+# that matches either list decides. Order matters for urllib3, whose NewConnectionError (refused)
+# subclasses ConnectTimeoutError, and for requests' ConnectTimeout, a ConnectionError too.
+_TIMEOUT_NAMES = ("Timeout", "TimeoutError", "TimeoutException")
+_CONNECTION_NAMES = (
+    "ConnectError",  # httpx, httpx2, httpcore
+    "ConnectionError",  # stdlib, requests, aiohttp Client/ServerConnectionError, openai APIConnectionError
+    "ConnectorError",  # aiohttp ClientConnectorError
+    "DisconnectedError",  # aiohttp ServerDisconnectedError
+    "RemoteProtocolError",  # httpx: the server closed the connection without an answer
+    "ReadError",
+    "WriteError",
+    "NetworkError",
+    "TransportError",  # httpx's base of the above (and google-auth's)
+)
 
 
 class Malformed(ValueError):
@@ -49,6 +75,8 @@ class Fault:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
+    # __context__ even under `raise ... from None`: httpcore re-raises its ConnectError that way,
+    # and the socket error below it is what says "connection refused".
     seen: list[BaseException] = []
     while exc is not None and exc not in seen:
         seen.append(exc)
@@ -57,40 +85,87 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _status(exc: BaseException) -> int | None:
-    for attr in ("status_code", "code"):
+    """The HTTP status an error carries: openai's status_code, aiohttp's status, google-genai's code."""
+    for attr in ("status_code", "status", "code"):  # aiohttp deprecates .code for .status
         value = getattr(exc, attr, None)
         if isinstance(value, int) and 100 <= value < 600:
             return value
-    response = getattr(exc, "response", None)
-    code = getattr(response, "status_code", None)
-    return code if isinstance(code, int) else None
+    code = getattr(getattr(exc, "response", None), "status_code", None)
+    return code if isinstance(code, int) and 100 <= code < 600 else None
+
+
+def _by_name(exc: BaseException) -> FaultKind | None:
+    for cls in type(exc).__mro__:
+        if cls.__name__.endswith(_TIMEOUT_NAMES):
+            return "timeout"
+        if cls.__name__.endswith(_CONNECTION_NAMES):
+            return "unreachable"
+    return None
+
+
+def _kind(exc: BaseException) -> FaultKind | Literal["fatal"] | None:
+    """What this one exception says: a fault, "fatal" (a 4xx retrying cannot fix), or nothing."""
+    if isinstance(exc, Malformed):
+        return "malformed"  # an answer arrived, whatever went wrong below (PIL raises bare OSErrors)
+    if isinstance(exc, ModelTimeoutError):
+        return "timeout"
+    if isinstance(exc, ModelRateLimitError):
+        return "rate_limited"
+    if isinstance(exc, ModelConnectionError):
+        return "unreachable"
+    status = _status(exc)
+    if status == 429:
+        return "rate_limited"
+    if status is not None and status >= 500:
+        return "server_error"
+    if status is not None and status >= 400:
+        return "fatal"
+    if isinstance(exc, ModelAPIError):
+        return "server_error"  # a 5xx whose status the integration did not keep
+    by_name = _by_name(exc)  # also the stdlib's TimeoutError (= asyncio's) and ConnectionError family
+    if by_name:
+        return by_name
+    # DNS failures, and a bare OSError (anyio's "All connection attempts failed"). Not OSError's
+    # subclasses: FileNotFoundError and the like are not the network.
+    if isinstance(exc, (socket.gaierror, socket.herror)) or type(exc) is OSError:
+        return "unreachable"
+    return None
 
 
 def classify(exc: BaseException) -> Fault | None:
-    """The fault an exception stands for, or None when asking again cannot help (auth, bad request)."""
+    """The fault an exception stands for, or None when asking again cannot help (auth, bad request).
+
+    The outermost exception that says something decides; its causes are looked at in turn.
+    """
     chain = _chain(exc)
-    retry_after = next((s for s in map(retry_after_seconds, chain) if s is not None), None)
     for e in chain:
-        if isinstance(e, (ModelTimeoutError, httpx.TimeoutException, asyncio.TimeoutError, TimeoutError)):
-            return Fault("timeout")
-        if isinstance(e, ModelRateLimitError) or _status(e) == 429:
-            return Fault("rate_limited", retry_after)
-        if isinstance(e, (ModelConnectionError, httpx.TransportError, ConnectionError)):
-            return Fault("server_error", retry_after)
-        status = _status(e)
-        if status is not None and status >= 500:
-            return Fault("server_error", retry_after)
-        if isinstance(e, ModelAPIError) and status is None:
-            return Fault("server_error", retry_after)
-        if status is not None and 400 <= status < 500:
+        kind = _kind(e)
+        if kind == "fatal":
             return None
+        if kind is not None:
+            # Only an answer can name a delay (Retry-After, RetryInfo); it may sit on a wrapped error.
+            answered = kind in ("rate_limited", "server_error")
+            return Fault(kind, next((s for s in map(retry_after_seconds, chain) if s is not None), None) if answered else None)
     for e in chain:
         # Structured output that does not parse or validate (the client raised while parsing it).
-        if isinstance(e, (Malformed, ValidationError, json.JSONDecodeError, OutputParserException)):
+        if isinstance(e, (ValidationError, json.JSONDecodeError, OutputParserException)):
             return Fault("malformed")
         if type(e).__name__ in ("LengthFinishReasonError", "ContentFilterFinishReasonError"):
             return Fault("malformed")
     return None
+
+
+def reason(exc: BaseException) -> str:
+    """A few words on why a connection failed, from the socket error at the bottom of the chain."""
+    chain = _chain(exc)
+    for e in reversed(chain):
+        if isinstance(e, socket.gaierror):
+            return f"cannot resolve the host ({e.strerror or e})"
+        if isinstance(e, OSError) and isinstance(e.errno, int) and e.errno > 0:
+            return os.strerror(e.errno).lower()  # "connection refused", "connection reset by peer"
+    last = chain[-1]
+    text = (str(last).strip().splitlines() or [""])[0][:200].rstrip(".")
+    return text or type(last).__name__
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:

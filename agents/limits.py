@@ -72,6 +72,8 @@ class Limiter:
             else None
         )
         self.tokens = TokenWindow(limit.tpm) if limit and limit.tpm else None
+        # Calls in a row that gave up without one answer from this server (see Caller.call).
+        self.unanswered_calls = 0
         # Semaphores belong to an event loop; a process normally has one, tests have several.
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()

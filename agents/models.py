@@ -9,6 +9,7 @@ built and live only inside the client.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 from typing import Any, Protocol
@@ -79,6 +80,21 @@ def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
             max_retries=1,
         )
     raise ValueError(f"agent {agent.name!r}: unknown provider {agent.provider!r}")
+
+
+class _SchemaKeywordsDropped(logging.Filter):
+    """Drops langchain-google-genai's "Key 'additionalProperties' is not supported in schema" lines.
+
+    Our schemas forbid extra keys (OpenAI's strict mode needs additionalProperties: false) and
+    nest models under $defs. Gemini's function declarations have neither keyword, so the client
+    leaves them out, which is what we want, and logs it on every call.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not re.fullmatch(r"Key '(additionalProperties|\$defs)' is not supported in schema, ignoring", record.getMessage())
+
+
+logging.getLogger("langchain_google_genai._function_utils").addFilter(_SchemaKeywordsDropped())
 
 
 # --- painters ---------------------------------------------------------------------------------

@@ -10,21 +10,19 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from cads_process import cads, python
 
-def one_run(extra: list[str]) -> tuple[float, int, int, float]:
+
+def one_run(extra: list[str], interpreter: str) -> tuple[float, int, int, float]:
     with tempfile.TemporaryDirectory() as work:
-        cmd = [sys.executable, "-m", "cadsynth.cli"]
         start = time.perf_counter()
-        subprocess.run([*cmd, "run", "--run-id", "bench", *extra], cwd=work, check=True, capture_output=True)
+        cads("run", "--run-id", "bench", *extra, cwd=work, interpreter=interpreter)
         wall = time.perf_counter() - start
-        stats = json.loads(subprocess.run([*cmd, "stats", "bench", "--json"], cwd=work, check=True,
-                                          capture_output=True, text=True).stdout)
+        stats = json.loads(cads("stats", "bench", "--json", cwd=work, interpreter=interpreter).stdout)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         return wall, stats["model_calls"], stats["kept"], peak_mb
 
@@ -34,9 +32,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
-    rows = [one_run(extra) for _ in range(args.runs)]
+    interpreter = python()
+    rows = [one_run(extra, interpreter) for _ in range(args.runs)]
     walls = [r[0] for r in rows]
-    print(f"cads run {' '.join(extra) or '(defaults)'}: {args.runs} runs on {Path(sys.executable).name}")
+    print(f"cads run {' '.join(extra) or '(defaults)'}: {args.runs} runs with {Path(interpreter)}")
     for i, (wall, calls, kept, peak) in enumerate(rows):
         print(f"  run {i}: {wall:6.2f} s wall, {calls} model calls ({calls / wall:5.1f}/s), {kept} kept, peak RSS <= {peak:.0f} MiB")
     print(f"median wall {statistics.median(walls):.2f} s (min {min(walls):.2f}, max {max(walls):.2f})")

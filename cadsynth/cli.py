@@ -1,34 +1,36 @@
-"""`cads`: run a debate, and read what it produced."""
+"""`cads`: run a debate, and read what it produced.
+
+Every command checks its paths, URLs, ids, rounds and options before it writes anything: a bad
+value is one line on stderr that names it and says what to do, exit status 2. A run that fails
+(an unreachable model endpoint, a rejected key, anything unexpected) is marked failed with its
+one-line reason and exits 1. The heavy parts (LangGraph, the model clients) are imported inside
+the commands that use them, so `cads --help` and the readers start at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.live import Live
-from rich.panel import Panel as RichPanel
-from rich.table import Table
 
-from cadsynth.agents.calls import ModelCallError
-from cadsynth.agents.models import missing_keys
-from cadsynth.config import ConfigError, RunConfig, load_config, parse_config
-from cadsynth.graphs.settings import Settings
-from cadsynth.report import UnknownRunError, export_jsonl, stats, transcript
-from cadsynth.runner import Fork, Progress, RunStateError, execute, new_run_id
-from cadsynth.seeds import SeedError, load_seeds
-from cadsynth.store.blobs import BlobStore
-from cadsynth.store.db import DatabaseURLError, normalize_url
-from cadsynth.store.ledger import LeaseError, Ledger
+if TYPE_CHECKING:
+    from cadsynth.config import RunConfig
+    from cadsynth.runner import Fork, Progress
+    from cadsynth.store.ledger import Ledger
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-errors = Console(stderr=True)
+# Plain help (no rich boxes, no `<bool>` type column): it reads the same in a terminal and a log.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help=__doc__.split("\n\n")[0])
+console = Console(soft_wrap=True)  # long lines (commands to copy) are never broken
+errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
 
 DEFAULT_DB = "sqlite:///cads.db"
 DbOption = Annotated[str, typer.Option("--db", envvar="CADS_DB", help="Database URL (SQLite or PostgreSQL)")]
@@ -36,7 +38,10 @@ DataOption = Annotated[Path, typer.Option("--data", envvar="CADS_DATA", help="Fo
 BudgetOption = Annotated[
     float | None, typer.Option("--budget", min=0.0, help="USD: stop at a round boundary before the run could pass it")
 ]
-NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Ask the models again even for identical calls")]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", metavar="", help="Ask the models again even for identical calls")
+]
+RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="A run id, as `cads runs` lists them")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -44,19 +49,29 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _check_db(db: str) -> None:  # before any engine exists, so a bad URL writes nothing
+def _checked(check: Callable[[ModuleType], None]) -> None:
+    """Run one of `cadsynth.checks` (given the module, imported here on first use)."""
+    from cadsynth import checks
+
     try:
-        normalize_url(db, asynchronous=True)
-    except DatabaseURLError as exc:
+        check(checks)
+    except checks.BadInput as exc:
         fail(str(exc))
 
 
-def _read(db: str, query: Any) -> Any:
-    """Run one async ledger query and close the engine, turning known errors into one line."""
-    _check_db(db)
+def _read(db: str, query: Callable[[Ledger], Awaitable[Any]], *, mode: str = "read") -> Any:
+    """Run one async ledger query and close the engine, turning known errors into one line.
+
+    mode "read" creates and changes nothing; "write" (resume, replay) may upgrade an existing
+    database's tables; "new" (run) may also create the database.
+    """
+    from cadsynth.store.ledger import Ledger, UnknownRunError
+    from cadsynth.store.migrate import SchemaVersionError
+
+    _checked(lambda checks: checks.database(db, create=mode == "new"))
 
     async def go() -> Any:
-        ledger = Ledger.open(db)
+        ledger = Ledger.open(db, create=mode != "read")
         try:
             return await query(ledger)
         finally:
@@ -64,23 +79,21 @@ def _read(db: str, query: Any) -> Any:
 
     try:
         return asyncio.run(go())
-    except UnknownRunError as exc:
+    except (UnknownRunError, SchemaVersionError) as exc:
         fail(str(exc))
 
 
-def _progress_view(p: Progress) -> RichPanel:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row("run", p.run)
-    grid.add_row("round", str(p.round))
-    grid.add_row("phase", p.phase)
-    grid.add_row("kept", str(p.counts["keep"] + p.counts["adversarial"]))
-    grid.add_row("adversarial", str(p.counts["adversarial"]))
-    grid.add_row("discarded", str(p.counts["discard"]))
-    return RichPanel(grid, title="cads run", expand=False)
+def _require_run(db: str, run: str, mode: str = "read") -> dict[str, Any]:
+    record = _read(db, lambda ledger: ledger.run(run), mode=mode)
+    if record is None:
+        fail(f"no run {run!r} in this database; `cads runs` lists the runs")
+    return dict(record)
 
 
 def _check_keys(config: RunConfig) -> None:
     """Every missing key, one line per agent, before anything is called or written."""
+    from cadsynth.agents.models import missing_keys
+
     problems = missing_keys(config)
     if problems:
         for line in problems:
@@ -88,10 +101,33 @@ def _check_keys(config: RunConfig) -> None:
         raise typer.Exit(2)
 
 
-def _execute(
-    settings: Settings, run: str, config: RunConfig | None = None, fork: Fork | None = None, budget: float | None = None
-) -> None:
+def _progress_view(p: Progress) -> Any:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("run", p.run)
+    grid.add_row("round", str(p.round))
+    grid.add_row("phase", p.phase)
+    grid.add_row("kept", str(p.counts["keep"] + p.counts["adversarial"]))
+    grid.add_row("adversarial", str(p.counts["adversarial"]))
+    grid.add_row("discarded", str(p.counts["discard"]))
+    return Panel(grid, title="cads run", expand=False)
+
+
+def _execute(db: str, data: Path, cache: bool, run: str, *, config: RunConfig | None = None, fork: Fork | None = None, budget: float | None = None) -> None:
+    from rich.live import Live
+
+    from cadsynth.graphs.settings import Settings
+    from cadsynth.runner import Progress, RunFailed, RunStateError, execute
+    from cadsynth.store.ledger import LeaseError
+
+    settings = Settings(db_url=db, data_dir=str(data), cache=cache)
     live = Live(_progress_view(Progress(run=run)), console=console, transient=False, auto_refresh=False)
+    def stop() -> None:
+        live.stop()
+        console.line()  # the last frame ends its line before the error is printed
+
     with live:
         try:
             progress = asyncio.run(
@@ -105,11 +141,16 @@ def _execute(
                 )
             )
         except (LeaseError, RunStateError) as exc:
-            live.stop()
+            stop()
             fail(str(exc))
-        except ModelCallError as exc:
-            live.stop()
-            fail(f"{exc}; the run is marked failed, fix the agent and `cads resume {run}`", code=1)
+        except RunFailed as exc:
+            stop()
+            if os.environ.get("CADS_DEBUG"):
+                console.print_exception()
+            fail(f"run {run!r} failed: {exc}; fix it and `cads resume {run}`", code=1)
+        except KeyboardInterrupt:
+            stop()
+            fail(f"interrupted; `cads resume {run}` continues the run", code=130)
     if progress.stopped:
         why = progress.stopped
         console.print(
@@ -120,14 +161,20 @@ def _execute(
 
 
 def _summary(db: str, run_name: str) -> None:
+    from cadsynth.report import stats
+
     summary = _read(db, lambda ledger: stats(ledger, run_name))
     console.print(
         f"\nkept {summary['kept']} samples ({summary['adversarial']} adversarial), discarded {summary['discarded']}, "
-        f"{summary['model_calls']} model calls. Export with: cads export {run_name} --out {run_name}.jsonl"
+        f"{summary['model_calls']} model calls. Export with: cads export {run_name} --out {run_name}.jsonl",
+        markup=False,
     )
 
 
 def _load(config_path: Path | None) -> RunConfig:
+    from cadsynth.config import ConfigError, load_config
+    from cadsynth.seeds import SeedError, load_seeds
+
     try:
         config = load_config(config_path)
         if config.seeds is not None:
@@ -137,32 +184,52 @@ def _load(config_path: Path | None) -> RunConfig:
     return config
 
 
+def _warn_unreachable_target(config: RunConfig) -> None:
+    most = config.rounds * config.proposals_per_round
+    if most < config.target:
+        errors.print(
+            f"warning: {config.rounds} rounds x {config.proposals_per_round} proposals a round make at most {most} "
+            f"samples, fewer than the target of {config.target}; raise rounds or proposals_per_agent",
+            markup=False,
+            highlight=False,
+        )
+
+
 def _new_run_name(db: str, run_id: str | None) -> str:
+    from cadsynth.runner import new_run_id
+
     run_name = run_id or new_run_id()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", run_name):
-        fail(f"--run-id {run_name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
-    if _read(db, lambda ledger: ledger.run(run_name)) is not None:
-        fail(f"run {run_name!r} already exists; pick another --run-id or continue it with `cads resume {run_name}`")
+        fail(f"--run-id {run_name!r}: use letters, digits, '.', '_' or '-' (at most 128, starting with a letter or digit)")
+    if _read(db, lambda ledger: ledger.run(run_name), mode="new") is not None:
+        fail(f"--run-id {run_name!r}: that run already exists; pick another id or continue it with `cads resume {run_name}`")
     return run_name
+
+
+def _check_writer(db: str, data: Path) -> None:
+    _checked(lambda checks: checks.database(db, create=True))
+    _checked(lambda checks: checks.data_folder(data))
 
 
 @app.command()
 def run(
-    config_path: Annotated[Path | None, typer.Argument(metavar="[CONFIG.yaml]", help="Panel config; none = simulated panel")] = None,
+    config_path: Annotated[Path | None, typer.Argument(metavar="CONFIG.yaml", help="Panel config; none = simulated panel")] = None,
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name for the run (default: generated)")] = None,
     rounds: Annotated[int | None, typer.Option(help="Override the config's rounds")] = None,
     target: Annotated[int | None, typer.Option(help="Stop once this many samples are kept")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the config's seed")] = None,
-    no_adversary: Annotated[bool, typer.Option("--no-adversary", help="Never change the context (ablation)")] = False,
+    no_adversary: Annotated[bool, typer.Option("--no-adversary", metavar="", help="Never change the context (ablation)")] = False,
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the calls, tokens and cost a real run would take; calls nothing")
+        bool, typer.Option("--dry-run", metavar="", help="Print the calls, tokens and cost a real run would take; calls nothing")
     ] = False,
 ) -> None:
     """Synthesize a data set: rounds of propose, paint, critique, judge and adversary."""
+    from cadsynth.config import ConfigError, parse_config
+
     # Everything is checked before anything is written.
     config = _load(config_path)
     overrides = {"rounds": rounds, "target": target, "seed": seed}
@@ -171,20 +238,24 @@ def run(
         update["adversary"] = False
     if update:
         try:
-            config = parse_config({**config.model_dump(), **update}, "options")
+            config = parse_config({**config.model_dump(), **update}, "options (--rounds, --target, --seed)")
         except ConfigError as exc:
             fail(str(exc))
     if dry_run:
+        _warn_unreachable_target(config)
         _dry_run(config)
         return
     _check_keys(config)
+    _check_writer(db, data)
     run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
-    _execute(Settings(db_url=db, data_dir=str(data), cache=not no_cache), run_name, config, budget=budget)
+    _execute(db, data, not no_cache, run_name, config=config, budget=budget)
     _summary(db, run_name)
 
 
 def _dry_run(config: RunConfig) -> None:
+    from rich.table import Table
+
     from cadsynth.dryrun import estimate
 
     with console.status("playing the run with simulated stand-ins..."):
@@ -207,26 +278,35 @@ def _dry_run(config: RunConfig) -> None:
 
 @app.command()
 def resume(
-    run_name: Annotated[str, typer.Argument(metavar="RUN")],
+    run_name: RunArgument,
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
 ) -> None:
-    """Continue an interrupted or stopped run from its last checkpoint; finished model calls are not made again."""
-    record = _read(db, lambda ledger: ledger.run(run_name))
-    if record is not None:
-        _check_keys(RunConfig.model_validate(record["config"]))
-        if record["status"] == "stopped" and record["budget_usd"] is not None and (budget or 0) <= record["budget_usd"]:
-            fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
-    _execute(Settings(db_url=db, data_dir=str(data), cache=not no_cache), run_name, budget=budget)
+    """Continue an interrupted, failed or stopped run from its last checkpoint; finished calls are not made again."""
+    from cadsynth.config import RunConfig
+
+    record = _require_run(db, run_name, mode="write")
+    if record["status"] == "done":
+        fail(f"run {run_name!r} has finished; `cads replay {run_name} --round N` forks it into a new run")
+    _check_keys(RunConfig.model_validate(record["config"]))
+    if record["status"] == "stopped" and record["budget_usd"] is not None and (budget or 0) <= record["budget_usd"]:
+        fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
+    _check_writer(db, data)
+    _execute(db, data, not no_cache, run_name, budget=budget)
     _summary(db, run_name)
+
+
+def _rounds_opened(db: str, run: str) -> list[int]:
+    contexts = _read(db, lambda ledger: ledger.contexts(run))
+    return sorted({r for r, _ in contexts})
 
 
 @app.command()
 def replay(
-    run_name: Annotated[str, typer.Argument(metavar="RUN")],
-    round_: Annotated[int, typer.Option("--round", help="Fork at the checkpoint before this round")],
+    run_name: RunArgument,
+    round_: Annotated[int, typer.Option("--round", help="Fork at the checkpoint before this round (1 or later)")],
     config_path: Annotated[Path | None, typer.Option("--config", help="Another panel config for the fork")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name for the new run (default: generated)")] = None,
     db: DbOption = DEFAULT_DB,
@@ -235,54 +315,88 @@ def replay(
     no_cache: NoCacheOption = False,
 ) -> None:
     """Fork a run before round N into a new run and run it from there; the original is untouched."""
+    from cadsynth.config import RunConfig
+    from cadsynth.runner import Fork
+
     config = _load(config_path) if config_path is not None else None
-    parent = _read(db, lambda ledger: ledger.run(run_name))
-    if config is not None or parent is not None:
-        _check_keys(config or RunConfig.model_validate(parent["config"]))
+    parent = _require_run(db, run_name, mode="write")
+    # A fork shares the rounds before it, so round 0 cannot be forked (that is a new run).
+    _checked(lambda checks: checks.round_number(round_, _rounds_opened(db, run_name), run_name, least=1))
+    _check_keys(config or RunConfig.model_validate(parent["config"]))
+    _check_writer(db, data)
     new_run = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{new_run}[/bold] (fork of {run_name} at round {round_})")
-    _execute(
-        Settings(db_url=db, data_dir=str(data), cache=not no_cache),
-        new_run,
-        fork=Fork(parent=run_name, round=round_, config=config),
-        budget=budget,
-    )
+    _execute(db, data, not no_cache, new_run, fork=Fork(parent=run_name, round=round_, config=config), budget=budget)
     _summary(db, new_run)
+
+
+def _status_note(record: dict[str, Any], status: str) -> str:
+    if status == "failed":
+        return str(record.get("reason") or "")
+    if status == "interrupted":
+        return f"its process is gone; `cads resume {record['id']}` continues it"
+    if status == "stopped":
+        return f"at its budget; `cads resume {record['id']} --budget USD`"
+    return ""
 
 
 @app.command()
 def runs(db: DbOption = DEFAULT_DB) -> None:
-    """List the runs in the database."""
+    """List the runs in the database, with their status (and why a run failed or stopped)."""
+    from rich.table import Table
+
+    from cadsynth.store.ledger import shown_status
+
     rows = _read(db, lambda ledger: ledger.runs())
-    table = Table("run", "status", "parent", "seed", "created")
+    headers = ("run", "status", "parent", "seed", "created")
+    cells = []
     for r in rows:
+        status = shown_status(r)
         parent = f"{r['parent']}@{r['fork_round']}" if r["parent"] else ""
-        table.add_row(r["id"], r["status"], parent, str(r["seed"]), str(r["created_at"])[:19])
-    console.print(table)
+        cells.append((r["id"], status, parent, str(r["seed"]), str(r["created_at"])[:19], _status_note(r, status)))
+    # Ids are what people copy, and the status is what they came for: neither is ever wrapped or
+    # cut. A terminal too narrow for them gets a wider table (its lines wrap, the cells do not).
+    table = Table()
+    for name in headers:
+        table.add_column(name, no_wrap=True)
+    table.add_column("note", min_width=20)
+    for row in cells:
+        table.add_row(*row)
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(headers)]
+    needed = sum(widths) + 20 + 3 * (len(headers) + 1) + 1  # cells, note, padding and rules
+    (console if needed <= console.width else Console(width=needed)).print(table)
 
 
 @app.command()
 def show(
-    run_name: Annotated[str, typer.Argument(metavar="RUN")],
+    run_name: RunArgument,
     round_: Annotated[int, typer.Option("--round", help="Which round's debate to show")] = 0,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """The debate transcript of one round: proposals, critiques, judges' answers, consensus, context."""
+    from cadsynth.report import transcript
+    from cadsynth.store.ledger import shown_status
+
+    _require_run(db, run_name)
+    _checked(lambda checks: checks.round_number(round_, _rounds_opened(db, run_name), run_name))
     t = _read(db, lambda ledger: transcript(ledger, run_name, round_))
     run_row = t["run"]
-    header = f"run {run_name}  status {run_row['status']}  round {round_}"
+    status = shown_status(run_row)
+    header = f"run {run_name}  status {status}  round {round_}"
     if run_row["parent"]:
         header += f"  forked from {run_row['parent']} at round {run_row['fork_round']}"
     if t["forks"]:
         header += f"  forks: {', '.join(t['forks'])}"
     console.print(header, markup=False)
+    note = _status_note(run_row, status)
+    if note:
+        console.print(f"{status}: {note}", markup=False)
     if t["context_before"] is not None:
         ctx = t["context_before"]
-        console.print(f"\n[bold]context v{ctx.version}[/bold] difficulty {ctx.difficulty_target:.2f}: {ctx.guidance}")
+        console.print(f"\ncontext v{ctx.version} difficulty {ctx.difficulty_target:.2f}: {ctx.guidance}", markup=False)
     for p in t["proposals"]:
         verdict = t["consensus"].get(p.id)
-        label = "pending" if verdict is None else (f"{verdict.outcome} C={verdict.score}/{verdict.judges}")
-        console.rule(f"{p.id}  [{label}]")
+        console.rule(p.id)
         console.print(f"{p.strategy}; {', '.join(p.capabilities)}; difficulty {p.difficulty:.2f}; revision {p.revision}", markup=False)
         console.print(f"Q: {p.question}", markup=False)
         if p.choices:
@@ -293,21 +407,32 @@ def show(
                 console.print(f"  critic {c.critic}: {c.verdict} {'; '.join(c.issues)}", markup=False)
         for j in t["judgments"]:
             if j.proposal == p.id:
-                mark = "=" if j.agrees else "x"
+                mark = "-" if j.abstained else ("=" if j.agrees else "x")
                 console.print(f"  judge {j.judge} [{mark}] {j.answer} (confidence {j.confidence:.2f})", markup=False)
+        if verdict is None:
+            console.print("consensus: pending", markup=False)
+        elif verdict.score is None:
+            console.print(f"consensus: none (dropped by the critics); outcome {verdict.outcome}", markup=False)
+        else:
+            console.print(f"consensus: C={verdict.score} of K={verdict.judges} judges; outcome {verdict.outcome}", markup=False)
     if t["context_after"] is not None:
         ctx = t["context_after"]
-        console.print(f"\n[bold]adversary -> context v{ctx.version}[/bold] difficulty {ctx.difficulty_target:.2f}")
+        console.print(f"\nadversary -> context v{ctx.version} difficulty {ctx.difficulty_target:.2f}", markup=False)
         console.print(f"reflection: {ctx.reflection}\nguidance: {ctx.guidance}", markup=False)
 
 
 @app.command("stats")
 def stats_cmd(
-    run_name: Annotated[str, typer.Argument(metavar="RUN")],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object for scripts")] = False,
+    run_name: RunArgument,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="One JSON object for scripts")] = False,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Counts, per-round figures and (for simulated runs) how accurate the kept data really is."""
+    from rich.table import Table
+
+    from cadsynth.report import stats
+
+    _require_run(db, run_name)
     s = _read(db, lambda ledger: stats(ledger, run_name))
     if as_json:
         sys.stdout.write(json.dumps(s) + "\n")
@@ -321,6 +446,8 @@ def stats_cmd(
         f"{s['discarded']} discarded, {s['model_calls']} model calls",
         markup=False,
     )
+    if s.get("reason"):
+        console.print(f"failed: {s['reason']}", markup=False)
     cost = s["cost"]
     budget = f" of a ${cost['budget_usd']:.4f} budget" if cost["budget_usd"] is not None else ""
     console.print(
@@ -335,24 +462,70 @@ def stats_cmd(
         truth = s["truth"]
         console.print(
             f"simulated truth: {truth['proposal_correct_rate']:.1%} of proposals correct, "
-            f"{(truth['kept_correct_rate'] or 0):.1%} of kept samples correct"
+            f"{(truth['kept_correct_rate'] or 0):.1%} of kept samples correct",
+            markup=False,
         )
 
 
 @app.command()
 def export(
-    run_name: Annotated[str, typer.Argument(metavar="RUN")],
+    run_name: RunArgument,
     out: Annotated[Path, typer.Option("--out", help="File to write")],
     fmt: Annotated[str, typer.Option("--format", help="Only jsonl for now")] = "jsonl",
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
 ) -> None:
     """Write the kept samples, one JSON object per line, with provenance."""
+    from cadsynth.report import MissingImagesError, export_jsonl
+    from cadsynth.store.blobs import BlobStore
+
     if fmt != "jsonl":
         fail(f"--format {fmt!r} is not supported; use --format jsonl")
-    n = _read(db, lambda ledger: export_jsonl(ledger, BlobStore(data), run_name, out))
-    console.print(f"wrote {n} samples to {out}")
+    _checked(lambda checks: checks.output_file(out))
+    _require_run(db, run_name)
+    try:
+        n = _read(db, lambda ledger: export_jsonl(ledger, BlobStore(data), run_name, out))
+    except MissingImagesError as exc:
+        fail(f"--data {str(data)!r}: {exc}")
+    console.print(f"wrote {n} samples to {out}", markup=False)
+
+
+def _given(exc: Exception) -> str:
+    """The value the user typed for the option a usage error is about, as it was typed."""
+    param = getattr(exc, "param", None)
+    names = set(getattr(param, "opts", None) or [])
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in names:
+            return f" {(value if eq else args[i + 1] if i + 1 < len(args) else '')!r}"
+    return ""
+
+
+def main() -> None:
+    """The console script: typer's app, with usage errors as one line rather than click's block."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="cads", standalone_mode=False)
+    except typer.Abort:
+        code = 1
+    except typer.TyperException as exc:
+        message = exc.format_message()
+        if "\n" in message:  # `cads` alone: the message is the help text
+            console.print(message, markup=False, highlight=False)
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+            message = message.rstrip(".")
+            given = _given(exc)
+            if given:  # name the value itself, not only the option
+                name = "/".join(getattr(getattr(exc, "param", None), "opts", []))
+                message = f"{name}{given}: {message.split(': ', 1)[-1]}"
+            errors.print(f"error: {where}{message}{hint}", markup=False, highlight=False)
+        code = exc.exit_code if exc.exit_code else 2
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -6,12 +6,13 @@ read at call time and never reach the config that is stored with a run.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cadsynth.domain import Capability, Role
 
@@ -66,6 +67,13 @@ class AgentConfig(BaseModel):
     stand_in_for: str | None = Field(
         default=None, description="Dry runs only: the provider this simulated agent stands in for"
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+            raise ValueError("use a server's http(s) URL, e.g. http://127.0.0.1:8000/v1")
+        return url
 
     @model_validator(mode="after")
     def _check_painter(self) -> AgentConfig:
@@ -186,6 +194,10 @@ class RunConfig(BaseModel):
         # A limit naming the server wins over one for the model anywhere.
         return max(matches, key=lambda lim: lim.base_url is not None, default=None)
 
+    @property
+    def proposals_per_round(self) -> int:
+        return len(self.agents("proposer")) * self.proposals_per_agent
+
     def agents(self, role: Role) -> list[AgentConfig]:
         return [agent for agent in self.panel if role in agent.roles]
 
@@ -194,6 +206,9 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err["loc"]) or "config"
     msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if isinstance(value, (str, int, float, bool)) and err["type"] != "missing":
+        return f"{where}: {value!r}: {msg}"  # name the bad value, not only the field
     return f"{where}: {msg}"
 
 

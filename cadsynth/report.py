@@ -13,11 +13,11 @@ from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
 from cadsynth.domain import Consensus, Proposal
 from cadsynth.store.blobs import BlobStore
-from cadsynth.store.ledger import Ledger
+from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
 
 
-class UnknownRunError(LookupError):
-    pass
+class MissingImagesError(LookupError):
+    """The kept samples' images are not in the data folder given (another --data, or deleted)."""
 
 
 async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
@@ -47,7 +47,8 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     by_round = breakdown["by_round"]
     out: dict[str, Any] = {
         "run": run,
-        "status": record["status"],
+        "status": shown_status(record),
+        "reason": record.get("reason"),
         "parent": record["parent"],
         "proposals": len(proposals),
         "kept": len(kept),
@@ -136,7 +137,12 @@ async def export_jsonl(ledger: Ledger, blobs: BlobStore, run: str, out: Path) ->
         for p in await ledger.proposals(run)
         if p.id in verdicts and verdicts[p.id].outcome in ("keep", "adversarial")
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    missing = [s for s in samples if s["image"] and not Path(s["image"]).is_file()]
+    if missing:
+        raise MissingImagesError(
+            f"{len(missing)} of {len(samples)} images are not there (e.g. {missing[0]['image']}); "
+            "pass the --data folder the run used"
+        )
     # Write beside the target and rename: a failed export never leaves a half-written file.
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     try:

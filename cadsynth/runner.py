@@ -31,6 +31,29 @@ class RunStateError(RuntimeError):
     """The run cannot do what was asked (already finished, no such round...)."""
 
 
+class RunFailed(RuntimeError):
+    """The run stopped and is marked failed; the message is its one-line reason, kept in the ledger."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ModelCallError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+async def _kept_nothing(ledger: Ledger, run: str, kept: int) -> str | None:
+    """A run that kept nothing because its calls gave up has not succeeded: say why."""
+    if kept:
+        return None
+    faults = (await ledger.call_breakdown(run))["faults"]
+    gave_up = faults.get("abstained", 0) + faults.get("dropped", 0)
+    if not gave_up:
+        return None
+    kinds = ", ".join(f"{k} {n}" for k, n in faults.items() if k not in ("retried", "abstained", "dropped") and n)
+    return f"kept no samples: {gave_up} model calls gave up after their retries ({kinds}); see `cads stats {run}`"
+
+
 def new_run_id() -> str:
     return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
@@ -130,6 +153,7 @@ async def execute(
                 await _start_fork(graph, saver, ledger, run, fork)
             await ledger.acquire_lease(run, owner)
             heartbeat = asyncio.create_task(_heartbeat(ledger, run, owner))
+            await ledger.set_status(run, "running")  # a resumed run that had failed runs again
             if budget is not None:
                 await ledger.set_budget(run, budget)
             start: Any = None  # a new run's input, a Command answering an interrupt, or None to resume
@@ -152,10 +176,17 @@ async def execute(
                         progress.observe(node, update)
                     if on_update:
                         on_update(progress)
-            except ModelCallError:
-                await ledger.set_status(run, "failed")
-                raise
-            pending = (await graph.aget_state(thread(run))).interrupts
+                final = await graph.aget_state(thread(run))
+                pending = final.interrupts
+                why = None if pending else await _kept_nothing(ledger, run, final.values.get("kept", 0))
+            except Exception as exc:
+                # Whatever stopped the run (an unreachable endpoint, a rejected key, a full disk),
+                # it is failed, with its reason, not left `running`; `cads resume` continues it.
+                await ledger.set_status(run, "failed", _reason(exc))
+                raise RunFailed(_reason(exc)) from exc
+            if why:
+                await ledger.set_status(run, "failed", why)
+                raise RunFailed(why)
             progress.stopped = pending[0].value if pending else None
             progress.phase = "stopped" if pending else "done"
     finally:

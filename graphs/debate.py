@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from typing import Any, Literal, cast
+from collections.abc import Awaitable
+from typing import Any, Literal, TypeVar, cast
 
 from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send, interrupt
 
-from cadsynth.agents.calls import Attempt
+from cadsynth.agents.calls import Attempt, EndpointUnreachable, Reply
 from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.render import render
 from cadsynth.config import RunConfig, load_config
@@ -50,9 +51,10 @@ from cadsynth.graphs import consensus as rule
 from cadsynth.graphs.plan import initial_context, plan_proposal
 from cadsynth.graphs.settings import Resources, Settings, resources
 from cadsynth.graphs.state import DebateState, Task
-from cadsynth.store.ledger import CallRecord
+from cadsynth.store.ledger import CallRecord, lease_owner
 
 OUTCOME_NODES = ("discard", "keep", "adversarial")
+T = TypeVar("T")
 
 
 def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Attempt, ...]) -> list[CallRecord]:
@@ -75,6 +77,23 @@ def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Att
         )
         for a in attempts
     ]
+
+
+async def _ask(res: Resources, agent: Agent, task: Task, role: str, target: str, call: Awaitable[Reply[T]]) -> Reply[T] | None:
+    """Make one call and log every request it took, whatever happened: the one way nodes ask.
+
+    None when the call gave up (the node carries on without it); an unreachable endpoint is logged
+    and raised, which stops the run.
+    """
+    try:
+        reply = await call
+    except (CallFailed, EndpointUnreachable) as failed:
+        await res.ledger.log_calls(_calls(agent, task, role, target, failed.attempts))
+        if isinstance(failed, EndpointUnreachable):
+            raise
+        return None
+    await res.ledger.log_calls(_calls(agent, task, role, target, reply.attempts))
+    return reply
 
 
 def _task(state: DebateState, **extra: Any) -> Task:
@@ -137,6 +156,7 @@ async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str
     context = Context.model_validate(state["context"]) if state.get("context") else initial_context()
     if round_ == 0:
         await res.ledger.start_run(run, config, RunConfig.model_validate(config).seed)
+    await res.ledger.claim(run, lease_owner())  # the CLI holds it already; Studio's server takes it here
     await res.ledger.put_context(run, round_, context)
     return {
         "run": run,
@@ -171,10 +191,8 @@ async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
     plan = plan_proposal(panel.config, context, key, with_image=with_image)
     pid = proposal_id(task["run"], task["round"], agent.name, task["index"])
-    try:
-        reply = await agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities)
-    except CallFailed as failed:
-        await res.ledger.log_calls(_calls(agent, task, "proposer", pid, failed.attempts))
+    reply = await _ask(res, agent, task, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
+    if reply is None:
         return {}
     proposal = Proposal.model_validate(
         {
@@ -188,7 +206,6 @@ async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         }
     )
     await res.ledger.put_proposals([proposal])
-    await res.ledger.log_calls(_calls(agent, task, "proposer", pid, reply.attempts))
     return {"proposals": {pid: proposal.model_dump(mode="json")}}
 
 
@@ -223,14 +240,11 @@ async def paint_model(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
-    try:
-        reply = await agent.paint(proposal.visual_prompt)
-    except CallFailed as failed:
-        await res.ledger.log_calls(_calls(agent, task, "painter", proposal.id, failed.attempts))
-        return {}
+    reply = await _ask(res, agent, task, "painter", proposal.id, agent.paint(proposal.visual_prompt))
+    if reply is None:
+        return {}  # unpainted: review drops it
     painted = proposal.model_copy(update={"image": reply.value})
     await res.ledger.put_proposals([painted])
-    await res.ledger.log_calls(_calls(agent, task, "painter", proposal.id, reply.attempts))
     return {"proposals": {painted.id: painted.model_dump(mode="json")}}
 
 
@@ -260,16 +274,14 @@ async def critique(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     cid = critique_id(proposal.id, agent.name)
-    try:
-        reply = await agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    except CallFailed as failed:
-        await res.ledger.log_calls(_calls(agent, task, "critic", proposal.id, failed.attempts))
+    call = agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    reply = await _ask(res, agent, task, "critic", proposal.id, call)
+    if reply is None:
         return {}  # no critique from this critic
     record = Critique(
         **reply.value.model_dump(), id=cid, run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id
     )
     await res.ledger.put_critiques([record])
-    await res.ledger.log_calls(_calls(agent, task, "critic", proposal.id, reply.attempts))
     return {"critiques": {cid: record.model_dump(mode="json")}}
 
 
@@ -326,10 +338,9 @@ async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     proposal = Proposal.model_validate(task["proposal"])
     critiques = [Critique.model_validate(c) for c in task["critiques"]]
     target = f"{proposal.id}/revise"
-    try:
-        reply = await agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
-    except CallFailed as failed:
-        await res.ledger.log_calls(_calls(agent, task, "proposer", target, failed.attempts))
+    call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
+    reply = await _ask(res, agent, task, "proposer", target, call)
+    if reply is None:
         return {}  # the proposal goes to the judges as it was
     revised = proposal.model_copy(
         update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
@@ -342,7 +353,6 @@ async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
             revised = proposal  # the revised spec cannot be drawn: keep the problem as it was
     # A painter model's image is not redrawn on revision: that would be a second call in this task.
     await res.ledger.put_proposals([revised])
-    await res.ledger.log_calls(_calls(agent, task, "proposer", target, reply.attempts))
     return {"proposals": {revised.id: revised.model_dump(mode="json")}}
 
 
@@ -370,21 +380,18 @@ async def judge(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     agent = res.panel(task["config"])[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     jid = judgment_id(proposal.id, agent.name)
-    try:
-        reply = await agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    except CallFailed as failed:
+    call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    reply = await _ask(res, agent, task, "judge", proposal.id, call)
+    if reply is None:
         # The judge abstains: consensus counts only judges that answered (K shrinks).
         record = Judgment(
             id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id, answer=None, abstained=True
         )
-        attempts = failed.attempts
     else:
         record = Judgment(
             **reply.value.model_dump(), id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id
         )
-        attempts = reply.attempts
     await res.ledger.put_judgments([record])
-    await res.ledger.log_calls(_calls(agent, task, "judge", proposal.id, attempts))
     return {"judgments": {jid: record.model_dump(mode="json")}}
 
 
@@ -510,17 +517,15 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
         agent = res.panel(state["config"]).by_role("adversary")[0]
         judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
         pool = _pool(proposals, verdicts, judgments)
-        try:
-            reply = await agent.reflect(f"r{round_}/reflect", context, stats, pool)
-        except CallFailed as failed:
+        call = agent.reflect(f"r{round_}/reflect", context, stats, pool)
+        reply = await _ask(res, agent, _task(state), "adversary", f"r{round_}/context", call)
+        if reply is None:
             # The context stays as it was; a new version keeps one context row per round.
-            attempts = failed.attempts
             context = context.model_copy(
-                update={"version": context.version + 1, "reflection": f"(the adversary failed: {failed.fault}; context kept)"}
+                update={"version": context.version + 1, "reflection": "(the adversary's call gave up; context kept)"}
             )
         else:
-            attempts, context = reply.attempts, reply.value
-        await res.ledger.log_calls(_calls(agent, _task(state), "adversary", f"r{round_}/context", attempts))
+            context = reply.value
     return {"round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "done": False}
 
 

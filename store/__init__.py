@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
 
-from .checkpoint import AsyncSqlSaver, SqlSaver, UnsupportedDatabaseError, setup_schema
-from .migrate import SchemaVersionError
-from .db import async_engine, sync_engine
+if TYPE_CHECKING:
+    from .checkpoint import AsyncSqlSaver, SqlSaver, UnsupportedDatabaseError, setup_schema
+    from .migrate import SchemaVersionError
 
 DEFAULT_URL = "sqlite:///cads.db"
 
@@ -30,6 +31,19 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # The checkpointer pulls in LangGraph: loaded on first use, so `cads --help` and readers start fast.
+    if name in ("AsyncSqlSaver", "SqlSaver", "UnsupportedDatabaseError", "setup_schema"):
+        from . import checkpoint
+
+        return getattr(checkpoint, name)
+    if name == "SchemaVersionError":
+        from .migrate import SchemaVersionError
+
+        return SchemaVersionError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def database_url(url: str | None = None) -> str:
     """`url`, else $CADS_DB, else sqlite:///cads.db."""
     return url or os.environ.get("CADS_DB") or DEFAULT_URL
@@ -42,6 +56,9 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[AsyncSqlSav
     Callable with no arguments, as the LangGraph server calls a `checkpointer.path` factory.
     The engine is disposed on exit.
     """
+    from .checkpoint import AsyncSqlSaver
+    from .db import async_engine
+
     engine = async_engine(database_url(url))
     saver = AsyncSqlSaver(engine)
     try:
@@ -55,6 +72,9 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[AsyncSqlSav
 @contextmanager
 def open_checkpointer_sync(url: str | None = None) -> Iterator[SqlSaver]:
     """A SqlSaver on `url` (default: $CADS_DB, else sqlite:///cads.db), tables created."""
+    from .checkpoint import SqlSaver
+    from .db import sync_engine
+
     engine = sync_engine(database_url(url))
     saver = SqlSaver(engine)
     try:

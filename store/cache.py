@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cadsynth.store import schema as t
+from cadsynth.store.db import whole
 from cadsynth.store.migrate import ensure_schema
 
 
@@ -22,6 +23,7 @@ class CallCache:
         self.engine = engine
         self._ready = False
 
+    @whole
     async def _init(self) -> None:
         if not self._ready:
             async with self.engine.begin() as conn:
@@ -34,6 +36,7 @@ class CallCache:
             row = (await conn.execute(select(t.call_cache.c.value).where(t.call_cache.c.key == key))).first()
         return row[0] if row else None
 
+    @whole
     async def put(self, key: str, agent: Any, value: dict[str, Any], usage: Any) -> None:
         """Keep `value` under `key`; `agent` (an AgentConfig) and `usage` are kept for inspection."""
         await self._init()

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-# Drivers for each backend: (sync, async). psycopg 3 does both for PostgreSQL.
+# Drivers for each backend: (sync, async). psycopg 3 does both for PostgreSQL. MySQL and MariaDB
+# are not among them: the checkpoint store's upserts and locks are written for these two.
 _DRIVERS = {
     "sqlite": ("pysqlite", "aiosqlite"),
     "postgresql": ("psycopg", "psycopg"),
-    "mysql": ("pymysql", "aiomysql"),
-    "mariadb": ("pymysql", "aiomysql"),
 }
 
 
 class DatabaseURLError(ValueError):
     pass
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def whole(write: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A write that, once begun, finishes even if the task awaiting it is cancelled.
+
+    When one task of a step fails, LangGraph cancels its siblings. A write cut off mid-transaction
+    would lose the rows it carried and, on SQLite, can leave a connection holding the database's
+    write lock until it is collected, so every later write waits out its busy timeout.
+    """
+
+    @functools.wraps(write)
+    async def shielded(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.shield(write(*args, **kwargs))
+
+    return shielded
 
 
 def normalize_url(url: str, *, asynchronous: bool) -> str:

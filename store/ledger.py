@@ -13,14 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, inspect, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cadsynth.domain import Consensus, Context, Critique, Judgment, Proposal, RoundSummary
 from cadsynth.store import schema as t
-from cadsynth.store.db import async_engine
-from cadsynth.store.migrate import ensure_schema
+from cadsynth.store.db import async_engine, whole
+from cadsynth.store.migrate import check_version, ensure_schema
 
 
 LEASE_SECONDS = 60.0
@@ -28,6 +28,10 @@ LEASE_SECONDS = 60.0
 
 class LeaseError(RuntimeError):
     pass
+
+
+class UnknownRunError(LookupError):
+    """No run of that id in this database."""
 
 
 def lease_owner() -> str:
@@ -46,6 +50,19 @@ def _holder_is_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def shown_status(record: dict[str, Any]) -> str:
+    """The status a person should see: a `running` run whose holder is gone is `interrupted`.
+
+    A run's process can die without a word (a kill, a crash, a closed terminal); its lease says so.
+    """
+    if record["status"] != "running":
+        return str(record["status"])
+    holder, until = record.get("lease_owner"), record.get("lease_until")
+    if holder is None or _holder_is_dead(holder) or (until is not None and until < time.time()):
+        return "interrupted"
+    return "running"
 
 
 @dataclass(frozen=True)
@@ -68,41 +85,40 @@ class CallRecord:
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
     keys = [c.name for c in table.primary_key.columns]
     dialect = conn.dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    else:
-        from sqlalchemy.dialects import mysql
-
-        mstmt = mysql.insert(table)
-        return conn.execute(
-            mstmt.on_duplicate_key_update({c.name: mstmt.inserted[c.name] for c in table.columns if c.name not in keys}),
-            rows,
-        )
+    stmt: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), rows)
 
 
 class Ledger:
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, *, create: bool = True):
         self.engine = engine
+        self.create = create  # False for readers: a database without the ledger reads as empty
         self._ready = False
+        self._empty = False
 
     @classmethod
-    def open(cls, url: str) -> Ledger:
-        return cls(async_engine(url))
+    def open(cls, url: str, *, create: bool = True) -> Ledger:
+        return cls(async_engine(url), create=create)
 
     async def close(self) -> None:
         await self.engine.dispose()
 
+    @whole
     async def init(self) -> None:
-        if not self._ready:
+        if self._ready:
+            return
+        if self.create:
             async with self.engine.begin() as conn:
                 await conn.run_sync(ensure_schema)
-            self._ready = True
+        else:
+            async with self.engine.connect() as conn:
+                self._empty = not await conn.run_sync(lambda c: inspect(c).has_table(t.runs.name))
+                if not self._empty:
+                    await conn.run_sync(check_version)
+        self._ready = True
 
+    @whole
     async def _put(self, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -112,6 +128,7 @@ class Ledger:
 
     # --- runs ----------------------------------------------------------------------------------
 
+    @whole
     async def start_run(
         self, run: str, config: dict[str, Any], seed: int, parent: str | None = None, fork_round: int | None = None
     ) -> None:
@@ -119,7 +136,9 @@ class Ledger:
         async with self.engine.begin() as conn:
             exists = (await conn.execute(select(t.runs.c.id).where(t.runs.c.id == run))).first()
             if exists:
-                await conn.execute(update(t.runs).where(t.runs.c.id == run).values(status="running", updated_at=func.now()))
+                await conn.execute(
+                    update(t.runs).where(t.runs.c.id == run).values(status="running", reason=None, updated_at=func.now())
+                )
             else:
                 await conn.execute(
                     t.runs.insert().values(
@@ -127,16 +146,22 @@ class Ledger:
                     )
                 )
 
+    @whole
     async def set_budget(self, run: str, budget: float | None) -> None:
         await self.init()
         async with self.engine.begin() as conn:
             await conn.execute(update(t.runs).where(t.runs.c.id == run).values(budget_usd=budget, updated_at=func.now()))
 
-    async def set_status(self, run: str, status: str) -> None:
+    @whole
+    async def set_status(self, run: str, status: str, reason: str | None = None) -> None:
+        """`reason` says in one line why a run failed; any other status clears it."""
         await self.init()
         async with self.engine.begin() as conn:
-            await conn.execute(update(t.runs).where(t.runs.c.id == run).values(status=status, updated_at=func.now()))
+            await conn.execute(
+                update(t.runs).where(t.runs.c.id == run).values(status=status, reason=reason, updated_at=func.now())
+            )
 
+    @whole
     async def acquire_lease(self, run: str, owner: str, seconds: float = LEASE_SECONDS) -> None:
         """Take (or renew) the run for this process; refuse if another live process holds it.
 
@@ -161,6 +186,25 @@ class Ledger:
                     f"run {run!r} is being advanced by another process ({holder[0]}); wait for it to finish or stop it first"
                 )
 
+    @whole
+    async def claim(self, run: str, owner: str) -> None:
+        """Mark the run as advanced by this process when no live process holds it, with no expiry.
+
+        For runs driven without the CLI's lease (LangGraph Studio): they then show as running
+        while their process lives, and as interrupted once it is gone.
+        """
+        await self.init()
+        runs = t.runs.c
+        async with self.engine.begin() as conn:
+            holder = (await conn.execute(select(runs.lease_owner).where(runs.id == run))).scalar()
+            if holder is None or (holder != owner and _holder_is_dead(holder)):
+                await conn.execute(
+                    update(t.runs)
+                    .where(and_(runs.id == run, or_(runs.lease_owner.is_(None), runs.lease_owner == holder)))
+                    .values(lease_owner=owner, lease_until=None)
+                )
+
+    @whole
     async def release_lease(self, run: str, owner: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -171,12 +215,16 @@ class Ledger:
 
     async def runs(self) -> list[dict[str, Any]]:
         await self.init()
+        if self._empty:
+            return []
         async with self.engine.connect() as conn:
             result = await conn.execute(select(t.runs).order_by(t.runs.c.created_at, t.runs.c.id))
             return [dict(row._mapping) for row in result]
 
     async def run(self, run: str) -> dict[str, Any] | None:
         await self.init()
+        if self._empty:
+            return None
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(t.runs).where(t.runs.c.id == run))).first()
             return dict(row._mapping) if row else None
@@ -242,6 +290,7 @@ class Ledger:
             t.rounds, [{"run": summary.run, "round": summary.round, "summary": summary.model_dump(mode="json")}]
         )
 
+    @whole
     async def log_calls(self, calls: Iterable[CallRecord]) -> None:
         rows = [vars(c) for c in calls]
         if rows:

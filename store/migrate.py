@@ -11,24 +11,42 @@ class SchemaVersionError(RuntimeError):
     pass
 
 
-def ensure_schema(conn: Connection) -> None:
-    """Create missing tables and record SCHEMA_VERSION; refuse a database written by newer code."""
-    t.metadata.create_all(conn, checkfirst=True)
+def _found(conn: Connection) -> int | None:
     found = conn.execute(select(t.schema_info.c.version).where(t.schema_info.c.id == 1)).scalar()
-    if found is None:
-        conn.execute(t.schema_info.insert().values(id=1, version=t.SCHEMA_VERSION))
-    elif found > t.SCHEMA_VERSION:
+    if found is not None and found > t.SCHEMA_VERSION:
         raise SchemaVersionError(
             f"the database has schema version {found}, newer than this cadsynth ({t.SCHEMA_VERSION}); upgrade cadsynth"
         )
+    return found
+
+
+def ensure_schema(conn: Connection) -> None:
+    """Create missing tables and record SCHEMA_VERSION; refuse a database written by newer code."""
+    t.metadata.create_all(conn, checkfirst=True)
+    found = _found(conn)
+    if found is None:
+        conn.execute(t.schema_info.insert().values(id=1, version=t.SCHEMA_VERSION))
     elif found < t.SCHEMA_VERSION:
         _upgrade(conn, found)
 
 
+def check_version(conn: Connection) -> None:
+    """For readers, which change nothing: refuse a newer database, and an older one that needs upgrading."""
+    found = _found(conn)
+    if found is not None and found < t.SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has schema version {found}, older than this cadsynth ({t.SCHEMA_VERSION}); "
+            "any `cads run` or `cads resume` on it upgrades it"
+        )
+
+
 def _upgrade(conn: Connection, found: int) -> None:
     """Bring an older database up to SCHEMA_VERSION (create_all above made any missing tables)."""
-    if found < 2:
-        for table, column, sql_type in ((t.calls, "outcome", "VARCHAR(16)"), (t.runs, "budget_usd", "FLOAT")):
+    added = {2: ((t.calls, "outcome", "VARCHAR(16)"), (t.runs, "budget_usd", "FLOAT")), 3: ((t.runs, "reason", "TEXT"),)}
+    for version, columns in added.items():
+        if found >= version:
+            continue
+        for table, column, sql_type in columns:
             if column not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 2  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache
+SCHEMA_VERSION = 3  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason
 
 metadata = MetaData()
 
@@ -41,6 +41,7 @@ runs = Table(
     metadata,
     Column("id", String(128), primary_key=True),
     Column("status", String(16), nullable=False),  # running | done | stopped | failed
+    Column("reason", Text, nullable=True),  # why a failed run failed: one line, shown by `cads runs/show`
     Column("config", JSON, nullable=False),  # the validated config, secrets excluded
     Column("seed", Integer, nullable=False),
     Column("parent", String(128), nullable=True),  # the run this one was forked from

@@ -24,8 +24,8 @@ def test_builtin_panel_is_simulated_and_valid():
         ("panel:\n  - {name: a, provider: nope, model: m, roles: [judge, proposer]}", "panel.0.provider"),
         ("panel:\n  - {name: a, provider: sim, model: m, roles: [judge]}\nadversary: false", "no agent has the role 'proposer'"),
         ("panel:\n  - {name: a, provider: sim, model: m, roles: [judge, proposer]}", "adversary is on but no agent"),
-        ("panel:\n  - {name: a, provider: sim, model: m, roles: [judge, proposer], colour: red}", "panel.0.colour: Extra inputs"),
-        ("rounds: 0\npanel:\n  - {name: a, provider: sim, model: m, roles: [judge, proposer, adversary]}", "rounds: Input should be greater"),
+        ("panel:\n  - {name: a, provider: sim, model: m, roles: [judge, proposer], colour: red}", "panel.0.colour: 'red': Extra inputs"),
+        ("rounds: 0\npanel:\n  - {name: a, provider: sim, model: m, roles: [judge, proposer, adversary]}", "rounds: 0: Input should be greater"),
         ("panel: [unclosed", "is not valid YAML"),
         ("- just\n- a list", "expected a mapping"),
         (

@@ -4,24 +4,19 @@ a dry run prices a real panel without calling anything; missing keys are caught 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from cadsynth.config import load_config
+from tests import helpers
 
-CADS = [sys.executable, "-m", "cadsynth.cli"]
 ROUNDS = 4
 
 
 def cads(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {**os.environ, "COLUMNS": "200"}
-    for var in ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY"):
-        base.pop(var, None)
-    return subprocess.run([*CADS, *args], cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, timeout=300)
+    return helpers.cads(*args, cwd=cwd, env=env, check=False)
 
 
 def stats(run: str, cwd: Path) -> dict:
@@ -82,6 +77,8 @@ def test_dry_run_prices_a_real_panel_without_keys_or_network(tmp_path):
     total = next(line for line in out.splitlines() if "total" in line)
     assert float(total.split("│")[-2]) > 0  # gpt-4o is priced by default
     assert not (tmp_path / "cads.db").exists() and not (tmp_path / "cads-data").exists()
+    # 2 rounds of 4 proposers x 2 proposals cannot reach 1000 samples, and the dry run says so.
+    assert "at most 16 samples, fewer than the target of 1000" in result.stderr
 
 
 def test_every_missing_key_is_reported_before_anything_is_written(tmp_path):
@@ -115,6 +112,7 @@ def test_a_version_1_database_gains_the_cost_columns(tmp_path):
     with sqlite3.connect(path) as db:  # back to the version 1 layout
         db.execute("ALTER TABLE cads_calls DROP COLUMN outcome")
         db.execute("ALTER TABLE cads_runs DROP COLUMN budget_usd")
+        db.execute("ALTER TABLE cads_runs DROP COLUMN reason")
         db.execute("DROP TABLE cads_call_cache")
         db.execute("UPDATE cads_schema SET version = 1")
     with engine.begin() as conn:
@@ -123,5 +121,5 @@ def test_a_version_1_database_gains_the_cost_columns(tmp_path):
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == t.SCHEMA_VERSION
         assert "outcome" in {r[1] for r in db.execute("PRAGMA table_info(cads_calls)")}
-        assert "budget_usd" in {r[1] for r in db.execute("PRAGMA table_info(cads_runs)")}
+        assert {"budget_usd", "reason"} <= {r[1] for r in db.execute("PRAGMA table_info(cads_runs)")}
         assert db.execute("SELECT COUNT(*) FROM cads_call_cache").fetchone()[0] == 0

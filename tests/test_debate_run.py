@@ -7,37 +7,15 @@ reproducible data set.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pytest
 
-CADS = [sys.executable, "-m", "cadsynth.cli"]
+from tests.helpers import cads, content, export, stats
+
 SEED = "11"
 ROUNDS = "6"
-
-
-def cads(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("CADS_DB", None)
-    env.pop("CADS_DATA", None)
-    result = subprocess.run([*CADS, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"cads {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def stats(run: str, cwd: Path) -> dict:
-    return json.loads(cads("stats", run, "--json", cwd=cwd).stdout)
-
-
-def export(run: str, cwd: Path) -> list[dict]:
-    out = cwd / f"{run}.jsonl"
-    cads("export", run, "--out", str(out), cwd=cwd)
-    return [json.loads(line) for line in out.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +51,10 @@ def test_the_adversary_makes_later_rounds_split_the_panel_more(runs):
     assert with_adversary["rounds"][-1]["mean_difficulty"] > without["rounds"][-1]["mean_difficulty"]
 
 
-def _content(samples: list[dict]) -> list[dict]:
-    # Run ids and data folders differ between runs; everything else must be identical.
-    return [
-        {**{k: v for k, v in s.items() if k not in ("id", "run", "image")}, "image": Path(s["image"]).name}
-        for s in samples
-    ]
-
-
 def test_the_same_seed_gives_the_same_data_set(runs):
     first, second = export("adv", runs), export("adv-again", runs)
     assert len(first) > 0
-    assert _content(first) == _content(second)
+    assert content(first) == content(second)
     assert stats("adv", runs)["model_calls"] == stats("adv-again", runs)["model_calls"]
 
 
@@ -105,12 +75,24 @@ def test_show_prints_the_debate_of_a_round(runs):
     out = cads("show", "adv", "--round", "1", cwd=runs).stdout
     assert "judge sim-" in out and "critic sim-" in out and "reference:" in out
     assert "adversary -> context v2" in out
+    # Every problem ends with its consensus: score, judges and outcome (or why it had none).
+    verdicts = [line for line in out.splitlines() if line.startswith("consensus: ")]
+    assert len(verdicts) == stats("adv", runs)["rounds"][1]["proposals"]
+    assert any(re.fullmatch(r"consensus: C=\d of K=\d judges; outcome (keep|adversarial|discard)", v) for v in verdicts)
 
 
-def test_runs_lists_them(runs):
-    out = cads("runs", cwd=runs).stdout
-    for run in ("adv", "adv-again", "flat"):
-        assert run in out
+def test_runs_lists_them_whole_in_any_terminal(runs):
+    cads("run", "--run-id", "a-long-run-id-that-someone-will-copy-and-paste-0123456789", "--rounds", "1", cwd=runs)
+    for columns in ("200", "40"):
+        out = cads("runs", cwd=runs, env={"COLUMNS": columns}).stdout
+        for run in ("adv", "adv-again", "flat", "a-long-run-id-that-someone-will-copy-and-paste-0123456789"):
+            line = next(line for line in out.splitlines() if f" {run} " in line)
+            assert " done " in line, out
+
+
+def test_help_reads_plainly():
+    out = cads("run", "--help", cwd=Path.cwd()).stdout
+    assert "[CONFIG.yaml]" in out and "[[" not in out and "<bool>" not in out
 
 
 def test_a_run_id_cannot_be_reused(runs):

@@ -22,6 +22,8 @@ from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
+from cadsynth.agents.faults import Fault as FaultOf
+from cadsynth.agents.faults import classify
 from tests.fakes import (
     FakeGemini,
     FakeOpenAI,
@@ -389,10 +391,21 @@ def test_gemini_plain_invoke_usage_and_key():
         assert msg.content == "hi from gemini"
         assert msg.usage_metadata["output_tokens"] == 4 and msg.usage_metadata["input_tokens"] > 0
         rec = srv.last_request
-        assert rec.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+        assert rec.path == "/v1/models/gemini-2.5-flash:generateContent"  # google-genai >= 3 (v1beta before)
         assert rec.headers["x-goog-api-key"] == GKEY and rec.api_key == GKEY
         with pytest.raises(Exception, match="API key not valid"):
             _gemini(srv, api_key="wrong").invoke("x")
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta"])
+def test_gemini_serves_both_api_versions(version):
+    with FakeGemini(lambda body: VERDICT) as srv:
+        out = _gemini(srv, api_version=version).with_structured_output(Verdict).invoke("judge")
+        assert out == Verdict(**VERDICT)
+        assert srv.last_request.path == f"/{version}/models/gemini-2.5-flash:generateContent"
+        listed = httpx.get(f"{srv.base_url}/{version}/models", headers={"x-goog-api-key": "k"})
+        assert listed.json()["models"][0]["name"] == "models/gemini-2.5-flash"
+        assert httpx.post(f"{srv.base_url}/v2/models/m:generateContent", json={}).status_code == 404
 
 
 def test_gemini_structured_output_round_trip_and_default():
@@ -427,9 +440,11 @@ def test_gemini_faults_429_and_hang():
         assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "4s"} in (
             cause.details["error"]["details"])
         t0 = time.monotonic()
-        with pytest.raises(httpx.TimeoutException):
+        with pytest.raises(Exception) as hung:
             _gemini(srv, timeout=0.5).invoke("hi")
         assert time.monotonic() - t0 < 3
+        # google-genai raises its transport's timeout: httpx's once, httpx2's (a fork) now.
+        assert type(hung.value).__name__ == "ReadTimeout" and classify(hung.value) == FaultOf("timeout")
         assert srv.fault_counts == {"429": 1, "hang": 1}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_debate_run import _content, cads
+from tests.helpers import cads, content
 
 RUN = ["--seed", "3", "--rounds", "4", "--target", "1000"]
 
@@ -48,8 +48,8 @@ def test_fork_shares_the_rounds_before_the_fork_and_differs_after(forked):
     assert [r["round"] for r in child["rounds"]] == [0, 1, 2, 3]
     assert child["rounds"][:2] == parent["rounds"][:2]
     assert child["rounds"][2:] != parent["rounds"][2:]
-    early = lambda samples: _content([s for s in samples if s["round"] < 2])  # noqa: E731
-    late = lambda samples: _content([s for s in samples if s["round"] >= 2])  # noqa: E731
+    early = lambda samples: content([s for s in samples if s["round"] < 2])  # noqa: E731
+    late = lambda samples: content([s for s in samples if s["round"] >= 2])  # noqa: E731
     assert early(_export("child", work)) == early(_export("parent", work))
     assert late(_export("child", work)) != late(_export("parent", work))
     # The fork paid only for the rounds it ran itself.
@@ -72,8 +72,8 @@ def test_replay_errors(forked):
     work, _ = forked
     for args, expected in (
         (["replay", "nope", "--round", "2"], "no run 'nope'"),
-        (["replay", "parent", "--round", "0"], "--round 1 or later"),
-        (["replay", "parent", "--round", "9"], "no checkpoint before round 9"),
+        (["replay", "parent", "--round", "0"], "--round 0: run 'parent' has rounds 0..3; pick 1..3"),
+        (["replay", "parent", "--round", "9"], "--round 9: run 'parent' has rounds 0..3; pick 1..3"),
         (["resume", "parent"], "has finished"),
     ):
         result = cads(*args, cwd=work, check=False)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.test_debate_run import _content, cads
+from tests.helpers import cads, content
 
 pytestmark = pytest.mark.postgres
 RUN = ["--seed", "9", "--rounds", "2", "--target", "1000"]
@@ -27,7 +27,7 @@ def test_same_results_on_postgres_and_sqlite(tmp_path, pg_url):
     for stats in (pg_stats, lite_stats):
         stats.pop("run")
     assert pg_stats == lite_stats and pg_stats["kept"] > 0
-    assert _content(pg_samples) == _content(lite_samples)
+    assert content(pg_samples) == content(lite_samples)
     assert pg_show.replace("run-pg", "RUN") == lite_show.replace("run-sq", "RUN")
     assert "run-pg" in cads("runs", "--db", pg_url, cwd=tmp_path).stdout
 

@@ -8,11 +8,8 @@ sample, account for every fault the server injected, and never write the API key
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
-import re
 import sqlite3
 import subprocess
 import sys
@@ -23,73 +20,13 @@ from typing import Any
 import pytest
 import yaml
 
-from cadsynth.agents.sim.world import World
-from cadsynth.domain import CAPABILITIES, STRATEGIES, ProposalDraft
-from tests.fakes import FakeOpenAI, FaultPlan, request_target, request_text
+from tests.fakes import FakeOpenAI, FaultPlan
+from tests.fakes.panelist import Panelist
 
 KEY = "sk-cads-leakcheck-7Qe2Vx9LmT4pZr8s"  # distinctive: grepped for in every artifact
 KEY_ENV = "CADS_E2E_OPENAI_KEY"
 ROUNDS = 3
 CADS = [sys.executable, "-m", "cadsynth.cli"]
-
-
-class Panelist:
-    """The fake server's brain: answers each structured request the way a sensible model would."""
-
-    def __init__(self) -> None:
-        self.world = World()
-        self.truths: dict[str, tuple[str, list[str]]] = {}
-
-    def __call__(self, body: dict[str, Any]) -> Any:
-        target = request_target(body)
-        text = request_text(body)
-        name = target.name if target.schema is not None else re.search(r"a `(\w+Draft)`", text).group(1)  # type: ignore[union-attr]
-        rng = random.Random(hashlib.sha256(f"{body.get('model')}|{text}".encode()).hexdigest())
-        if name == "ProposalDraft":
-            if "You proposed the problem below" in text:
-                return self.revise(text)
-            # The local model writes no image_spec: the painter model draws from its visual_prompt.
-            return self.propose(rng, text, with_spec=body.get("model") != "qwen2.5-vl-7b")
-        if name == "CritiqueDraft":
-            if rng.random() < 0.2:
-                return {"verdict": "revise", "issues": ["State the unit of the answer."]}
-            return {"verdict": "keep", "issues": []}
-        if name == "JudgmentDraft":
-            question = re.search(r"Question: (.*)\nAnswer type:", text, re.S).group(1)  # type: ignore[union-attr]
-            truth, distractors = self.truths.get(question, ("unknown", ["unknown"]))
-            answer = truth if rng.random() < 0.65 else rng.choice(distractors)
-            return {"answer": answer, "rationale": f"Read off the image: {answer}.", "confidence": 0.7, "quality": 3}
-        if name == "ContextDraft":
-            return {
-                "reflection": "The panel split on multi-step reading.",
-                "guidance": "Compose counting with numeric reasoning.",
-                "capability_weights": [{"name": c, "weight": 1.0 + (c == "counting")} for c in CAPABILITIES],
-                "strategy_weights": [{"name": s, "weight": 1.0} for s in STRATEGIES],
-                "difficulty_target": 0.45,
-                "exemplars": [],
-            }
-        raise AssertionError(f"unexpected schema {name}")
-
-    def propose(self, rng: random.Random, text: str, with_spec: bool) -> dict[str, Any]:
-        strategy = re.search(r"meta-strategy `(\w+)`", text).group(1)  # type: ignore[union-attr]
-        problem = self.world.seed(rng)
-        self.truths[problem.question] = (problem.truth, list(problem.distractors))
-        return {
-            "strategy": strategy,
-            "capabilities": list(problem.capabilities)[:3],
-            "image_spec": problem.spec.model_dump(mode="json") if with_spec else None,
-            "visual_prompt": problem.visual_prompt,
-            "question": problem.question,
-            "answer_type": problem.answer_type,
-            "choices": problem.choices,
-            "reference_answer": problem.truth,
-            "solution": problem.solution,
-            "difficulty": round(problem.difficulty, 3),
-        }
-
-    def revise(self, text: str) -> dict[str, Any]:
-        mine = json.loads(re.search(r"Your problem:\n(.*)\n\nThe critiques:", text, re.S).group(1))  # type: ignore[union-attr]
-        return {k: mine[k] for k in ProposalDraft.model_fields}
 
 
 def cads(*args: str, cwd: Path, env: dict[str, str], log: list[str]) -> subprocess.CompletedProcess[str]:
@@ -156,7 +93,7 @@ def run(tmp_path_factory) -> dict[str, Any]:
 def _expected_faults(requests: list[Any]) -> dict[str, int]:
     """What cadsynth should have seen: a fenced answer is a fault unless the agent asked for text."""
     kinds = {"429": "rate_limited", "500": "server_error", "hang": "timeout", "malformed": "malformed", "fenced": "malformed"}
-    expected = dict.fromkeys(["rate_limited", "server_error", "timeout", "malformed"], 0)
+    expected = dict.fromkeys(["rate_limited", "server_error", "timeout", "unreachable", "malformed"], 0)
     for r in requests:
         if r.fault and not (r.fault == "fenced" and r.mode == "text"):
             expected[kinds[r.fault]] += 1

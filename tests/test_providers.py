@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,23 @@ async def test_gemini_structured_output_in_each_mode(fake_gemini, tmp_path, mode
     assert rec.mode == {"json_schema": "json_schema", "function_calling": "tool", "json_text": "text"}[mode]
 
 
+async def test_gemini_function_calling_declares_schemas_without_warnings(fake_gemini, fake_openai, tmp_path, caplog):
+    """Gemini's function declarations have no additionalProperties; OpenAI's strict tools need it."""
+    fake_gemini.responder = fake_openai.responder = lambda body: JUDGMENT
+    gemini = make_agent(fake_gemini, tmp_path, provider="google", model="gemini-2.5-flash", mode="function_calling")
+    with caplog.at_level(logging.WARNING):
+        reply = await ask(gemini)
+        for schema in (ProposalDraft, CritiqueDraft, ContextDraft):  # $defs and nested objects too
+            gemini.model.with_structured_output(schema, method="function_calling", include_raw=True)
+    assert reply.value == JudgmentDraft(**JUDGMENT)
+    assert [r.getMessage() for r in caplog.records if "not supported in schema" in r.getMessage()] == []
+    declared = fake_gemini.last_request.body["tools"][0]["functionDeclarations"][0]
+    assert declared["name"] == "JudgmentDraft" and "additionalProperties" not in json.dumps(declared)
+    assert set(declared["parameters"]["required"]) == set(JudgmentDraft.model_fields)
+    await ask(make_agent(fake_openai, tmp_path, mode="function_calling"))
+    assert fake_openai.last_request.body["tools"][0]["function"]["parameters"]["additionalProperties"] is False
+
+
 @pytest.mark.parametrize("schema", [ProposalDraft, CritiqueDraft, JudgmentDraft, ContextDraft])
 async def test_every_draft_schema_passes_strict_json_schema(fake_openai, tmp_path, schema):
     """The fake rejects what OpenAI's strict mode rejects; the schemas must not need strict off."""
@@ -184,7 +202,9 @@ async def test_server_errors_are_retried_then_succeed(fake_openai, tmp_path):
     fake_openai.responder = lambda body: JUDGMENT
     fake_openai.inject("500", "503", "drop")
     reply = await ask(make_agent(fake_openai, tmp_path))
-    assert [(a.fault, a.outcome) for a in reply.attempts] == [("server_error", "retried")] * 3 + [(None, None)]
+    # A connection closed without an answer is no 5xx: the endpoint did not answer at all.
+    expected = [("server_error", "retried")] * 2 + [("unreachable", "retried"), (None, None)]
+    assert [(a.fault, a.outcome) for a in reply.attempts] == expected
     assert fake_openai.request_count == 4
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_debate_run import _content, cads
+from tests.helpers import cads, content
 
 SEED, ROUNDS = "5", "4"
 RUN = ["--seed", SEED, "--rounds", ROUNDS, "--target", "1000"]
@@ -82,8 +82,9 @@ def crashed(tmp_path_factory):
     for _, where, threshold in KILL_POINTS:
         calls_at_kills.append(_run_until(args, work, db, f"run = 'crashy' AND {where}", threshold) - base)
         args = ["resume", "crashy"]
+    killed = cads("runs", cwd=work).stdout  # the last kill's run, as a person would see it
     cads("resume", "crashy", cwd=work)
-    return work, calls_at_kills
+    return work, calls_at_kills, killed
 
 
 def _export(run: str, cwd: Path) -> list[dict]:
@@ -92,24 +93,31 @@ def _export(run: str, cwd: Path) -> list[dict]:
 
 
 def test_every_kill_point_was_reached_before_the_run_finished(crashed):
-    _, calls_at_kills = crashed
+    _, calls_at_kills, _ = crashed
     assert len(calls_at_kills) == len(KILL_POINTS)
     assert calls_at_kills == sorted(calls_at_kills) and calls_at_kills[0] > 0
 
 
+def test_a_killed_run_shows_as_interrupted_with_how_to_resume(crashed):
+    _, _, killed = crashed
+    line = next(line for line in killed.splitlines() if "crashy" in line)
+    assert "interrupted" in line and "running" not in line
+    assert "cads resume crashy" in killed
+
+
 def test_the_resumed_data_set_equals_the_uninterrupted_one(crashed):
-    work, _ = crashed
+    work, _, _ = crashed
     clean, resumed = _export("clean", work), _export("crashy", work)
     ids = [s["id"] for s in resumed]
     assert len(ids) == len(set(ids)), "duplicate samples"
     assert len(resumed) == len(clean) > 0
-    assert _content(resumed) == _content(clean)
+    assert content(resumed) == content(clean)
     status = json.loads(cads("stats", "crashy", "--json", cwd=work).stdout)
     assert status["status"] == "done" and len(status["rounds"]) == int(ROUNDS)
 
 
 def test_finished_calls_are_not_made_again(crashed):
-    work, _ = crashed
+    work, _, _ = crashed
     clean = json.loads(cads("stats", "clean", "--json", cwd=work).stdout)["model_calls"]
     resumed = json.loads(cads("stats", "crashy", "--json", cwd=work).stdout)["model_calls"]
     # Only calls in flight at a kill may be repeated: at most `concurrency` per kill.
@@ -128,9 +136,11 @@ def test_a_second_process_cannot_advance_a_running_run(tmp_path):
         second = cads("resume", "busy", cwd=tmp_path, check=False)
         assert second.returncode == 2
         assert "being advanced by another process" in second.stderr
+        assert json.loads(cads("stats", "busy", "--json", cwd=tmp_path).stdout)["status"] == "running"
     finally:
         first.kill()
         first.wait()
+    assert json.loads(cads("stats", "busy", "--json", cwd=tmp_path).stdout)["status"] == "interrupted"
     # Once the holder is dead, the run can be resumed at once: no stale lease blocks it.
     before = _count(tmp_path / "cads.db", "run = 'busy'")
     after = _run_until(["resume", "busy"], tmp_path, tmp_path / "cads.db", "run = 'busy'", before + 20)

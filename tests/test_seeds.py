@@ -10,6 +10,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from cadsynth.seeds import Seed, SeedError, load_seeds
+from tests.helpers import cads
 
 
 def _png(path: Path) -> Path:
@@ -115,3 +116,22 @@ def test_seed_model_enforces_one_form() -> None:
         Seed(id="x", task="t", question="q")
     with pytest.raises(ValidationError):
         Seed(id="x", question="q", answer="a")
+
+
+def test_seed_file_run(tmp_path):
+    """A good seed file runs: proposals record which seed they came from."""
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "s.png")
+    (tmp_path / "seeds.jsonl").write_text(
+        '{"id": "red", "image": "s.png", "question": "What colour?", "answer": "red"}\n{"id": "t", "task": "count shapes"}\n'
+    )
+    (tmp_path / "panel.yaml").write_text(
+        "seeds: seeds.jsonl\nrounds: 1\nadversary: false\n"
+        "panel:\n  - {name: a, provider: sim, model: m, roles: [judge, proposer]}\n"
+        "  - {name: b, provider: sim, model: m, roles: [judge, proposer, critic]}\n"
+    )
+    cads("run", "panel.yaml", "--run-id", "seeded", "--target", "1000", cwd=tmp_path)
+    show = cads("show", "seeded", cwd=tmp_path).stdout
+    assert "judge a" in show and "judge b" in show
+    cads("export", "seeded", "--out", "out.jsonl", cwd=tmp_path)
+    samples = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert samples and {s["seed"] for s in samples} <= {"red", "t"}

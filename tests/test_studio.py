@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.test_debate_run import cads
+from tests.helpers import cads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,3 +48,20 @@ async def test_studio_and_cli_share_runs(tmp_path, monkeypatch):
     async with checkpointer() as saver:
         state = await graph.copy(update={"checkpointer": saver}).aget_state({"configurable": {"thread_id": "from-cli"}})
     assert state.values["run"] == "from-cli" and state.values["done"] is True
+
+
+async def test_a_studio_run_in_flight_shows_as_running(tmp_path, monkeypatch):
+    """A run the server advances holds no CLI lease: the graph marks it as this process's."""
+    db = f"sqlite:///{tmp_path / 'cads.db'}"
+    monkeypatch.setenv("CADS_DB", db)
+    monkeypatch.setenv("CADS_DATA", str(tmp_path / "data"))
+    graph, checkpointer = _studio_module()
+    config = yaml.safe_load((ROOT / "cadsynth" / "default.yaml").read_text())
+    async with checkpointer() as saver:
+        served = graph.copy(update={"checkpointer": saver})
+        await served.ainvoke({"config": config}, {"configurable": {"thread_id": "in-studio"}}, interrupt_before=["adversary"])
+    # This process (standing in for the server) is alive and has not finished the run.
+    stats = json.loads(cads("stats", "in-studio", "--json", "--db", db, cwd=tmp_path).stdout)
+    assert stats["status"] == "running"
+    resumed = cads("resume", "in-studio", "--db", db, cwd=tmp_path, check=False)
+    assert resumed.returncode == 2 and "being advanced by another process" in resumed.stderr

@@ -1,6 +1,4 @@
-"""The painter: declarative image specs and their deterministic renderer."""
+"""The painter: declarative image specs (`specs`) and their deterministic renderer (`render`).
 
-from cadsynth.agents.painter.render import render, spec_digest
-from cadsynth.agents.painter.specs import ImageSpec, SpecError, parse_spec
-
-__all__ = ["ImageSpec", "SpecError", "parse_spec", "render", "spec_digest"]
+Nothing is imported here, so reading a spec does not load the renderer's imaging stack.
+"""

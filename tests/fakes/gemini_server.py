@@ -2,7 +2,10 @@
 
 ``langchain_google_genai.ChatGoogleGenerativeAI`` (google-genai SDK) can be
 pointed at it with ``base_url``; the SDK then calls
-``{base_url}/v1beta/models/{model}:generateContent`` over plain http::
+``{base_url}/{api_version}/models/{model}:generateContent`` over plain http
+(``v1`` by default since google-genai 3, ``v1beta`` before, or whatever
+``api_version=`` says). Like the real service, every version is served the
+same way::
 
     with FakeGemini(api_key="g-test") as srv:
         llm = ChatGoogleGenerativeAI(model="gemini-2.5-flash", api_key="g-test",
@@ -115,7 +118,7 @@ class FakeGemini(FakeServerBase):
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT`` -- pass as ``base_url`` (the SDK adds
-        ``/v1beta/...``)."""
+        ``/v1/...`` or ``/v1beta/...``)."""
         return self.url
 
     # -- errors ---------------------------------------------------------------

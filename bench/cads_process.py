@@ -1,0 +1,30 @@
+"""How the benchmarks start `cads`: the Python that has cadsynth installed, as a separate process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def python() -> str:
+    """This interpreter if it has cadsynth, else the repository's .venv; otherwise say what to do."""
+    for candidate in (sys.executable, str(REPO / ".venv" / "bin" / "python")):
+        if Path(candidate).exists():
+            probe = subprocess.run([candidate, "-c", "import cadsynth"], capture_output=True)
+            if probe.returncode == 0:
+                return candidate
+    sys.exit(f"error: cadsynth is not installed for {sys.executable} and there is no {REPO / '.venv'}; "
+             "install it first (see the README's first command)")
+
+
+def cads(*args: str, cwd: str | Path, interpreter: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `cads ARGS`; a failure ends the benchmark with the command and its last error line."""
+    cmd = [interpreter or python(), "-m", "cadsynth.cli", *args]
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(f"error: `cads {' '.join(args)}` exited {result.returncode}: {last}")
+    return result

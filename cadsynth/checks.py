@@ -1,0 +1,121 @@
+"""What a command checks before it writes anything: database URLs, folders and output paths.
+
+Each check raises `BadInput` with one line that names the bad value and says what to do, so the CLI
+can print it and exit 2 with nothing written. Readers (`runs`, `show`, `stats`, `export`) never
+create a database; writers (`run`, `resume`, `replay`) may create a SQLite file in a folder that
+exists.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from cadsynth.store.db import DatabaseURLError, normalize_url
+
+
+class BadInput(ValueError):
+    """One line for the user: the bad value and what to do about it."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _writable(folder: Path) -> str | None:
+    """Why nothing can be written in `folder`, or None. Tries a throwaway file: root ignores modes."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or _first_line(exc)
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def database(url: str, *, create: bool, option: str = "--db") -> None:
+    """The URL names a backend we support, and its database can be reached (and, to read, exists)."""
+    try:
+        normalize_url(url, asynchronous=True)
+    except DatabaseURLError as exc:
+        raise BadInput(str(exc)) from None
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite(parsed.database or "", url, create=create, option=option)
+    else:
+        _postgresql(url, option)
+
+
+def _sqlite(file: str, url: str, *, create: bool, option: str) -> None:
+    if file in ("", ":memory:") or file.startswith("file:"):
+        raise BadInput(f"{option} {url!r}: an in-memory SQLite database keeps nothing; use sqlite:///FILE")
+    path = Path(file)
+    if path.is_dir():
+        raise BadInput(f"{option} {url!r}: {path} is a folder; name a database file, e.g. sqlite:///{path / 'cads.db'}")
+    if path.exists():
+        return
+    if not create:
+        raise BadInput(f"{option} {url!r}: no database at {path}; `cads run` creates one, or point {option} at yours")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise BadInput(f"{option} {url!r}: folder {folder} does not exist; create it or give another {option}")
+    why = _writable(folder)
+    if why:
+        raise BadInput(f"{option} {url!r}: cannot write in {folder} ({why}); give a folder you can write to")
+
+
+def _postgresql(url: str, option: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    engine = create_engine(normalize_url(url, asynchronous=False), connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except (SQLAlchemyError, OSError) as exc:
+        cause = _first_line(getattr(exc, "orig", None) or exc)
+        raise BadInput(f"{option} {shown!r}: cannot connect ({cause}); start the server or fix {option}") from None
+    finally:
+        engine.dispose()
+
+
+def data_folder(path: Path, option: str = "--data") -> None:
+    """Images can be written under `path` (made on first use, so it need not exist yet)."""
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{option} {str(path)!r} is a file, not a folder; give a folder for the images")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise BadInput(f"{option} {str(path)!r}: {existing} is a file, not a folder; give a folder for the images")
+    why = _writable(existing)
+    if why:
+        raise BadInput(f"{option} {str(path)!r}: cannot write in {existing} ({why}); give a folder you can write to")
+
+
+def output_file(path: Path, option: str = "--out") -> None:
+    """`path` can be written: not a folder, in a folder that exists and takes files."""
+    if path.is_dir():
+        raise BadInput(f"{option} {str(path)!r} is a folder; name a file")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise BadInput(f"{option} {str(path)!r}: folder {folder} does not exist; create it first")
+    why = _writable(folder)
+    if why:
+        raise BadInput(f"{option} {str(path)!r}: cannot write in {folder} ({why}); give a path you can write to")
+
+
+def round_number(round_: int, opened: list[int], run: str, *, option: str = "--round", least: int = 0) -> None:
+    """`round_` is one of the run's rounds (from `least` on: a fork needs a round before it)."""
+    allowed = [r for r in opened if r >= least]
+    if round_ in allowed:
+        return
+    has = f"rounds {opened[0]}..{opened[-1]}" if opened else "no rounds yet"
+    pick = f"pick {allowed[0]}..{allowed[-1]}" if allowed else f"it needs a round from {least} on, and it has none"
+    raise BadInput(f"{option} {round_}: run {run!r} has {has}; {pick}")

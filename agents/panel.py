@@ -343,9 +343,17 @@ def _sim_view(sim: SimTruth | None) -> dict[str, Any] | None:
 class Panel:
     """The agents of one run, built once from its config."""
 
-    def __init__(self, config: RunConfig, *, cache: CallCache | None = None, images: ImageSink | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        cache: CallCache | None = None,
+        images: ImageSink | None = None,
+        gate: asyncio.Semaphore | None = None,
+    ):
+        """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings)."""
         self.config = config
-        gate = asyncio.Semaphore(config.concurrency)
+        gate = gate or asyncio.Semaphore(config.concurrency)
         self.agents = {
             a.name: Agent(
                 a,

@@ -107,6 +107,8 @@ def _progress_view(p: Progress) -> Any:
 
     grid = Table.grid(padding=(0, 2))
     grid.add_row("run", p.run)
+    if p.lanes > 1:
+        grid.add_row("lanes", f"{p.lanes} ({p.lanes_done} done)")
     grid.add_row("round", str(p.round))
     grid.add_row("phase", p.phase)
     grid.add_row("kept", str(p.counts["keep"] + p.counts["adversarial"]))
@@ -220,6 +222,7 @@ def run(
     rounds: Annotated[int | None, typer.Option(help="Override the config's rounds")] = None,
     target: Annotated[int | None, typer.Option(help="Stop once this many samples are kept")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the config's seed")] = None,
+    lanes: Annotated[int | None, typer.Option(help="Independent debates side by side; the target is split")] = None,
     no_adversary: Annotated[bool, typer.Option("--no-adversary", metavar="", help="Never change the context (ablation)")] = False,
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
@@ -232,13 +235,13 @@ def run(
 
     # Everything is checked before anything is written.
     config = _load(config_path)
-    overrides = {"rounds": rounds, "target": target, "seed": seed}
+    overrides = {"rounds": rounds, "target": target, "seed": seed, "lanes": lanes}
     update: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if no_adversary:
         update["adversary"] = False
     if update:
         try:
-            config = parse_config({**config.model_dump(), **update}, "options (--rounds, --target, --seed)")
+            config = parse_config({**config.model_dump(), **update}, "options (--rounds, --target, --seed, --lanes)")
         except ConfigError as exc:
             fail(str(exc))
     if dry_run:
@@ -298,9 +301,25 @@ def resume(
     _summary(db, run_name)
 
 
-def _rounds_opened(db: str, run: str) -> list[int]:
-    contexts = _read(db, lambda ledger: ledger.contexts(run))
-    return sorted({r for r, _ in contexts})
+def _rounds_opened(db: str, run: str, lane: int | None = None) -> list[int]:
+    """The rounds a run has opened; for a run with lanes, those every lane (or lane `lane`) has."""
+
+    async def query(ledger: Ledger) -> list[int]:
+        lanes = [r["id"] for r in await ledger.lanes(run)]
+        members = lanes if lane is None else lanes[lane : lane + 1]
+        opened = [{r for r, _ in await ledger.contexts(member)} for member in members or [run]]
+        return sorted(set.intersection(*opened))
+
+    return list(_read(db, query))
+
+
+def _check_lane(db: str, run: str, lane: int | None) -> None:
+    if lane is None:
+        return
+    count = len(_read(db, lambda ledger: ledger.lanes(run)))
+    if not 0 <= lane < count:
+        has = f"lanes 0..{count - 1}" if count else "no lanes"
+        fail(f"--lane {lane}: run {run!r} has {has}; pick one of those")
 
 
 @app.command()
@@ -309,28 +328,37 @@ def replay(
     round_: Annotated[int, typer.Option("--round", help="Fork at the checkpoint before this round (1 or later)")],
     config_path: Annotated[Path | None, typer.Option("--config", help="Another panel config for the fork")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name for the new run (default: generated)")] = None,
+    lane: Annotated[int | None, typer.Option("--lane", help="Fork only this lane, into a run of its own")] = None,
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
 ) -> None:
-    """Fork a run before round N into a new run and run it from there; the original is untouched."""
+    """Fork a run (every lane, or one) before round N into a new run; the original is untouched."""
     from cadsynth.config import RunConfig
     from cadsynth.runner import Fork
 
     config = _load(config_path) if config_path is not None else None
     parent = _require_run(db, run_name, mode="write")
+    _check_lane(db, run_name, lane)
     # A fork shares the rounds before it, so round 0 cannot be forked (that is a new run).
-    _checked(lambda checks: checks.round_number(round_, _rounds_opened(db, run_name), run_name, least=1))
+    _checked(lambda checks: checks.round_number(round_, _rounds_opened(db, run_name, lane), run_name, least=1))
     _check_keys(config or RunConfig.model_validate(parent["config"]))
     _check_writer(db, data)
     new_run = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{new_run}[/bold] (fork of {run_name} at round {round_})")
-    _execute(db, data, not no_cache, new_run, fork=Fork(parent=run_name, round=round_, config=config), budget=budget)
+    fork = Fork(parent=run_name, round=round_, config=config, lane=lane)
+    _execute(db, data, not no_cache, new_run, fork=fork, budget=budget)
     _summary(db, new_run)
 
 
 def _status_note(record: dict[str, Any], status: str) -> str:
+    lanes = record["config"].get("lanes", 1) if record.get("lane_of") is None else 1
+    note = _status_reason(record, status)
+    return f"{lanes} lanes; {note}" if lanes > 1 and note else f"{lanes} lanes" if lanes > 1 else note
+
+
+def _status_reason(record: dict[str, Any], status: str) -> str:
     if status == "failed":
         return str(record.get("reason") or "")
     if status == "interrupted":
@@ -371,26 +399,42 @@ def runs(db: DbOption = DEFAULT_DB) -> None:
 def show(
     run_name: RunArgument,
     round_: Annotated[int, typer.Option("--round", help="Which round's debate to show")] = 0,
+    lane: Annotated[int | None, typer.Option("--lane", help="Only this lane (default: every lane)")] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """The debate transcript of one round: proposals, critiques, judges' answers, consensus, context."""
-    from cadsynth.report import transcript
+    from cadsynth.report import stats, transcript
     from cadsynth.store.ledger import shown_status
 
-    _require_run(db, run_name)
-    _checked(lambda checks: checks.round_number(round_, _rounds_opened(db, run_name), run_name))
-    t = _read(db, lambda ledger: transcript(ledger, run_name, round_))
-    run_row = t["run"]
-    status = shown_status(run_row)
+    record = _require_run(db, run_name)
+    _check_lane(db, run_name, lane)
+    _checked(lambda checks: checks.round_number(round_, _rounds_opened(db, run_name, lane), run_name))
+    status = shown_status(record)
     header = f"run {run_name}  status {status}  round {round_}"
-    if run_row["parent"]:
-        header += f"  forked from {run_row['parent']} at round {run_row['fork_round']}"
-    if t["forks"]:
-        header += f"  forks: {', '.join(t['forks'])}"
+    if record["parent"]:
+        header += f"  forked from {record['parent']} at round {record['fork_round']}"
     console.print(header, markup=False)
-    note = _status_note(run_row, status)
+    note = _status_note(record, status)
     if note:
         console.print(f"{status}: {note}", markup=False)
+    lanes = _read(db, lambda ledger: ledger.lanes(run_name))
+    if lanes:
+        for row in _read(db, lambda ledger: stats(ledger, run_name))["lanes"]:
+            console.print(
+                f"lane {row['lane']}: {row['run']} {row['status']}, {row['rounds']} rounds, {row['proposals']} proposals, "
+                f"{row['kept']} kept ({row['adversarial']} adversarial)",
+                markup=False,
+            )
+    members = [r["id"] for r in lanes] if lanes else [run_name]
+    for member in members if lane is None else members[lane : lane + 1]:
+        if lanes:
+            console.rule(f"lane {member}", characters="=")
+        _print_transcript(_read(db, lambda ledger: transcript(ledger, member, round_)))
+
+
+def _print_transcript(t: dict[str, Any]) -> None:
+    if t["forks"]:
+        console.print(f"forks: {', '.join(t['forks'])}", markup=False)
     if t["context_before"] is not None:
         ctx = t["context_before"]
         console.print(f"\ncontext v{ctx.version} difficulty {ctx.difficulty_target:.2f}: {ctx.guidance}", markup=False)

@@ -6,6 +6,7 @@ read at call time and never reach the config that is stored with a run.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from importlib import resources
 from pathlib import Path
@@ -138,7 +139,9 @@ class RunConfig(BaseModel):
     rounds: int = Field(default=8, ge=1, le=1000)
     target: int = Field(default=40, ge=1, description="Stop once this many samples are kept")
     proposals_per_agent: int = Field(default=3, ge=1, le=50)
-    concurrency: int = Field(default=8, ge=1, le=256, description="Model calls in flight at once")
+    concurrency: int = Field(default=8, ge=1, le=256, description="Model calls in flight at once, over all lanes")
+    lanes: int = Field(default=1, ge=1, le=256, description="Independent debates run side by side; the target is split")
+    lane: int | None = Field(default=None, ge=0, description="Set by cadsynth in a lane's own config: which lane it is")
     seed: int = 0
     seeds: Path | None = Field(default=None, description="JSONL file of seed problems or task descriptions")
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
@@ -153,6 +156,10 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_panel(self) -> RunConfig:
+        if self.lanes > self.target:
+            raise ValueError(f"lanes {self.lanes} > target {self.target}: every lane needs a share of the target")
+        if self.lane is not None and self.lane >= self.lanes:
+            raise ValueError(f"lane {self.lane} is not below lanes {self.lanes}")
         names = [agent.name for agent in self.panel]
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate:
@@ -193,6 +200,17 @@ class RunConfig(BaseModel):
         ]
         # A limit naming the server wins over one for the model anywhere.
         return max(matches, key=lambda lim: lim.base_url is not None, default=None)
+
+    def lane_config(self, lane: int) -> RunConfig:
+        """Lane `lane`'s own config: its share of the target, and a seed of its own.
+
+        The seed is derived from the run's seed and the lane, so the same seed and lane count
+        give the same data set; its share of a seed file is every `lanes`-th seed (graphs.plan).
+        """
+        share = self.target // self.lanes + (1 if lane < self.target % self.lanes else 0)
+        digest = hashlib.sha256(f"{self.seed}/lane{lane}".encode()).digest()
+        seed = int.from_bytes(digest[:4], "big")
+        return self.model_copy(update={"lane": lane, "target": share, "seed": seed})
 
     @property
     def proposals_per_round(self) -> int:

@@ -35,7 +35,80 @@ def _correct(p: Proposal, *, raw: bool = False) -> bool:
 
 
 async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
+    """A run's figures; for a run with lanes, summed over them, with each lane's under `lanes`."""
     record = await _require_run(ledger, run)
+    lanes = await ledger.lanes(run)
+    if not lanes:
+        return await _stats_one(ledger, record)
+    return _combined(record, [await _stats_one(ledger, lane) for lane in lanes])
+
+
+def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures from its lanes': counts and costs add up, rates are weighted."""
+
+    def total(key: str) -> int:
+        return sum(int(s[key]) for s in lanes)
+
+    rounds: dict[int, dict[str, Any]] = {}
+    for s in lanes:
+        for r in s["rounds"]:
+            row = rounds.setdefault(r["round"], {"round": r["round"], "proposals": 0, "kept": 0, "adversarial": 0,
+                                                  "discarded": 0, "dropped": 0, "difficulty_sum": 0.0, "cost_usd": 0.0})
+            for key in ("proposals", "kept", "adversarial", "discarded", "dropped"):
+                row[key] += r[key]
+            row["difficulty_sum"] += r["mean_difficulty"] * r["proposals"]
+            row["cost_usd"] += r["cost_usd"]
+    by_agent: dict[str, dict[str, Any]] = {}
+    for s in lanes:
+        for name, v in s["cost"]["by_agent"].items():
+            row = by_agent.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0})
+            for key in row:
+                row[key] += v[key]
+    out: dict[str, Any] = {
+        "run": record["id"],
+        "status": shown_status(record),
+        "reason": record.get("reason"),
+        "parent": record["parent"],
+        **{key: total(key) for key in ("proposals", "kept", "adversarial", "discarded", "dropped", "model_calls")},
+        "tokens": {"input": sum(s["tokens"]["input"] for s in lanes), "output": sum(s["tokens"]["output"] for s in lanes)},
+        "rounds": [
+            {
+                **{k: v for k, v in row.items() if k != "difficulty_sum"},
+                "mean_difficulty": round(row["difficulty_sum"] / max(1, row["proposals"]), 4),
+                "cost_usd": round(row["cost_usd"], 6),
+            }
+            for _, row in sorted(rounds.items())
+        ],
+        "faults": {key: sum(s["faults"][key] for s in lanes) for key in FAULT_KEYS},
+        "cost": {
+            "usd": round(sum(s["cost"]["usd"] for s in lanes), 6),
+            "input_tokens": sum(s["cost"]["input_tokens"] for s in lanes),
+            "output_tokens": sum(s["cost"]["output_tokens"] for s in lanes),
+            "budget_usd": record.get("budget_usd"),
+            "cached_calls": sum(s["cost"]["cached_calls"] for s in lanes),
+            "by_agent": {name: {**v, "usd": round(v["usd"], 6)} for name, v in by_agent.items()},
+        },
+        "lanes": [
+            {"lane": i, **{k: s[k] for k in ("run", "status", "reason", "proposals", "kept", "adversarial", "discarded")},
+             "rounds": len(s["rounds"])}
+            for i, s in enumerate(lanes)
+        ],
+    }
+    if all("truth" in s for s in lanes):
+        kept = [s for s in lanes if s["truth"]["kept_correct_rate"] is not None]
+        out["truth"] = {
+            "proposal_correct_rate": round(
+                sum(s["truth"]["proposal_correct_rate"] * s["proposals"] for s in lanes) / max(1, out["proposals"]), 4
+            ),
+            "kept_correct_rate": round(sum(s["truth"]["kept_correct_rate"] * s["kept"] for s in kept) / max(1, out["kept"]), 4)
+            if kept
+            else None,
+        }
+    return out
+
+
+async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
+    run = record["id"]
     proposals = await ledger.proposals(run)
     verdicts = {c.proposal: c for c in await ledger.consensus(run)}
     kept = [p for p in proposals if p.id in verdicts and verdicts[p.id].outcome in ("keep", "adversarial")]
@@ -101,7 +174,7 @@ async def transcript(ledger: Ledger, run: str, round_: int) -> dict[str, Any]:
     }
 
 
-def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobStore) -> dict[str, Any]:
+def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobStore, lane: int) -> dict[str, Any]:
     return {
         "id": p.id,
         "image": str(blobs.path(p.image).resolve()) if p.image else None,
@@ -116,6 +189,7 @@ def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobS
         "judges": verdict.judges,
         "outcome": verdict.outcome,
         "run": p.run,
+        "lane": lane,
         "round": p.round,
         "proposer": p.proposer,
         "seed": p.seed_id,
@@ -125,18 +199,24 @@ def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobS
     }
 
 
-async def export_jsonl(ledger: Ledger, blobs: BlobStore, run: str, out: Path) -> int:
-    await _require_run(ledger, run)
+async def _kept_samples(ledger: Ledger, blobs: BlobStore, run: str, lane: int) -> list[dict[str, Any]]:
     verdicts = {c.proposal: c for c in await ledger.consensus(run)}
     rationales: dict[str, list[str]] = defaultdict(list)
     for j in await ledger.judgments(run):
         if j.agrees:
             rationales[j.proposal].append(j.rationale)
-    samples = [
-        _sample(p, verdicts[p.id], rationales[p.id], blobs)
+    return [
+        _sample(p, verdicts[p.id], rationales[p.id], blobs, lane)
         for p in await ledger.proposals(run)
         if p.id in verdicts and verdicts[p.id].outcome in ("keep", "adversarial")
     ]
+
+
+async def export_jsonl(ledger: Ledger, blobs: BlobStore, run: str, out: Path) -> int:
+    """The kept samples of a run (of all its lanes, in lane order), one JSON object per line."""
+    await _require_run(ledger, run)
+    lanes = [lane["id"] for lane in await ledger.lanes(run)] or [run]
+    samples = [s for i, lane in enumerate(lanes) for s in await _kept_samples(ledger, blobs, lane, i)]
     missing = [s for s in samples if s["image"] and not Path(s["image"]).is_file()]
     if missing:
         raise MissingImagesError(

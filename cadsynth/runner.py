@@ -58,6 +58,10 @@ def new_run_id() -> str:
     return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def lane_id(run: str, lane: int) -> str:
+    return f"{run}.lane{lane}"
+
+
 def thread(run: str) -> RunnableConfig:
     # No max_concurrency here: LangGraph gates its checkpoint writes behind the same semaphore,
     # so finished tasks would wait to be saved. The panel bounds calls in flight instead.
@@ -66,12 +70,14 @@ def thread(run: str) -> RunnableConfig:
 
 @dataclass
 class Progress:
-    """What the live display shows; updated from the graph's stream of node updates."""
+    """What the live display shows; updated from the graphs' streams of node updates (all lanes)."""
 
     run: str
-    round: int = 0
+    lanes: int = 1
+    round: int = 0  # the furthest lane's round
     phase: str = "starting"
     counts: Counter[str] = field(default_factory=Counter)
+    lanes_done: int = 0
     stopped: dict[str, Any] | None = None  # why the run paused (its budget), when it did
 
     def observe(self, node: str, update: Any) -> None:
@@ -79,22 +85,35 @@ class Progress:
         if node in ("keep", "adversarial", "discard"):
             self.counts[node] += 1
         if isinstance(update, dict) and "round" in update:
-            self.round = update["round"]
+            self.round = max(self.round, update["round"])
 
 
 @dataclass(frozen=True)
 class Fork:
-    """Start a new run from `parent`'s checkpoint before `round`, optionally with another config."""
+    """Start a new run from `parent`'s checkpoint before `round`, optionally with another config.
+
+    A parent with lanes is forked lane by lane; `lane` forks that one lane into a run of its own.
+    """
 
     parent: str
     round: int
     config: RunConfig | None = None
+    lane: int | None = None
 
 
-async def _heartbeat(ledger: Ledger, run: str, owner: str) -> None:
+@dataclass
+class Lane:
+    """One debate to advance: its run id (the run itself when it has no lanes) and how to start it."""
+
+    run: str
+    start: Any = None  # a new lane's input, a Command answering an interrupt, or None to resume
+
+
+async def _heartbeat(ledger: Ledger, runs: list[str], owner: str) -> None:
     while True:
         await asyncio.sleep(LEASE_SECONDS / 3)
-        await ledger.acquire_lease(run, owner)
+        for run in runs:
+            await ledger.acquire_lease(run, owner)
 
 
 async def _fork_checkpoint(graph: Debate, parent: str, round_: int) -> RunnableConfig:
@@ -105,19 +124,105 @@ async def _fork_checkpoint(graph: Debate, parent: str, round_: int) -> RunnableC
     raise RunStateError(f"run {parent!r} has no checkpoint before round {round_}; `cads stats {parent}` shows its rounds")
 
 
-async def _start_fork(graph: Debate, saver: Any, ledger: Ledger, run: str, fork: Fork) -> None:
+async def _fork_one(graph: Debate, saver: Any, ledger: Ledger, run: str, parent: str, round_: int,
+                    config: dict[str, Any], lane_of: str | None = None, lane: int | None = None) -> None:
+    at = await _fork_checkpoint(graph, parent, round_)
+    await ledger.start_run(run, config, config["seed"], parent=parent, fork_round=round_, lane_of=lane_of, lane=lane)
+    # The fork keeps the parent's history (so Studio can browse it) and branches at the round.
+    await saver.acopy_thread(parent, run)
+    branch: RunnableConfig = {"configurable": {**at["configurable"], "thread_id": run}}
+    await graph.aupdate_state(branch, {"run": run, "config": config}, as_node="adversary")
+
+
+async def _start_fork(graph: Debate, saver: Any, ledger: Ledger, run: str, fork: Fork) -> list[Lane]:
     if fork.round < 1:
         raise RunStateError("replay needs --round 1 or later: a fork shares the rounds before it (round 0 is a new run)")
     parent = await ledger.run(fork.parent)
     if parent is None:
         raise RunStateError(f"no run {fork.parent!r} in this database; `cads runs` lists the runs")
-    at = await _fork_checkpoint(graph, fork.parent, fork.round)
+    lanes = await ledger.lanes(fork.parent)
+    if fork.lane is not None:  # one lane of the parent becomes a run of its own
+        if fork.lane >= len(lanes):
+            raise RunStateError(f"run {fork.parent!r} has no lane {fork.lane}")
+        source = lanes[fork.lane]
+        config = fork.config.model_dump(mode="json") if fork.config else source["config"]
+        config = {**config, "lanes": 1, "lane": None}
+        await _fork_one(graph, saver, ledger, run, source["id"], fork.round, config)
+        return [Lane(run)]
     config = fork.config.model_dump(mode="json") if fork.config else parent["config"]
-    await ledger.start_run(run, config, config["seed"], parent=fork.parent, fork_round=fork.round)
-    # The fork keeps the parent's history (so Studio can browse it) and branches at the round.
-    await saver.acopy_thread(fork.parent, run)
-    branch: RunnableConfig = {"configurable": {**at["configurable"], "thread_id": run}}
-    await graph.aupdate_state(branch, {"run": run, "config": config}, as_node="adversary")
+    if not lanes:
+        await _fork_one(graph, saver, ledger, run, fork.parent, fork.round, config)
+        return [Lane(run)]
+    validated = RunConfig.model_validate(config)
+    if validated.lanes != len(lanes):
+        raise RunStateError(f"run {fork.parent!r} has {len(lanes)} lanes; the fork's config must keep lanes: {len(lanes)}")
+    await ledger.start_run(run, config, validated.seed, parent=fork.parent, fork_round=fork.round)
+    for i, source in enumerate(lanes):
+        lane_config = validated.lane_config(i).model_dump(mode="json")
+        await _fork_one(graph, saver, ledger, lane_id(run, i), source["id"], fork.round, lane_config, lane_of=run, lane=i)
+    return [Lane(lane_id(run, i)) for i in range(len(lanes))]
+
+
+async def _start(ledger: Ledger, run: str, config: RunConfig) -> list[Lane]:
+    """A new run, and each of its lanes as a run of its own."""
+    await ledger.start_run(run, config.model_dump(mode="json"), config.seed)
+    if config.lanes == 1:
+        return [Lane(run, {"run": run, "config": config.model_dump(mode="json")})]
+    lanes = []
+    for i in range(config.lanes):
+        lane_config = config.lane_config(i)
+        await ledger.start_run(lane_id(run, i), lane_config.model_dump(mode="json"), lane_config.seed, lane_of=run, lane=i)
+        lanes.append(Lane(lane_id(run, i), {"run": lane_id(run, i), "config": lane_config.model_dump(mode="json")}))
+    return lanes
+
+
+async def _to_resume(graph: Debate, ledger: Ledger, run: str) -> list[Lane]:
+    record = await ledger.run(run)
+    if record is None:
+        raise RunStateError(f"no run {run!r} in this database; `cads runs` lists the runs")
+    if record["status"] == "done":
+        raise RunStateError(f"run {run!r} has finished; `cads replay {run} --round N` forks it into a new run")
+    members = await ledger.lanes(run) or [record]
+    lanes = []
+    for member in members:
+        if member["status"] == "done":
+            continue
+        state = await graph.aget_state(thread(member["id"]))
+        # Killed before its first checkpoint, a lane starts over from its stored config.
+        start = None if state.values or state.interrupts else {"run": member["id"], "config": member["config"]}
+        lanes.append(Lane(member["id"], start))
+    return lanes
+
+
+async def _advance(graph: Debate, settings: Settings, ledger: Ledger, lane: Lane, budget: float | None,
+                   progress: Progress, on_update: Callable[[Progress], None] | None) -> dict[str, Any] | None:
+    """Run one lane until it ends or pauses at its budget (returned: why); a failure marks it failed."""
+    start = lane.start
+    if start is None and (await graph.aget_state(thread(lane.run))).interrupts:
+        # Stopped at its budget: answer the interrupt (open_round checks the budget again).
+        start = Command(resume={"budget_usd": budget})
+    # durability="sync": a step's checkpoint is on disk before the next step's calls start.
+    stream = graph.astream(start, thread(lane.run), context=settings, stream_mode="updates", durability="sync")
+    try:
+        async for chunk in stream:
+            for node, update in chunk.items():
+                progress.observe(node, update)
+            if on_update:
+                on_update(progress)
+        final = await graph.aget_state(thread(lane.run))
+        why = None if final.interrupts else await _kept_nothing(ledger, lane.run, final.values.get("kept", 0))
+    except Exception as exc:
+        # Whatever stopped the lane (an unreachable endpoint, a rejected key, a full disk), it is
+        # failed, with its reason, not left `running`; `cads resume` continues it.
+        await ledger.set_status(lane.run, "failed", _reason(exc))
+        raise RunFailed(_reason(exc)) from exc
+    if why:
+        await ledger.set_status(lane.run, "failed", why)
+        raise RunFailed(why)
+    progress.lanes_done += not final.interrupts
+    if on_update:
+        on_update(progress)
+    return final.interrupts[0].value if final.interrupts else None
 
 
 async def execute(
@@ -131,67 +236,57 @@ async def execute(
 ) -> Progress:
     """Start `run` with `config`; fork it from another run; or (neither) resume it where it stopped.
 
-    `budget` (USD) is kept with the run; a run stopped at its budget continues when resumed with a
-    higher one. Returns with `progress.phase == "stopped"` when the run paused at its budget.
+    A run with lanes advances every unfinished lane at once, in this process, sharing the panel's
+    limits, call cache and store; the first lane to fail stops the others (each resumable).
+    `budget` (USD) is kept with the run and split evenly over its lanes; a run stopped at its
+    budget continues when resumed with a higher one. Returns with `progress.phase == "stopped"`
+    when the run paused at its budget.
     """
     ledger = resources(settings).ledger
     owner = lease_owner()
     progress = Progress(run=run)
+    held: list[str] = []
     heartbeat: asyncio.Task[None] | None = None
     try:
-        if config is not None and fork is None:
-            await ledger.start_run(run, config.model_dump(mode="json"), config.seed)
-        elif fork is None:
-            record = await ledger.run(run)
-            if record is None:
-                raise RunStateError(f"no run {run!r} in this database; `cads runs` lists the runs")
-            if record["status"] == "done":
-                raise RunStateError(f"run {run!r} has finished; `cads replay {run} --round N` forks it into a new run")
         async with open_checkpointer(settings.db_url) as saver:
             graph = build_graph().compile(checkpointer=saver)
             if fork is not None:
-                await _start_fork(graph, saver, ledger, run, fork)
-            await ledger.acquire_lease(run, owner)
-            heartbeat = asyncio.create_task(_heartbeat(ledger, run, owner))
-            await ledger.set_status(run, "running")  # a resumed run that had failed runs again
-            if budget is not None:
-                await ledger.set_budget(run, budget)
-            start: Any = None  # a new run's input, a Command answering an interrupt, or None to resume
-            if (await graph.aget_state(thread(run))).interrupts:
-                # Stopped at its budget: answer the interrupt (open_round checks the budget again).
-                await ledger.set_status(run, "running")
-                start = Command(resume={"budget_usd": budget})
-            elif config is not None and fork is None:
-                start = {"run": run, "config": config.model_dump(mode="json")}
-            elif not (await graph.aget_state(thread(run))).values:
-                # Killed before the first checkpoint: start over from the stored config.
-                stored = await ledger.run(run)
-                assert stored is not None
-                start = {"run": run, "config": stored["config"]}
-            # durability="sync": a step's checkpoint is on disk before the next step's calls start.
-            stream = graph.astream(start, thread(run), context=settings, stream_mode="updates", durability="sync")
+                lanes = await _start_fork(graph, saver, ledger, run, fork)
+            elif config is not None:
+                lanes = await _start(ledger, run, config)
+            else:
+                lanes = await _to_resume(graph, ledger, run)
+            members = [run, *(lane.run for lane in lanes if lane.run != run)]
+            for member in members:
+                await ledger.acquire_lease(member, owner)
+                held.append(member)
+            heartbeat = asyncio.create_task(_heartbeat(ledger, held, owner))
+            total = len(await ledger.lanes(run)) or 1
+            progress.lanes, progress.lanes_done = total, total - len(lanes)
+            for member in members:
+                await ledger.set_status(member, "running")  # a resumed run that had failed runs again
+                if budget is not None:
+                    await ledger.set_budget(member, budget if member == run else budget / total)
             try:
-                async for chunk in stream:
-                    for node, update in chunk.items():
-                        progress.observe(node, update)
-                    if on_update:
-                        on_update(progress)
-                final = await graph.aget_state(thread(run))
-                pending = final.interrupts
-                why = None if pending else await _kept_nothing(ledger, run, final.values.get("kept", 0))
-            except Exception as exc:
-                # Whatever stopped the run (an unreachable endpoint, a rejected key, a full disk),
-                # it is failed, with its reason, not left `running`; `cads resume` continues it.
-                await ledger.set_status(run, "failed", _reason(exc))
-                raise RunFailed(_reason(exc)) from exc
-            if why:
-                await ledger.set_status(run, "failed", why)
-                raise RunFailed(why)
-            progress.stopped = pending[0].value if pending else None
-            progress.phase = "stopped" if pending else "done"
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(_advance(graph, settings, ledger, lane, budget if budget is None else budget / total,
+                                                        progress, on_update)) for lane in lanes]
+            except* RunFailed as failed:
+                reason = str(failed.exceptions[0])
+                if run not in (lane.run for lane in lanes):
+                    failing = next(lane.run for lane, task in zip(lanes, tasks) if task.done() and not task.cancelled()
+                                   and isinstance(task.exception(), RunFailed))
+                    await ledger.set_status(run, "failed", f"lane {failing}: {reason}")
+                raise RunFailed(reason) from failed.exceptions[0]
+            stops = [task.result() for task in tasks if task.result() is not None]
+            progress.stopped = stops[0] if stops else None
+            progress.phase = "stopped" if stops else "done"
+            if run not in (lane.run for lane in lanes):  # the lanes' run: its status follows theirs
+                await ledger.set_status(run, "stopped" if stops else "done")
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
-            await ledger.release_lease(run, owner)
+        for member in held:
+            await ledger.release_lease(member, owner)
         await close_resources()
     return progress

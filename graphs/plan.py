@@ -42,6 +42,8 @@ def _seed_file(path: str) -> tuple[Seed, ...]:
 def _seed_view(config: RunConfig, key: str, with_image: bool) -> SeedView:
     if config.seeds is not None:
         seeds = _seed_file(str(config.seeds))
+        if config.lane is not None:  # a lane draws from its own share, when there are seeds enough
+            seeds = seeds[config.lane :: config.lanes] or seeds
         seed = seeds[rng_for(config.seed, "pick-seed", key).randrange(len(seeds))]
         if seed.task:
             return SeedView(id=seed.id, text=f"Task: {seed.task}")

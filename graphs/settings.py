@@ -30,6 +30,7 @@ class Resources:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._panels: dict[str, Panel] = {}
+        self._gates: dict[str, asyncio.Semaphore] = {}
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -44,10 +45,14 @@ class Resources:
         return CallCache(self.ledger.engine) if self.settings.cache else None
 
     def panel(self, config: dict[str, Any]) -> Panel:
-        """The run's panel, built once: every task of a run shares its agents and call gate."""
+        """The run's panel, built once: every task of a run shares its agents and call gate, and
+        the lanes of a run (configs that differ only in lane, seed and target) share the gate."""
         key = json.dumps(config, sort_keys=True)
         if key not in self._panels:
-            self._panels[key] = Panel(RunConfig.model_validate(config), cache=self.cache, images=self.blobs)
+            shared = json.dumps({k: v for k, v in config.items() if k not in ("lane", "seed", "target")}, sort_keys=True)
+            validated = RunConfig.model_validate(config)
+            gate = self._gates.setdefault(shared, asyncio.Semaphore(validated.concurrency))
+            self._panels[key] = Panel(validated, cache=self.cache, images=self.blobs, gate=gate)
         return self._panels[key]
 
     async def close(self) -> None:

@@ -130,7 +130,15 @@ class Ledger:
 
     @whole
     async def start_run(
-        self, run: str, config: dict[str, Any], seed: int, parent: str | None = None, fork_round: int | None = None
+        self,
+        run: str,
+        config: dict[str, Any],
+        seed: int,
+        parent: str | None = None,
+        fork_round: int | None = None,
+        *,
+        lane_of: str | None = None,
+        lane: int | None = None,
     ) -> None:
         await self.init()
         async with self.engine.begin() as conn:
@@ -142,7 +150,8 @@ class Ledger:
             else:
                 await conn.execute(
                     t.runs.insert().values(
-                        id=run, status="running", config=config, seed=seed, parent=parent, fork_round=fork_round
+                        id=run, status="running", config=config, seed=seed, parent=parent, fork_round=fork_round,
+                        lane_of=lane_of, lane=lane,
                     )
                 )
 
@@ -218,8 +227,18 @@ class Ledger:
         if self._empty:
             return []
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(t.runs).order_by(t.runs.c.created_at, t.runs.c.id))
-            return [dict(row._mapping) for row in result]
+            # A lane is listed with its run, not on its own.
+            query = select(t.runs).where(t.runs.c.lane_of.is_(None)).order_by(t.runs.c.created_at, t.runs.c.id)
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    async def lanes(self, run: str) -> list[dict[str, Any]]:
+        """The lanes of a run, in order; none for a run without lanes."""
+        await self.init()
+        if self._empty:
+            return []
+        async with self.engine.connect() as conn:
+            query = select(t.runs).where(t.runs.c.lane_of == run).order_by(t.runs.c.lane)
+            return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def run(self, run: str) -> dict[str, Any] | None:
         await self.init()

@@ -42,7 +42,10 @@ def check_version(conn: Connection) -> None:
 
 def _upgrade(conn: Connection, found: int) -> None:
     """Bring an older database up to SCHEMA_VERSION (create_all above made any missing tables)."""
-    added = {2: ((t.calls, "outcome", "VARCHAR(16)"), (t.runs, "budget_usd", "FLOAT")), 3: ((t.runs, "reason", "TEXT"),)}
+    added = {
+        2: ((t.calls, "outcome", "VARCHAR(16)"), (t.runs, "budget_usd", "FLOAT")),
+        3: ((t.runs, "reason", "TEXT"), (t.runs, "lane_of", "VARCHAR(128)"), (t.runs, "lane", "INTEGER")),
+    }
     for version, columns in added.items():
         if found >= version:
             continue

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 3  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason
+SCHEMA_VERSION = 3  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane
 
 metadata = MetaData()
 
@@ -45,6 +45,9 @@ runs = Table(
     Column("config", JSON, nullable=False),  # the validated config, secrets excluded
     Column("seed", Integer, nullable=False),
     Column("parent", String(128), nullable=True),  # the run this one was forked from
+    # A run with lanes is many independent debates: each lane is a run of its own, marked here.
+    Column("lane_of", String(128), nullable=True, index=True),
+    Column("lane", Integer, nullable=True),
     Column("fork_round", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Column("updated_at", DateTime(timezone=True), server_default=func.now(), nullable=False),

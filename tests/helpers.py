@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 CADS = [sys.executable, "-m", "cadsynth.cli"]
@@ -39,3 +42,29 @@ def content(samples: list[dict]) -> list[dict]:
         {**{k: v for k, v in s.items() if k not in ("id", "run", "image")}, "image": Path(s["image"]).name}
         for s in samples
     ]
+
+
+def count_calls(db: Path, where: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(f"SELECT count(*) FROM cads_calls WHERE {where}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # the tables do not exist yet
+
+
+def run_until_killed(args: list[str], cwd: Path, db: Path, where: str, threshold: int) -> int:
+    """Start `cads *args`, SIGKILL it once the ledger shows `threshold` matching calls; calls at the kill."""
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "cadsynth.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while count_calls(db, where) < threshold:
+        if proc.poll() is not None:
+            raise AssertionError(f"cads {' '.join(args)} ended before the kill point: {proc.stderr.read().decode()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"kill point {where} >= {threshold} never reached")
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return count_calls(db, "1 = 1")

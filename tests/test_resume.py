@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import cads, content
+from tests.helpers import cads, content, count_calls, run_until_killed
 
 SEED, ROUNDS = "5", "4"
 RUN = ["--seed", SEED, "--rounds", ROUNDS, "--target", "1000"]
@@ -33,32 +31,6 @@ KILL_POINTS = [
     ("early round 1", "role = 'proposer' AND round = 1", 3),
     ("mid-judging, round 2", "role = 'judge' AND round = 2", 25),
 ]
-
-
-def _count(db: Path, where: str) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute(f"SELECT count(*) FROM cads_calls WHERE {where}").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0  # the tables do not exist yet
-
-
-def _run_until(args: list[str], cwd: Path, db: Path, where: str, threshold: int) -> int:
-    """Start `cads *args`, SIGKILL it once the ledger shows `threshold` matching calls; calls at the kill."""
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "cadsynth.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while _count(db, where) < threshold:
-        if proc.poll() is not None:
-            raise AssertionError(f"cads {' '.join(args)} ended before the kill point: {proc.stderr.read().decode()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"kill point {where} >= {threshold} never reached")
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return _count(db, "1 = 1")
 
 
 def _panel_with_latency(work: Path) -> str:
@@ -77,10 +49,10 @@ def crashed(tmp_path_factory):
     cads("run", panel, "--run-id", "clean", *RUN, cwd=work)
     db = work / "cads.db"
     calls_at_kills = []
-    base = _count(db, "1 = 1")
+    base = count_calls(db, "1 = 1")
     args = ["run", panel, "--run-id", "crashy", *RUN]
     for _, where, threshold in KILL_POINTS:
-        calls_at_kills.append(_run_until(args, work, db, f"run = 'crashy' AND {where}", threshold) - base)
+        calls_at_kills.append(run_until_killed(args, work, db, f"run = 'crashy' AND {where}", threshold) - base)
         args = ["resume", "crashy"]
     killed = cads("runs", cwd=work).stdout  # the last kill's run, as a person would see it
     cads("resume", "crashy", cwd=work)
@@ -130,7 +102,7 @@ def test_a_second_process_cannot_advance_a_running_run(tmp_path):
                               "--target", "100000"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while _count(tmp_path / "cads.db", "run = 'busy'") < 20:
+        while count_calls(tmp_path / "cads.db", "run = 'busy'") < 20:
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.01)
         second = cads("resume", "busy", cwd=tmp_path, check=False)
@@ -142,6 +114,6 @@ def test_a_second_process_cannot_advance_a_running_run(tmp_path):
         first.wait()
     assert json.loads(cads("stats", "busy", "--json", cwd=tmp_path).stdout)["status"] == "interrupted"
     # Once the holder is dead, the run can be resumed at once: no stale lease blocks it.
-    before = _count(tmp_path / "cads.db", "run = 'busy'")
-    after = _run_until(["resume", "busy"], tmp_path, tmp_path / "cads.db", "run = 'busy'", before + 20)
+    before = count_calls(tmp_path / "cads.db", "run = 'busy'")
+    after = run_until_killed(["resume", "busy"], tmp_path, tmp_path / "cads.db", "run = 'busy'", before + 20)
     assert after >= before + 20

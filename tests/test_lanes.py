@@ -1,0 +1,94 @@
+"""Lanes: one run made of independent debates side by side, still one data set to the user.
+
+Each lane has its own context and seed, shares the panel, cache and store, and can be resumed
+and forked; the same seed and lane count give the same data set.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import cads, content, count_calls, run_until_killed, stats
+
+LANES = ["--lanes", "3", "--seed", "7", "--rounds", "3", "--target", "1000"]
+
+
+def _export(run: str, cwd: Path) -> list[dict]:
+    cads("export", run, "--out", f"{run}.jsonl", cwd=cwd)
+    return [json.loads(line) for line in (cwd / f"{run}.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def laned(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("lanes")
+    cads("run", "--run-id", "a", *LANES, cwd=work)
+    cads("run", "--run-id", "b", *LANES, cwd=work)
+    # The same run, killed twice mid-flight and resumed. Its calls take as long as a fast model's,
+    # so that calls in flight at a kill are few and countable (the simulator answers the same).
+    config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
+    for agent in config["panel"]:
+        agent["sim"]["latency"] = 0.1
+    (work / "slow.yaml").write_text(yaml.safe_dump(config))
+    db = work / "cads.db"
+    run_until_killed(["run", "slow.yaml", "--run-id", "k", *LANES], work, db, "run LIKE 'k.lane%' AND role = 'judge'", 30)
+    run_until_killed(["resume", "k"], work, db, "run LIKE 'k.lane%' AND round = 1 AND role = 'judge'", 20)
+    cads("resume", "k", cwd=work)
+    return work
+
+
+def test_a_run_with_lanes_is_one_data_set(laned):
+    s = stats("a", laned)
+    assert s["status"] == "done" and [lane["lane"] for lane in s["lanes"]] == [0, 1, 2]
+    for key in ("proposals", "kept", "adversarial", "discarded"):
+        assert s[key] == sum(lane[key] for lane in s["lanes"]) > 0 or key == "discarded"
+    assert sum(r["proposals"] for r in s["rounds"]) == s["proposals"]
+    samples = _export("a", laned)
+    assert len(samples) == s["kept"] and {x["lane"] for x in samples} == {0, 1, 2}
+    # Lanes are different debates: their own seeds, so their own problems.
+    questions = [{x["question"] for x in samples if x["lane"] == i} for i in range(3)]
+    assert questions[0] != questions[1] != questions[2]
+    listed = cads("runs", cwd=laned).stdout
+    assert "3 lanes" in listed and "a.lane0" not in listed  # lanes are listed with their run
+
+
+def test_the_same_seed_and_lanes_give_the_same_data_set(laned):
+    assert content(_export("a", laned)) == content(_export("b", laned))
+
+
+def test_a_killed_run_with_lanes_resumes_to_the_same_data_set(laned):
+    assert stats("k", laned)["status"] == "done"
+    resumed, clean = _export("k", laned), _export("a", laned)
+    assert len({x["id"] for x in resumed}) == len(resumed)
+    assert content(resumed) == content(clean)
+    # Only calls in flight at the two kills are made again: the lanes share one gate of 8.
+    extra = count_calls(laned / "cads.db", "run LIKE 'k.lane%'") - count_calls(laned / "cads.db", "run LIKE 'a.lane%'")
+    assert 0 <= extra <= 2 * 8
+
+
+def test_show_gives_each_lane(laned):
+    out = cads("show", "a", "--round", "1", cwd=laned).stdout
+    assert all(f"lane {i}: a.lane{i} done" in out for i in range(3))
+    assert all(f"lane a.lane{i}" in out for i in range(3))
+    one = cads("show", "a", "--round", "1", "--lane", "2", cwd=laned).stdout
+    assert "lane a.lane2" in one and "lane a.lane0 " not in one
+    bad = cads("show", "a", "--lane", "3", cwd=laned, check=False)
+    assert bad.returncode == 2 and "--lane 3: run 'a' has lanes 0..2" in bad.stderr
+
+
+def test_replay_forks_every_lane_or_one(laned):
+    cads("replay", "a", "--round", "2", "--run-id", "fa", cwd=laned)
+    parent, fork = stats("a", laned), stats("fa", laned)
+    assert fork["status"] == "done" and len(fork["lanes"]) == 3 and fork["parent"] == "a"
+    for p, f in zip(parent["lanes"], fork["lanes"]):
+        assert f["rounds"] == p["rounds"]
+    # Rounds before the fork are shared, lane by lane.
+    assert fork["rounds"][:2] == parent["rounds"][:2]
+    cads("replay", "a", "--round", "1", "--lane", "1", "--run-id", "f1", cwd=laned)
+    one = stats("f1", laned)
+    assert "lanes" not in one and one["parent"] == "a.lane1" and one["status"] == "done"
+    assert stats("a", laned) == parent  # the original is untouched

@@ -187,11 +187,12 @@ def _load(config_path: Path | None) -> RunConfig:
 
 
 def _warn_unreachable_target(config: RunConfig) -> None:
-    most = config.rounds * config.proposals_per_round
+    most = config.rounds * config.proposals_per_round * config.lanes  # rounds are per lane
     if most < config.target:
+        lanes = f" x {config.lanes} lanes" if config.lanes > 1 else ""
         errors.print(
-            f"warning: {config.rounds} rounds x {config.proposals_per_round} proposals a round make at most {most} "
-            f"samples, fewer than the target of {config.target}; raise rounds or proposals_per_agent",
+            f"warning: {config.rounds} rounds x {config.proposals_per_round} proposals a round{lanes} make at most "
+            f"{most} samples, fewer than the target of {config.target}; raise rounds or proposals_per_agent",
             markup=False,
             highlight=False,
         )

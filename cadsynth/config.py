@@ -140,6 +140,12 @@ class RunConfig(BaseModel):
     target: int = Field(default=40, ge=1, description="Stop once this many samples are kept")
     proposals_per_agent: int = Field(default=3, ge=1, le=50)
     concurrency: int = Field(default=8, ge=1, le=256, description="Model calls in flight at once, over all lanes")
+    jury: Literal["full", "adaptive"] = Field(
+        default="full", description="adaptive: ask judges in order and stop once the outcome is settled"
+    )
+    checkpoints: Literal["rounds", "all"] = Field(
+        default="rounds", description="rounds: keep the checkpoints between rounds (resume, replay); all: every step (Studio)"
+    )
     lanes: int = Field(default=1, ge=1, le=256, description="Independent debates run side by side; the target is split")
     lane: int | None = Field(default=None, ge=0, description="Set by cadsynth in a lane's own config: which lane it is")
     seed: int = 0

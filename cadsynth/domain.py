@@ -218,6 +218,8 @@ class Consensus(Record):
     judges: int  # K: judges that answered (abstentions shrink it)
     outcome: Outcome
     agreeing: list[str] = Field(default_factory=list)
+    # An adaptive jury stops asking once the outcome is settled: the judges it never asked.
+    unasked: list[str] = Field(default_factory=list)
 
 
 class Context(Record):

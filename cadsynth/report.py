@@ -12,6 +12,7 @@ from typing import Any
 from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
 from cadsynth.domain import Consensus, Proposal
+from cadsynth.graphs.consensus import tally
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
 
@@ -112,9 +113,7 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
     proposals = await ledger.proposals(run)
     verdicts = {c.proposal: c for c in await ledger.consensus(run)}
     kept = [p for p in proposals if p.id in verdicts and verdicts[p.id].outcome in ("keep", "adversarial")]
-    by_outcome: dict[str, int] = defaultdict(int)
-    for c in verdicts.values():
-        by_outcome[c.outcome] += 1
+    counts = tally(c.outcome for c in verdicts.values())
     calls = await ledger.call_totals(run)
     breakdown = await ledger.call_breakdown(run)
     by_round = breakdown["by_round"]
@@ -124,10 +123,7 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
         "reason": record.get("reason"),
         "parent": record["parent"],
         "proposals": len(proposals),
-        "kept": len(kept),
-        "adversarial": by_outcome["adversarial"],
-        "discarded": by_outcome["discard"] + by_outcome["dropped"],
-        "dropped": by_outcome["dropped"],
+        **counts,
         "model_calls": calls["calls"],
         "tokens": {"input": calls["input_tokens"], "output": calls["output_tokens"]},
         "rounds": [
@@ -174,7 +170,7 @@ async def transcript(ledger: Ledger, run: str, round_: int) -> dict[str, Any]:
     }
 
 
-def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobStore, lane: int) -> dict[str, Any]:
+def _sample(p: Proposal, verdict: Consensus, rationales: list[str], asked: int, blobs: BlobStore, lane: int) -> dict[str, Any]:
     return {
         "id": p.id,
         "image": str(blobs.path(p.image).resolve()) if p.image else None,
@@ -187,6 +183,7 @@ def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobS
         "rationales": rationales,
         "consensus": verdict.score,
         "judges": verdict.judges,
+        "asked": asked,  # judges asked: all of them, or fewer when an adaptive jury stopped early
         "outcome": verdict.outcome,
         "run": p.run,
         "lane": lane,
@@ -202,11 +199,13 @@ def _sample(p: Proposal, verdict: Consensus, rationales: list[str], blobs: BlobS
 async def _kept_samples(ledger: Ledger, blobs: BlobStore, run: str, lane: int) -> list[dict[str, Any]]:
     verdicts = {c.proposal: c for c in await ledger.consensus(run)}
     rationales: dict[str, list[str]] = defaultdict(list)
+    asked: dict[str, int] = defaultdict(int)
     for j in await ledger.judgments(run):
+        asked[j.proposal] += 1
         if j.agrees:
             rationales[j.proposal].append(j.rationale)
     return [
-        _sample(p, verdicts[p.id], rationales[p.id], blobs, lane)
+        _sample(p, verdicts[p.id], rationales[p.id], asked[p.id], blobs, lane)
         for p in await ledger.proposals(run)
         if p.id in verdicts and verdicts[p.id].outcome in ("keep", "adversarial")
     ]

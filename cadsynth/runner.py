@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
@@ -194,17 +194,33 @@ async def _to_resume(graph: Debate, ledger: Ledger, run: str) -> list[Lane]:
     return lanes
 
 
-async def _advance(graph: Debate, settings: Settings, ledger: Ledger, lane: Lane, budget: float | None,
+async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger, lane: Lane, budget: float | None,
                    progress: Progress, on_update: Callable[[Progress], None] | None) -> dict[str, Any] | None:
-    """Run one lane until it ends or pauses at its budget (returned: why); a failure marks it failed."""
+    """Run one lane until it ends or pauses at its budget (returned: why); a failure marks it failed.
+
+    Unless the run keeps every checkpoint (`checkpoints: all`), a closed round's checkpoints go
+    once the next round's boundary is saved: the boundaries are what resume and replay need.
+    """
+    record = await ledger.run(lane.run)
+    thin = record is not None and record["config"].get("checkpoints", "rounds") == "rounds"
     start = lane.start
     if start is None and (await graph.aget_state(thread(lane.run))).interrupts:
         # Stopped at its budget: answer the interrupt (open_round checks the budget again).
         start = Command(resume={"budget_usd": budget})
     # durability="sync": a step's checkpoint is on disk before the next step's calls start.
-    stream = graph.astream(start, thread(lane.run), context=settings, stream_mode="updates", durability="sync")
+    stream = graph.astream(
+        start, thread(lane.run), context=settings, stream_mode=["updates", "checkpoints"], durability="sync"
+    )
+    boundary: str | None = None  # the last round boundary this stream saved
     try:
-        async for chunk in stream:
+        async for mode, chunk in cast(AsyncIterator[tuple[str, dict[str, Any]]], stream):
+            if mode == "checkpoints":
+                if thin and chunk["next"] == ["open_round"]:
+                    saved = chunk["config"]["configurable"]["checkpoint_id"]
+                    if boundary is not None:
+                        await saver.athin(lane.run, boundary, saved)
+                    boundary = saved
+                continue
             for node, update in chunk.items():
                 progress.observe(node, update)
             if on_update:
@@ -269,7 +285,7 @@ async def execute(
                     await ledger.set_budget(member, budget if member == run else budget / total)
             try:
                 async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(_advance(graph, settings, ledger, lane, budget if budget is None else budget / total,
+                    tasks = [group.create_task(_advance(graph, saver, settings, ledger, lane, budget if budget is None else budget / total,
                                                         progress, on_update)) for lane in lanes]
             except* RunFailed as failed:
                 reason = str(failed.exceptions[0])

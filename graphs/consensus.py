@@ -7,6 +7,9 @@ it in the adversarial pool (the panel split); higher C keeps it as an easy probl
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from cadsynth.agents.matching import answers_match
 from cadsynth.config import ConsensusConfig
 from cadsynth.domain import Consensus, Judgment, Outcome, Proposal
@@ -25,7 +28,7 @@ def outcome_for(score: int, judges: int, rule: ConsensusConfig) -> Outcome:
     return "adversarial" if score <= pool_max else "keep"
 
 
-def score(proposal: Proposal, judgments: list[Judgment], rule: ConsensusConfig) -> Consensus:
+def score(proposal: Proposal, judgments: list[Judgment], rule: ConsensusConfig, unasked: list[str] | None = None) -> Consensus:
     answered = [j for j in judgments if not j.abstained]
     agreeing = sorted(j.judge for j in answered if judge_agrees(j, proposal))
     return Consensus(
@@ -36,4 +39,40 @@ def score(proposal: Proposal, judgments: list[Judgment], rule: ConsensusConfig) 
         judges=len(answered),
         outcome=outcome_for(len(agreeing), len(answered), rule),
         agreeing=agreeing,
+        unasked=sorted(unasked or []),
     )
+
+
+def _settled(agree: int, answered: int, remaining: int, rule: ConsensusConfig) -> bool:
+    """Whether every way the remaining judges could answer (agree, disagree, abstain) gives one outcome."""
+    outcomes = {
+        outcome_for(agree + a, answered + a + d, rule)
+        for a in range(remaining + 1)
+        for d in range(remaining + 1 - a)
+    }
+    return len(outcomes) == 1
+
+
+def judges_to_ask(proposal: Proposal, judgments: list[Judgment], remaining: int, rule: ConsensusConfig) -> int:
+    """How many more judges an adaptive jury asks now: none once the outcome is settled, else the
+    fewest whose answers could settle it (asking fewer would only add a wave)."""
+    answered = [j for j in judgments if not j.abstained]
+    agree = sum(judge_agrees(j, proposal) for j in answered)
+    if remaining == 0 or _settled(agree, len(answered), remaining, rule):
+        return 0
+    for m in range(1, remaining):
+        if any(_settled(agree + a, len(answered) + m, remaining - m, rule) for a in range(m + 1)):
+            return m
+    return remaining
+
+
+def tally(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    """The counts every report uses, defined once: kept = keep + adversarial; discarded = discard
+    (by the judges) + dropped (by the critics, or unpainted), with dropped also on its own."""
+    n = Counter(outcomes)
+    return {
+        "kept": n["keep"] + n["adversarial"],
+        "adversarial": n["adversarial"],
+        "discarded": n["discard"] + n["dropped"],
+        "dropped": n["dropped"],
+    }

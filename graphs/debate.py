@@ -3,8 +3,9 @@
 open_round -> propose (one task per proposer and slot) -> paint (declarative specs) -> paint_model
 (one task per proposal a painter model draws) -> painted -> critique (one task per critic and
 proposal) -> review -> revise (one task per proposal the critics flagged) -> judging -> judge
-(one task per judge and proposal) -> consensus -> discard | keep | adversarial (one edge per
-problem, by its consensus score) -> adversary -> open_round or END.
+(one task per judge and proposal; an adaptive jury asks in waves, back through judging, until each
+outcome is settled) -> consensus -> discard | keep | adversarial (one edge per problem, by its
+consensus score) -> adversary -> open_round or END.
 
 Every model call is its own task, so a crash costs at most the calls in flight: LangGraph keeps
 the writes of the tasks that finished. Each task also records what it produced in the ledger,
@@ -49,7 +50,7 @@ from cadsynth.domain import (
 )
 from cadsynth.graphs import consensus as rule
 from cadsynth.graphs.plan import initial_context, plan_proposal
-from cadsynth.graphs.settings import Resources, Settings, resources
+from cadsynth.graphs.settings import Resources, Settings, resources, validated
 from cadsynth.graphs.state import DebateState, Task
 from cadsynth.store.ledger import CallRecord, lease_owner
 
@@ -79,26 +80,28 @@ def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Att
     ]
 
 
-async def _ask(res: Resources, agent: Agent, task: Task, role: str, target: str, call: Awaitable[Reply[T]]) -> Reply[T] | None:
-    """Make one call and log every request it took, whatever happened: the one way nodes ask.
-
-    None when the call gave up (the node carries on without it); an unreachable endpoint is logged
-    and raised, which stops the run.
+async def _ask(
+    res: Resources, agent: Agent, task: Task, role: str, target: str, call: Awaitable[Reply[T]]
+) -> tuple[Reply[T] | None, list[CallRecord]]:
+    """Make one call: the one way nodes ask. Returns the reply (None when the call gave up and the
+    node carries on without it) and a ledger row per request it took, for the node to write with
+    its records in one transaction. An unreachable endpoint is logged here and raised: it stops
+    the run.
     """
     try:
         reply = await call
     except (CallFailed, EndpointUnreachable) as failed:
-        await res.ledger.log_calls(_calls(agent, task, role, target, failed.attempts))
+        calls = _calls(agent, task, role, target, failed.attempts)
         if isinstance(failed, EndpointUnreachable):
+            await res.ledger.write(calls=calls)
             raise
-        return None
-    await res.ledger.log_calls(_calls(agent, task, role, target, reply.attempts))
-    return reply
+        return None, calls
+    return reply, _calls(agent, task, role, target, reply.attempts)
 
 
 def _task(state: DebateState, **extra: Any) -> Task:
-    base = {"run": state["run"], "round": state["round"], "config": state["config"], "context": state["context"]}
-    return cast(Task, {**base, **extra})
+    """A task's payload: its run and round and what it works on; the config it finds by the run."""
+    return cast(Task, {"run": state["run"], "round": state["round"], **extra})
 
 
 def _proposals(state: DebateState) -> list[Proposal]:
@@ -158,22 +161,13 @@ async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str
         await res.ledger.start_run(run, config, RunConfig.model_validate(config).seed)
     await res.ledger.claim(run, lease_owner())  # the CLI holds it already; Studio's server takes it here
     await res.ledger.put_context(run, round_, context)
-    return {
-        "run": run,
-        "config": config,
-        "round": round_,
-        "context": context.model_dump(mode="json"),
-        "proposals": None,
-        "critiques": None,
-        "judgments": None,
-        "consensus": None,
-        "kept": state.get("kept", 0),
-        "done": False,
-    }
+    # Only what is not in the state yet: every value returned here is stored again with the step.
+    missing = {"run": run, "config": config, "round": round_, "context": context.model_dump(mode="json"), "kept": 0}
+    return {key: value for key, value in missing.items() if key not in state} | {"done": False}
 
 
 def to_proposers(state: DebateState) -> list[Send]:
-    config = RunConfig.model_validate(state["config"])
+    config = validated(state["config"])
     return [
         Send("propose", _task(state, agent=agent.name, index=index))
         for agent in config.agents("proposer")
@@ -183,16 +177,17 @@ def to_proposers(state: DebateState) -> list[Send]:
 
 async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
-    panel = res.panel(task["config"])
+    panel = await res.panel_of(task["run"])
     agent = panel[task["agent"]]
-    context = Context.model_validate(task["context"])
+    context = await res.round_context(task["run"], task["round"])
     key = f"r{task['round']}/{agent.name}/{task['index']}"
     # A simulated agent standing in for a real one (dry runs) is shown the seed image it would be.
     with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
     plan = plan_proposal(panel.config, context, key, with_image=with_image)
     pid = proposal_id(task["run"], task["round"], agent.name, task["index"])
-    reply = await _ask(res, agent, task, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
+    reply, calls = await _ask(res, agent, task, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
     if reply is None:
+        await res.ledger.write(calls=calls)
         return {}
     proposal = Proposal.model_validate(
         {
@@ -205,7 +200,7 @@ async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
             "seed_id": plan.seed.id,
         }
     )
-    await res.ledger.put_proposals([proposal])
+    await res.ledger.write(proposals=[proposal], calls=calls)
     return {"proposals": {pid: proposal.model_dump(mode="json")}}
 
 
@@ -216,7 +211,7 @@ def _needs_painter(config: RunConfig, proposal: Proposal) -> bool:
 async def paint(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     """Render the declarative specs; proposals a painter model draws are left to `paint_model`."""
     res = resources(runtime.context)
-    config = RunConfig.model_validate(state["config"])
+    config = validated(state["config"])
     todo = [p for p in _proposals(state) if p.image is None and not _needs_painter(config, p)]
     painted = await asyncio.gather(*(_paint(res, p) for p in todo))
     await res.ledger.put_proposals(painted)
@@ -224,7 +219,7 @@ async def paint(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any
 
 
 def to_painters(state: DebateState) -> list[Send] | Literal["painted"]:
-    config = RunConfig.model_validate(state["config"])
+    config = validated(state["config"])
     painters = config.agents("painter")
     if not painters:
         return "painted"  # nothing can draw a proposal without a spec: review drops it
@@ -238,13 +233,14 @@ def to_painters(state: DebateState) -> list[Send] | Literal["painted"]:
 
 async def paint_model(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
-    agent = res.panel(task["config"])[task["agent"]]
+    agent = (await res.panel_of(task["run"]))[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
-    reply = await _ask(res, agent, task, "painter", proposal.id, agent.paint(proposal.visual_prompt))
+    reply, calls = await _ask(res, agent, task, "painter", proposal.id, agent.paint(proposal.visual_prompt))
     if reply is None:
+        await res.ledger.write(calls=calls)
         return {}  # unpainted: review drops it
     painted = proposal.model_copy(update={"image": reply.value})
-    await res.ledger.put_proposals([painted])
+    await res.ledger.write(proposals=[painted], calls=calls)
     return {"proposals": {painted.id: painted.model_dump(mode="json")}}
 
 
@@ -256,7 +252,7 @@ async def painted(state: DebateState) -> dict[str, Any]:
 
 
 def to_critics(state: DebateState) -> list[Send] | Literal["review"]:
-    config = RunConfig.model_validate(state["config"])
+    config = validated(state["config"])
     if not config.critique:
         return "review"
     sends = [
@@ -271,17 +267,18 @@ def to_critics(state: DebateState) -> list[Send] | Literal["review"]:
 
 async def critique(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
-    agent = res.panel(task["config"])[task["agent"]]
+    agent = (await res.panel_of(task["run"]))[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     cid = critique_id(proposal.id, agent.name)
     call = agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    reply = await _ask(res, agent, task, "critic", proposal.id, call)
+    reply, calls = await _ask(res, agent, task, "critic", proposal.id, call)
     if reply is None:
+        await res.ledger.write(calls=calls)
         return {}  # no critique from this critic
     record = Critique(
         **reply.value.model_dump(), id=cid, run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id
     )
-    await res.ledger.put_critiques([record])
+    await res.ledger.write(critiques=[record], calls=calls)
     return {"critiques": {cid: record.model_dump(mode="json")}}
 
 
@@ -334,25 +331,26 @@ def to_revisions(state: DebateState) -> list[Send] | Literal["judging"]:
 
 async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
-    agent = res.panel(task["config"])[task["agent"]]
+    agent = (await res.panel_of(task["run"]))[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     critiques = [Critique.model_validate(c) for c in task["critiques"]]
     target = f"{proposal.id}/revise"
     call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
-    reply = await _ask(res, agent, task, "proposer", target, call)
+    reply, calls = await _ask(res, agent, task, "proposer", target, call)
     if reply is None:
+        await res.ledger.write(calls=calls)
         return {}  # the proposal goes to the judges as it was
     revised = proposal.model_copy(
         update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
     )
     revised = Proposal.model_validate(revised.model_dump())  # re-check the reviser's fields
-    config = RunConfig.model_validate(task["config"])
+    config = (await res.panel_of(task["run"])).config
     if revised.image_spec != proposal.image_spec and not _needs_painter(config, proposal.model_copy(update={"image": None})):
         revised = await _paint(res, revised.model_copy(update={"image": None}))
         if revised.image is None:
             revised = proposal  # the revised spec cannot be drawn: keep the problem as it was
     # A painter model's image is not redrawn on revision: that would be a second call in this task.
-    await res.ledger.put_proposals([revised])
+    await res.ledger.write(proposals=[revised], calls=calls)
     return {"proposals": {revised.id: revised.model_dump(mode="json")}}
 
 
@@ -360,28 +358,46 @@ async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
 
 
 async def judging(state: DebateState) -> dict[str, Any]:
-    return {}  # a barrier: every revision lands before any judge looks
+    return {}  # a barrier: every revision lands before any judge looks, every answer before the next wave
+
+
+def _judgments_of(state: DebateState) -> dict[str, list[Judgment]]:
+    by_proposal: dict[str, list[Judgment]] = defaultdict(list)
+    for j in state.get("judgments", {}).values():
+        judgment = Judgment.model_validate(j)
+        by_proposal[judgment.proposal].append(judgment)
+    return by_proposal
 
 
 def to_judges(state: DebateState) -> list[Send] | Literal["consensus"]:
-    config = RunConfig.model_validate(state["config"])
+    """The next wave of judges, every problem at once; "consensus" once none is left to ask.
+
+    A full jury asks every judge in the first wave. An adaptive one asks them in the panel's order,
+    each wave the fewest whose answers could settle the outcome, and stops when it is settled.
+    """
+    config = validated(state["config"])
     dropped = _dropped(state)
-    sends = [
-        Send("judge", _task(state, agent=judge.name, proposal=p.model_dump(mode="json")))
-        for p in _proposals(state)
-        if p.id not in dropped and p.image is not None
-        for judge in config.agents("judge")
-    ]
+    judged = _judgments_of(state)
+    sends = []
+    for p in _proposals(state):
+        if p.id in dropped or p.image is None:
+            continue
+        asked = {j.judge for j in judged[p.id]}
+        remaining = [judge for judge in config.agents("judge") if judge.name not in asked]
+        wave = len(remaining)
+        if config.jury == "adaptive":
+            wave = rule.judges_to_ask(p, judged[p.id], len(remaining), config.consensus)
+        sends += [Send("judge", _task(state, agent=j.name, proposal=p.model_dump(mode="json"))) for j in remaining[:wave]]
     return sends or "consensus"
 
 
 async def judge(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
-    agent = res.panel(task["config"])[task["agent"]]
+    agent = (await res.panel_of(task["run"]))[task["agent"]]
     proposal = Proposal.model_validate(task["proposal"])
     jid = judgment_id(proposal.id, agent.name)
     call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    reply = await _ask(res, agent, task, "judge", proposal.id, call)
+    reply, calls = await _ask(res, agent, task, "judge", proposal.id, call)
     if reply is None:
         # The judge abstains: consensus counts only judges that answered (K shrinks).
         record = Judgment(
@@ -391,23 +407,22 @@ async def judge(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         record = Judgment(
             **reply.value.model_dump(), id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id
         )
-    await res.ledger.put_judgments([record])
+    await res.ledger.write(judgments=[record], calls=calls)
     return {"judgments": {jid: record.model_dump(mode="json")}}
 
 
 async def consensus(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
-    config = RunConfig.model_validate(state["config"])
-    by_proposal: dict[str, list[Judgment]] = defaultdict(list)
-    for j in state.get("judgments", {}).values():
-        judgment = Judgment.model_validate(j)
-        by_proposal[judgment.proposal].append(judgment)
+    config = validated(state["config"])
+    by_proposal = _judgments_of(state)
     dropped = _dropped(state)
+    jury = [judge.name for judge in config.agents("judge")]
     scores, judged = {}, []
     for proposal in _proposals(state):
         if proposal.id in dropped:
             continue
         judgments = by_proposal[proposal.id]
-        scores[proposal.id] = rule.score(proposal, judgments, config.consensus).model_dump(mode="json")
+        unasked = [name for name in jury if name not in {j.judge for j in judgments}]
+        scores[proposal.id] = rule.score(proposal, judgments, config.consensus, unasked).model_dump(mode="json")
         judged += [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
     await resources(runtime.context).ledger.put_judgments(judged)
     return {"consensus": scores, "judgments": {j.id: j.model_dump(mode="json") for j in judged}}
@@ -440,7 +455,7 @@ def record_outcome(outcome: str):  # type: ignore[no-untyped-def]
 def round_stats(proposals: list[Proposal], verdicts: dict[str, Consensus]) -> dict[str, Any]:
     """What split the panel this round, by capability and strategy (over judged problems)."""
     judged = [p for p in proposals if p.id in verdicts and verdicts[p.id].outcome != "dropped"]
-    outcomes = Counter(verdicts[p.id].outcome for p in proposals if p.id in verdicts)
+    counts = rule.tally(verdicts[p.id].outcome for p in proposals if p.id in verdicts)
     n = max(1, len(judged))
 
     def split_rate(groups: dict[str, list[Proposal]]) -> dict[str, float]:
@@ -455,13 +470,10 @@ def round_stats(proposals: list[Proposal], verdicts: dict[str, Consensus]) -> di
     unanimous = sum(1 for p in judged if verdicts[p.id].outcome == "keep" and verdicts[p.id].score == verdicts[p.id].judges)
     return {
         "proposals": len(proposals),
-        "kept": outcomes["keep"] + outcomes["adversarial"],
-        "adversarial": outcomes["adversarial"],
-        "discarded": outcomes["discard"],
-        "dropped": outcomes["dropped"],
-        "split_share": outcomes["adversarial"] / n,
+        **counts,
+        "split_share": counts["adversarial"] / n,
         "unanimous_share": unanimous / n,
-        "discard_share": outcomes["discard"] / n,
+        "discard_share": (counts["discarded"] - counts["dropped"]) / n,
         "capability_splits": split_rate(by_capability),
         "strategy_splits": split_rate(by_strategy),
     }
@@ -489,7 +501,7 @@ def _pool(proposals: list[Proposal], verdicts: dict[str, Consensus], judgments: 
 
 async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = resources(runtime.context)
-    config = RunConfig.model_validate(state["config"])
+    config = validated(state["config"])
     run, round_ = state["run"], state["round"]
     proposals = _proposals(state)
     verdicts = {pid: Consensus.model_validate(c) for pid, c in state.get("consensus", {}).items()}
@@ -510,15 +522,19 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     )
     kept = state.get("kept", 0) + stats["kept"]
     done = round_ + 1 >= config.rounds or kept >= config.target
+    # The round's records are in the ledger: the state between rounds carries none of them, so
+    # the checkpoints kept at round boundaries stay small.
+    cleared = {"proposals": None, "critiques": None, "judgments": None, "consensus": None}
     if done:
         await res.ledger.set_status(run, "done")
-        return {"kept": kept, "done": True}
+        return {"kept": kept, "done": True, **cleared}
     if config.adversary:
-        agent = res.panel(state["config"]).by_role("adversary")[0]
+        agent = (await res.panel_of(run)).by_role("adversary")[0]
         judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
         pool = _pool(proposals, verdicts, judgments)
         call = agent.reflect(f"r{round_}/reflect", context, stats, pool)
-        reply = await _ask(res, agent, _task(state), "adversary", f"r{round_}/context", call)
+        reply, calls = await _ask(res, agent, _task(state), "adversary", f"r{round_}/context", call)
+        await res.ledger.write(calls=calls)
         if reply is None:
             # The context stays as it was; a new version keeps one context row per round.
             context = context.model_copy(
@@ -526,7 +542,7 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
             )
         else:
             context = reply.value
-    return {"round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "done": False}
+    return {"round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "done": False, **cleared}
 
 
 def next_round(state: DebateState) -> str:
@@ -560,7 +576,7 @@ def build_graph() -> StateGraph[DebateState, Settings, DebateState, DebateState]
     builder.add_conditional_edges("review", to_revisions, ["revise", "judging"])
     builder.add_edge("revise", "judging")
     builder.add_conditional_edges("judging", to_judges, ["judge", "consensus"])
-    builder.add_edge("judge", "consensus")
+    builder.add_edge("judge", "judging")  # the next wave of an adaptive jury, or consensus
     builder.add_conditional_edges("consensus", route_by_consensus, [*OUTCOME_NODES, "adversary"])
     for outcome in OUTCOME_NODES:
         builder.add_edge(outcome, "adversary")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 from cadsynth.agents.panel import Panel
 from cadsynth.config import RunConfig
+from cadsynth.domain import Context
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.cache import CallCache
 from cadsynth.store.ledger import Ledger
@@ -24,6 +26,16 @@ class Settings:
     cache: bool = True  # answer identical model calls from the store's call cache
 
 
+@functools.lru_cache(maxsize=64)
+def _validated(text: str) -> RunConfig:
+    return RunConfig.model_validate_json(text)
+
+
+def validated(config: dict[str, Any]) -> RunConfig:
+    """A config from the graph's state, validated once (routing functions see it on every step)."""
+    return _validated(json.dumps(config, sort_keys=True))
+
+
 class Resources:
     """The ledger, blob store and panels one event loop uses for one database."""
 
@@ -31,6 +43,8 @@ class Resources:
         self.settings = settings
         self._panels: dict[str, Panel] = {}
         self._gates: dict[str, asyncio.Semaphore] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._contexts: dict[tuple[str, int], Context] = {}
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -43,6 +57,29 @@ class Resources:
     @cached_property
     def cache(self) -> CallCache | None:
         return CallCache(self.ledger.engine) if self.settings.cache else None
+
+    async def run_config(self, run: str) -> dict[str, Any]:
+        """The run's stored config: what a task needs to find its panel, without carrying it."""
+        if run not in self._configs:
+            record = await self.ledger.run(run)
+            if record is None:
+                raise LookupError(f"no run {run!r} in the ledger")
+            self._configs[run] = record["config"]
+        return self._configs[run]
+
+    async def round_context(self, run: str, round_: int) -> Context:
+        """The context that steers the round (open_round stored it before any task of the round)."""
+        key = (run, round_)
+        if key not in self._contexts:
+            context = await self.ledger.context(run, round_)
+            if context is None:
+                raise LookupError(f"run {run!r} has no context for round {round_}")
+            self._contexts = {k: v for k, v in self._contexts.items() if k[0] != run}  # one round per run
+            self._contexts[key] = context
+        return self._contexts[key]
+
+    async def panel_of(self, run: str) -> Panel:
+        return self.panel(await self.run_config(run))
 
     def panel(self, config: dict[str, Any]) -> Panel:
         """The run's panel, built once: every task of a run shares its agents and call gate, and

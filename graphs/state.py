@@ -29,12 +29,14 @@ class DebateState(TypedDict, total=False):
 
 
 class Task(TypedDict, total=False):
-    """What a fanned-out task (one model call) receives through `Send`."""
+    """What a fanned-out task (one model call) receives through `Send`: ids and what it works on.
+
+    Not the config or the context: a task finds them by its run and round (graphs.settings), so
+    payloads stay small.
+    """
 
     run: str
     round: int
-    config: dict[str, Any]
-    context: dict[str, Any]
     agent: str
     index: int
     proposal: dict[str, Any]

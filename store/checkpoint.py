@@ -911,6 +911,25 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
                 f"state is rebuilt from older checkpoints): {', '.join(sorted(found))}"
             )
 
+    def _op_thin(self, conn: Connection, thread_id: str, after: str, before: str) -> None:
+        """Delete the root checkpoints strictly between two kept ones, with their writes and the
+        blobs no kept checkpoint uses; `before`'s parent becomes `after`. Checkpoint ids are
+        time-ordered (uuid6), so "between" is a range."""
+        rows = conn.execute(
+            select(C.c.checkpoint_id, C.c.channel_versions).where(
+                C.c.thread_id == thread_id, C.c.checkpoint_ns == "", C.c.checkpoint_id > after, C.c.checkpoint_id < before
+            )
+        ).all()
+        if not rows:
+            return
+        self._delete_checkpoints(conn, thread_id, "", [r.checkpoint_id for r in rows])
+        conn.execute(
+            update(C)
+            .where(C.c.thread_id == thread_id, C.c.checkpoint_ns == "", C.c.checkpoint_id == before)
+            .values(parent_checkpoint_id=after)
+        )
+        self._collect_blobs(conn, thread_id, "", {v for r in rows for v in _blob_keys(r.channel_versions)})
+
     def _op_keep_latest(self, conn: Connection, thread_id: str) -> None:
         """Keep the newest checkpoint of each namespace of a thread, its writes and blobs.
 
@@ -1293,6 +1312,10 @@ class AsyncSqlSaver(_SqlSaverBase):
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._write(self._op_copy_thread, str(source_thread_id), str(target_thread_id))
+
+    async def athin(self, thread_id: str, after: str, before: str) -> None:
+        """Keep checkpoints `after` and `before` of a thread and none between them (see `_op_thin`)."""
+        await self._write(self._op_thin, str(thread_id), after, before)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         ids = _check_prune_args(thread_ids, strategy)

@@ -255,48 +255,52 @@ class Ledger:
 
     # --- records -------------------------------------------------------------------------------
 
+    @whole
+    async def write(
+        self,
+        *,
+        proposals: Iterable[Proposal] = (),
+        critiques: Iterable[Critique] = (),
+        judgments: Iterable[Judgment] = (),
+        consensus: Iterable[Consensus] = (),
+        calls: Iterable[CallRecord] = (),
+    ) -> None:
+        """What one task produced and the requests it took, in one transaction."""
+        batches: list[tuple[Table, list[dict[str, Any]]]] = [
+            (t.proposals, [{"id": p.id, "run": p.run, "round": p.round, "proposer": p.proposer,
+                            "record": p.model_dump(mode="json")} for p in proposals]),
+            (t.critiques, [{"id": c.id, "run": c.run, "round": c.round, "proposal": c.proposal,
+                            "record": c.model_dump(mode="json")} for c in critiques]),
+            (t.judgments, [{"id": j.id, "run": j.run, "round": j.round, "proposal": j.proposal,
+                            "record": j.model_dump(mode="json")} for j in judgments]),
+            (t.consensus, [{"proposal": c.proposal, "run": c.run, "round": c.round, "outcome": c.outcome,
+                            "score": c.score, "record": c.model_dump(mode="json")} for c in consensus]),
+        ]
+        requests = [vars(c) for c in calls]
+        if not requests and not any(rows for _, rows in batches):
+            return
+        await self.init()
+        async with self.engine.begin() as conn:
+            for table, rows in batches:
+                if rows:
+                    await _upsert(conn, table, rows)
+            if requests:  # each request happened once: inserted, never upserted
+                await conn.execute(t.calls.insert(), requests)
+
     async def put_proposals(self, items: Iterable[Proposal]) -> None:
-        await self._put(
-            t.proposals,
-            [
-                {"id": p.id, "run": p.run, "round": p.round, "proposer": p.proposer, "record": p.model_dump(mode="json")}
-                for p in items
-            ],
-        )
+        await self.write(proposals=items)
 
     async def put_critiques(self, items: Iterable[Critique]) -> None:
-        await self._put(
-            t.critiques,
-            [
-                {"id": c.id, "run": c.run, "round": c.round, "proposal": c.proposal, "record": c.model_dump(mode="json")}
-                for c in items
-            ],
-        )
+        await self.write(critiques=items)
 
     async def put_judgments(self, items: Iterable[Judgment]) -> None:
-        await self._put(
-            t.judgments,
-            [
-                {"id": j.id, "run": j.run, "round": j.round, "proposal": j.proposal, "record": j.model_dump(mode="json")}
-                for j in items
-            ],
-        )
+        await self.write(judgments=items)
 
     async def put_consensus(self, items: Iterable[Consensus]) -> None:
-        await self._put(
-            t.consensus,
-            [
-                {
-                    "proposal": c.proposal,
-                    "run": c.run,
-                    "round": c.round,
-                    "outcome": c.outcome,
-                    "score": c.score,
-                    "record": c.model_dump(mode="json"),
-                }
-                for c in items
-            ],
-        )
+        await self.write(consensus=items)
+
+    async def log_calls(self, calls: Iterable[CallRecord]) -> None:
+        await self.write(calls=calls)
 
     async def put_context(self, run: str, round_: int, context: Context) -> None:
         await self._put(
@@ -308,14 +312,6 @@ class Ledger:
         await self._put(
             t.rounds, [{"run": summary.run, "round": summary.round, "summary": summary.model_dump(mode="json")}]
         )
-
-    @whole
-    async def log_calls(self, calls: Iterable[CallRecord]) -> None:
-        rows = [vars(c) for c in calls]
-        if rows:
-            await self.init()
-            async with self.engine.begin() as conn:
-                await conn.execute(t.calls.insert(), rows)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -357,6 +353,16 @@ class Ledger:
     async def consensus(self, run: str, round_: int | None = None) -> list[Consensus]:
         rows = [Consensus.model_validate(r) for r in await self._records(t.consensus, run, round_)]
         return sorted(rows, key=lambda c: (c.round, c.proposal))
+
+    async def context(self, run: str, round_: int) -> Context | None:
+        """The context that steered `round_` (its newest version)."""
+        await self.init()
+        where = await self._where_lineage(t.contexts, run, round_)
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.contexts.c.record).where(where).order_by(t.contexts.c.version.desc()).limit(1))
+            ).first()
+        return Context.model_validate(row[0]) if row else None
 
     async def contexts(self, run: str) -> list[tuple[int, Context]]:
         await self.init()

@@ -1,6 +1,6 @@
 from cadsynth.config import ConsensusConfig
 from cadsynth.domain import Judgment, Proposal
-from cadsynth.graphs.consensus import outcome_for, score
+from cadsynth.graphs.consensus import judges_to_ask, outcome_for, score, tally
 
 
 def _proposal(reference: str, answer_type: str = "number") -> Proposal:
@@ -37,3 +37,23 @@ def test_score_counts_matching_answers_and_shrinks_k_on_abstention():
     assert (c.score, c.judges, c.outcome, c.agreeing) == (2, 3, "adversarial", ["a", "b"])
     unanimous = score(p, js[:2], ConsensusConfig())
     assert (unanimous.score, unanimous.judges, unanimous.outcome) == (2, 2, "keep")
+
+
+def test_an_adaptive_jury_asks_until_the_outcome_is_settled():
+    rule, p = ConsensusConfig(), _proposal("7")
+    agree, disagree = _judgment("a", "7"), _judgment("b", "9")
+    assert judges_to_ask(p, [], 4, rule) == 2  # one answer can never settle it: two can (a split)
+    assert judges_to_ask(p, [agree, disagree], 2, rule) == 0  # split: adversarial whatever follows
+    assert judges_to_ask(p, [agree, _judgment("c", "7")], 2, rule) == 1  # a dissent would settle it
+    assert judges_to_ask(p, [disagree, _judgment("c", "8")], 2, rule) == 1  # one agreement would
+    assert judges_to_ask(p, [agree] * 3, 1, rule) == 1  # keep or adversarial: the last one decides
+    assert judges_to_ask(p, [agree] * 4, 0, rule) == 0
+    # With a stricter rule (C = 2 exactly is the pool) a split settles nothing: both are asked.
+    strict = ConsensusConfig(min_agree=2, pool_max_agree=2)
+    assert judges_to_ask(p, [agree, disagree], 2, strict) == 2
+    assert judges_to_ask(p, [disagree, _judgment("c", "8"), _judgment("d", "1")], 1, strict) == 0  # C <= 1: discard
+
+
+def test_the_counts_are_defined_once():
+    counts = tally(["keep", "adversarial", "adversarial", "discard", "dropped", "dropped"])
+    assert counts == {"kept": 3, "adversarial": 2, "discarded": 3, "dropped": 2}

@@ -1,0 +1,94 @@
+"""Paper scale on the simulated panel: `cads run --target N` as one command, at several sizes.
+
+For each size it prints (figures of the simulated panel, which answers at once):
+  * wall time and kept samples per second of the whole `cads run` process;
+  * the painter alone: rendering every image of the run again in one process, the physical limit
+    of this pipeline, and the run's wall time as a multiple of it;
+  * peak memory of the run process, and its ratio to the smallest size's;
+  * the store on disk per kept sample, and the checkpoint tables' share of it.
+
+Usage: python bench/paper_scale.py [--sizes 2000 20000] [--lanes 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from cads_process import cads, python
+
+RENDER_AGAIN = """
+import sqlite3, sys, time, json
+from cadsynth.agents.painter.render import render
+from cadsynth.agents.painter.specs import parse_spec
+db = sqlite3.connect(sys.argv[1])
+specs = [parse_spec(json.loads(r)["image_spec"]) for (r,) in db.execute("SELECT record FROM cads_proposals")
+         if json.loads(r).get("image_spec")]
+start = time.perf_counter()
+for spec in specs:
+    render(spec)
+print(len(specs), time.perf_counter() - start)
+"""
+
+
+def run_once(py: str, target: int, lanes: int, work: Path) -> dict[str, float]:
+    cmd = [py, "-m", "cadsynth.cli", "run", "--run-id", "big", "--target", str(target), "--rounds", "100000",
+           "--lanes", str(lanes)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"error: `cads run` exited {status}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
+    kept = int(__import__("json").loads(cads("stats", "big", "--json", cwd=work, interpreter=py).stdout)["kept"])
+    db = work / "cads.db"
+    with sqlite3.connect(db) as conn:
+        checkpoint_bytes = sum(
+            conn.execute(f"SELECT coalesce(sum({size}), 0) FROM {table}").fetchone()[0]
+            for table, size in (
+                ("cads_checkpoints", "length(checkpoint) + length(metadata) + length(channel_versions) + length(metadata_json)"),
+                ("cads_checkpoint_blobs", "length(blob)"),
+                ("cads_checkpoint_writes", "length(blob)"),
+            )
+        )
+    store = sum(p.stat().st_size for p in work.glob("cads.db*"))
+    images, painter = subprocess.run([py, "-c", RENDER_AGAIN, str(db)], capture_output=True, text=True, check=True).stdout.split()
+    return {
+        "kept": kept,
+        "wall": wall,
+        "peak_mib": usage.ru_maxrss / 1024,
+        "store_kib": store / 1024 / kept,
+        "checkpoint_kib": checkpoint_bytes / 1024 / kept,
+        "images": int(images),
+        "painter": float(painter),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--lanes", type=int, default=8)
+    args = parser.parse_args()
+    py = python()
+    print(f"simulated panel, {args.lanes} lanes; one `cads run` per size (figures of the simulator, not of any model)")
+    rows = []
+    for target in args.sizes:
+        with tempfile.TemporaryDirectory() as work:
+            rows.append(run_once(py, target, args.lanes, Path(work)))
+        r = rows[-1]
+        print(
+            f"  target {target:6d}: kept {r['kept']:6d} in {r['wall']:7.1f} s ({r['kept'] / r['wall']:5.1f} kept/s); "
+            f"painter alone {r['painter']:6.1f} s for {r['images']} images ({1000 * r['painter'] / r['images']:.1f} ms each), "
+            f"run/painter {r['wall'] / r['painter']:4.1f}x; peak {r['peak_mib']:.0f} MiB "
+            f"({r['peak_mib'] / rows[0]['peak_mib']:.2f}x the first size); store {r['store_kib']:.1f} KiB/kept, "
+            f"checkpoints {r['checkpoint_kib']:.2f} KiB/kept"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ def _missing(agent: AgentConfig) -> str | None:
     var = agent.needs_key()
     if var is None or os.environ.get(var):
         return None
-    return f"agent {agent.name!r} ({agent.provider} {agent.model}): environment variable {var} is not set; export it with the API key"
+    return f"agent {agent.name!r} ({agent.provider} {agent.model}): environment variable {var} is {'empty' if var in os.environ else 'not set'}; export it with the API key"
 
 
 def missing_keys(config: RunConfig) -> list[str]:

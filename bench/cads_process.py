@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,13 @@ def python() -> str:
                 return candidate
     sys.exit(f"error: cadsynth is not installed for {sys.executable} and there is no {REPO / '.venv'}; "
              "install it first (see the README's first command)")
+
+
+def reexec_with_cadsynth() -> None:
+    """For a benchmark that imports cadsynth itself: start again under the Python that has it."""
+    if importlib.util.find_spec("cadsynth") is None:
+        interpreter = python()
+        os.execv(interpreter, [interpreter, *sys.argv])
 
 
 def cads(*args: str, cwd: str | Path, interpreter: str | None = None) -> subprocess.CompletedProcess[str]:

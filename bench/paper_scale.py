@@ -37,7 +37,7 @@ print(len(specs), time.perf_counter() - start)
 
 
 def run_once(py: str, target: int, lanes: int, work: Path) -> dict[str, float]:
-    cmd = [py, "-m", "cadsynth.cli", "run", "--run-id", "big", "--target", str(target), "--rounds", "100000",
+    cmd = [py, "-m", "cadsynth.cli", "run", "--run-id", "big", "--target", str(target), "--rounds", "1000",
            "--lanes", str(lanes)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -33,6 +33,14 @@ def _writable(folder: Path) -> str | None:
         return exc.strerror or _first_line(exc)
 
 
+def _file_can_go_in(folder: Path, given: str) -> None:
+    if not folder.is_dir():
+        raise BadInput(f"{given}: folder {folder} does not exist; create it first, or name another")
+    why = _writable(folder)
+    if why:
+        raise BadInput(f"{given}: cannot write in {folder} ({why}); give a folder you can write to")
+
+
 def _nearest_existing(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -63,12 +71,7 @@ def _sqlite(file: str, url: str, *, create: bool, option: str) -> None:
         return
     if not create:
         raise BadInput(f"{option} {url!r}: no database at {path}; `cads run` creates one, or point {option} at yours")
-    folder = path.absolute().parent
-    if not folder.is_dir():
-        raise BadInput(f"{option} {url!r}: folder {folder} does not exist; create it or give another {option}")
-    why = _writable(folder)
-    if why:
-        raise BadInput(f"{option} {url!r}: cannot write in {folder} ({why}); give a folder you can write to")
+    _file_can_go_in(path.absolute().parent, f"{option} {url!r}")
 
 
 def _postgresql(url: str, option: str) -> None:
@@ -103,12 +106,7 @@ def output_file(path: Path, option: str = "--out") -> None:
     """`path` can be written: not a folder, in a folder that exists and takes files."""
     if path.is_dir():
         raise BadInput(f"{option} {str(path)!r} is a folder; name a file")
-    folder = path.absolute().parent
-    if not folder.is_dir():
-        raise BadInput(f"{option} {str(path)!r}: folder {folder} does not exist; create it first")
-    why = _writable(folder)
-    if why:
-        raise BadInput(f"{option} {str(path)!r}: cannot write in {folder} ({why}); give a path you can write to")
+    _file_can_go_in(path.absolute().parent, f"{option} {str(path)!r}")
 
 
 def round_number(round_: int, opened: list[int], run: str, *, option: str = "--round", least: int = 0) -> None:

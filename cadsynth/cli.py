@@ -77,10 +77,15 @@ def _read(db: str, query: Callable[[Ledger], Awaitable[Any]], *, mode: str = "re
         finally:
             await ledger.close()
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return asyncio.run(go())
     except (UnknownRunError, SchemaVersionError) as exc:
         fail(str(exc))
+    except SQLAlchemyError as exc:  # a database that is not what this cadsynth expects
+        cause = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        fail(f"--db {db!r}: the database refused a read ({cause}); is it a cadsynth database of this version?")
 
 
 def _require_run(db: str, run: str, mode: str = "read") -> dict[str, Any]:
@@ -569,6 +574,12 @@ def main() -> None:
                 message = f"{name}{given}: {message.split(': ', 1)[-1]}"
             errors.print(f"error: {where}{message}{hint}", markup=False, highlight=False)
         code = exc.exit_code if exc.exit_code else 2
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("CADS_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        errors.print(f"error: {type(exc).__name__}: {first} (a bug in cadsynth: CADS_DEBUG=1 shows where)", markup=False)
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
 
 

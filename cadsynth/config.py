@@ -251,6 +251,8 @@ def load_config(path: Path | None) -> RunConfig:
     if path is None:
         text = resources.files("cadsynth").joinpath("default.yaml").read_text()
         return parse_config(yaml.safe_load(text), "built-in panel")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; pass a YAML file or leave it out for the simulated panel")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; pass a YAML file or leave it out for the simulated panel")
     try:

@@ -215,7 +215,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     try:
         async for mode, chunk in cast(AsyncIterator[tuple[str, dict[str, Any]]], stream):
             if mode == "checkpoints":
-                if thin and chunk["next"] == ["open_round"]:
+                if thin and chunk["next"] in (["open_round"], []):  # a round opens, or the run ends
                     saved = chunk["config"]["configurable"]["checkpoint_id"]
                     if boundary is not None:
                         await saver.athin(lane.run, boundary, saved)
@@ -283,15 +283,21 @@ async def execute(
                 await ledger.set_status(member, "running")  # a resumed run that had failed runs again
                 if budget is not None:
                     await ledger.set_budget(member, budget if member == run else budget / total)
+            share = None if budget is None else budget / total
             try:
                 async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(_advance(graph, saver, settings, ledger, lane, budget if budget is None else budget / total,
-                                                        progress, on_update)) for lane in lanes]
+                    tasks = [
+                        group.create_task(_advance(graph, saver, settings, ledger, lane, share, progress, on_update))
+                        for lane in lanes
+                    ]
             except* RunFailed as failed:
                 reason = str(failed.exceptions[0])
                 if run not in (lane.run for lane in lanes):
-                    failing = next(lane.run for lane, task in zip(lanes, tasks) if task.done() and not task.cancelled()
-                                   and isinstance(task.exception(), RunFailed))
+                    failing = next(
+                        lane.run
+                        for lane, task in zip(lanes, tasks)
+                        if task.done() and not task.cancelled() and isinstance(task.exception(), RunFailed)
+                    )
                     await ledger.set_status(run, "failed", f"lane {failing}: {reason}")
                 raise RunFailed(reason) from failed.exceptions[0]
             stops = [task.result() for task in tasks if task.result() is not None]

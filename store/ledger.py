@@ -11,14 +11,15 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, func, inspect, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cadsynth.domain import Consensus, Context, Critique, Judgment, Proposal, RoundSummary
 from cadsynth.store import schema as t
+
+if TYPE_CHECKING:
+    from cadsynth.domain import Consensus, Context, Critique, Judgment, Proposal, RoundSummary
 from cadsynth.store.db import async_engine, whole
 from cadsynth.store.migrate import check_version, ensure_schema
 
@@ -85,6 +86,8 @@ class CallRecord:
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
     keys = [c.name for c in table.primary_key.columns]
     dialect = conn.dialect.name
+    from sqlalchemy.dialects import postgresql, sqlite
+
     stmt: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), rows)
@@ -341,16 +344,24 @@ class Ledger:
             return [row[0] for row in await conn.execute(query)]
 
     async def proposals(self, run: str, round_: int | None = None) -> list[Proposal]:
+        from cadsynth.domain import Proposal  # the domain model loads with the first read, not with `cads runs`
+
         rows = [Proposal.model_validate(r) for r in await self._records(t.proposals, run, round_)]
         return sorted(rows, key=lambda p: (p.round, p.proposer, p.index))
 
     async def critiques(self, run: str, round_: int | None = None) -> list[Critique]:
+        from cadsynth.domain import Critique
+
         return sorted((Critique.model_validate(r) for r in await self._records(t.critiques, run, round_)), key=lambda c: c.id)
 
     async def judgments(self, run: str, round_: int | None = None) -> list[Judgment]:
+        from cadsynth.domain import Judgment
+
         return sorted((Judgment.model_validate(r) for r in await self._records(t.judgments, run, round_)), key=lambda j: j.id)
 
     async def consensus(self, run: str, round_: int | None = None) -> list[Consensus]:
+        from cadsynth.domain import Consensus
+
         rows = [Consensus.model_validate(r) for r in await self._records(t.consensus, run, round_)]
         return sorted(rows, key=lambda c: (c.round, c.proposal))
 
@@ -362,6 +373,8 @@ class Ledger:
             row = (
                 await conn.execute(select(t.contexts.c.record).where(where).order_by(t.contexts.c.version.desc()).limit(1))
             ).first()
+        from cadsynth.domain import Context
+
         return Context.model_validate(row[0]) if row else None
 
     async def contexts(self, run: str) -> list[tuple[int, Context]]:
@@ -371,6 +384,8 @@ class Ledger:
             result = await conn.execute(
                 select(t.contexts.c.round, t.contexts.c.record).where(where).order_by(t.contexts.c.round, t.contexts.c.version)
             )
+            from cadsynth.domain import Context
+
             return [(r[0], Context.model_validate(r[1])) for r in result]
 
     async def rounds(self, run: str) -> list[RoundSummary]:
@@ -378,6 +393,8 @@ class Ledger:
         where = await self._where_lineage(t.rounds, run)
         async with self.engine.connect() as conn:
             result = await conn.execute(select(t.rounds.c.summary).where(where).order_by(t.rounds.c.round))
+            from cadsynth.domain import RoundSummary
+
             return [RoundSummary.model_validate(r[0]) for r in result]
 
     async def call_totals(self, run: str) -> dict[str, Any]:

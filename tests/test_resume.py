@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -33,11 +34,11 @@ KILL_POINTS = [
 ]
 
 
-def _panel_with_latency(work: Path) -> str:
+def _panel_with_latency(work: Path, latency: float = 0.15) -> str:
     """The built-in panel, but each simulated call takes as long as a (fast) real model's."""
     config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
     for agent in config["panel"]:
-        agent["sim"]["latency"] = 0.15
+        agent["sim"]["latency"] = latency
     (work / "panel.yaml").write_text(yaml.safe_dump(config))
     return "panel.yaml"
 
@@ -117,3 +118,26 @@ def test_a_second_process_cannot_advance_a_running_run(tmp_path):
     before = count_calls(tmp_path / "cads.db", "run = 'busy'")
     after = run_until_killed(["resume", "busy"], tmp_path, tmp_path / "cads.db", "run = 'busy'", before + 20)
     assert after >= before + 20
+
+
+def test_twenty_kills_at_random_moments_lose_nothing(tmp_path):
+    """Killed 20 times at random points (seeded), the run still ends with the uninterrupted data set."""
+    panel = _panel_with_latency(tmp_path, latency=0.05)
+    cads("run", panel, "--run-id", "clean", *RUN, cwd=tmp_path)
+    db, rng = tmp_path / "cads.db", random.Random(2026)
+    args, kills = ["run", panel, "--run-id", "many", *RUN], 0
+    while kills < 20:
+        threshold = count_calls(db, "run = 'many'") + rng.randint(1, 30)
+        try:
+            run_until_killed(args, tmp_path, db, "run = 'many'", threshold)
+        except AssertionError as ended:  # the run finished before this kill point
+            assert "ended before the kill point" in str(ended)
+            break
+        kills, args = kills + 1, ["resume", "many"]
+    else:
+        cads("resume", "many", cwd=tmp_path)
+    assert kills >= 15  # most of the 20 landed inside the run
+    clean, resumed = content(_export("clean", tmp_path)), content(_export("many", tmp_path))
+    assert resumed == clean and len(resumed) > 0
+    calls = {run: count_calls(db, f"run = '{run}'") for run in ("clean", "many")}
+    assert calls["clean"] <= calls["many"] <= calls["clean"] + CONCURRENCY * kills

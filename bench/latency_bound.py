@@ -1,0 +1,106 @@
+"""Latency-bound runs: three OpenAI-compatible agents on a local server that answers every request
+after a fixed delay (0.8 s by default), one lane against N lanes, side by side.
+
+Prints for each: wall time, model calls per second, the run's wall over (model phases on its
+critical path x the delay), and, from the server's own request log, the most requests it ever had
+in flight and in any 60-second window, against the config's limits.
+
+Usage: python bench/latency_bound.py [--lanes 16] [--latency 0.8] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from cads_process import REPO, cads, python, reexec_with_cadsynth
+
+reexec_with_cadsynth()
+sys.path.insert(0, str(REPO))
+from tests.fakes import FakeOpenAI  # noqa: E402  (the tests' fake server: a real HTTP endpoint)
+from tests.fakes.panelist import Panelist  # noqa: E402
+
+RPM, CONCURRENCY = 6000, 64
+
+
+def config(base_url: str, lanes: int, rounds: int) -> dict:
+    agent = {"provider": "openai", "base_url": base_url, "timeout": 30}
+    return {
+        "rounds": rounds,
+        "target": 100000,
+        "lanes": lanes,
+        "proposals_per_agent": 1,
+        "concurrency": 256,
+        "seed": 1,
+        "limits": [{"provider": "openai", "model": m, "base_url": base_url, "rpm": RPM, "concurrency": CONCURRENCY}
+                   for m in ("gpt-4o", "gpt-4o-mini", "qwen2.5-vl-7b")],
+        "panel": [
+            {"name": "gpt", "model": "gpt-4o", "roles": ["proposer", "critic", "judge", "adversary"], **agent},
+            {"name": "mini", "model": "gpt-4o-mini", "structured_output": "function_calling",
+             "roles": ["proposer", "critic", "judge"], **agent},
+            {"name": "qwen", "model": "qwen2.5-vl-7b", "structured_output": "json_text", "roles": ["proposer", "judge"], **agent},
+        ],
+    }
+
+
+def critical_phases(db: Path) -> int:
+    """Model phases a lane had to wait for in turn: per round, each kind of call that happened."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT run, round, role, max(target LIKE '%/revise') FROM cads_calls GROUP BY run, round, role, target LIKE '%/revise'"
+        ).fetchall()
+    per_lane: dict[str, set[tuple[int, str, int]]] = {}
+    for run, round_, role, revise in rows:
+        per_lane.setdefault(run, set()).add((round_, role, revise))
+    return max(len(phases) for phases in per_lane.values())
+
+
+def busiest_minute(requests: list) -> int:
+    """The most requests that arrived within any 60 seconds, from the server's arrival times."""
+    times = sorted(r.started for r in requests)
+    return max((sum(1 for u in times if t <= u < t + 60) for t in times), default=0)
+
+
+def measure(py: str, lanes: int, rounds: int, latency: float) -> dict:
+    with tempfile.TemporaryDirectory() as work, FakeOpenAI(Panelist(), latency=latency) as server:
+        (Path(work) / "panel.yaml").write_text(yaml.safe_dump(config(server.base_url, lanes, rounds)))
+        start = time.perf_counter()
+        cads("run", "panel.yaml", "--run-id", "lat", cwd=work, interpreter=py)
+        wall = time.perf_counter() - start
+        stats = json.loads(cads("stats", "lat", "--json", cwd=work, interpreter=py).stdout)
+        phases = critical_phases(Path(work) / "cads.db")
+        most, window = server.stats.max_in_flight, busiest_minute(server.requests)
+    return {"wall": wall, "calls": stats["model_calls"], "kept": stats["kept"], "phases": phases,
+            "in_flight": most, "per_minute": window}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lanes", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    py = python()
+    print(f"local OpenAI-compatible server answering after {args.latency} s; limits per model: rpm {RPM}, "
+          f"concurrency {CONCURRENCY} (3 models)")
+    rows = {}
+    for lanes in (1, args.lanes):
+        r = rows[lanes] = measure(py, lanes, args.rounds, args.latency)
+        print(
+            f"  {lanes:3d} lane(s): {r['calls']} calls in {r['wall']:.1f} s ({r['calls'] / r['wall']:.1f}/s), {r['kept']} kept; "
+            f"wall / ({r['phases']} phases x {args.latency} s) = {r['wall'] / (r['phases'] * args.latency):.2f}; "
+            f"server saw at most {r['in_flight']} in flight, {r['per_minute']} in a minute"
+        )
+    one, many = rows[1], rows[args.lanes]
+    print(f"  calls per second, {args.lanes} lanes / 1 lane: {(many['calls'] / many['wall']) / (one['calls'] / one['wall']):.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -122,7 +122,16 @@ def _progress_view(p: Progress) -> Any:
     return Panel(grid, title="cads run", expand=False)
 
 
-def _execute(db: str, data: Path, cache: bool, run: str, *, config: RunConfig | None = None, fork: Fork | None = None, budget: float | None = None) -> None:
+def _execute(
+    db: str,
+    data: Path,
+    cache: bool,
+    run: str,
+    *,
+    config: RunConfig | None = None,
+    fork: Fork | None = None,
+    budget: float | None = None,
+) -> None:
     from rich.live import Live
 
     from cadsynth.graphs.settings import Settings
@@ -130,23 +139,21 @@ def _execute(db: str, data: Path, cache: bool, run: str, *, config: RunConfig | 
     from cadsynth.store.ledger import LeaseError
 
     settings = Settings(db_url=db, data_dir=str(data), cache=cache)
-    live = Live(_progress_view(Progress(run=run)), console=console, transient=False, auto_refresh=False)
+    latest = [Progress(run=run)]
+    # Redrawn a few times a second from the latest figures, not on every step: a large run takes
+    # hundreds of thousands of steps, and drawing each would cost more than the steps themselves.
+    live = Live(get_renderable=lambda: _progress_view(latest[0]), console=console, refresh_per_second=4)
+
     def stop() -> None:
         live.stop()
         console.line()  # the last frame ends its line before the error is printed
 
+    def observe(progress: Progress) -> None:
+        latest[0] = progress
+
     with live:
         try:
-            progress = asyncio.run(
-                execute(
-                    settings,
-                    run,
-                    config,
-                    fork=fork,
-                    budget=budget,
-                    on_update=lambda p: live.update(_progress_view(p), refresh=True),
-                )
-            )
+            progress = asyncio.run(execute(settings, run, config, fork=fork, budget=budget, on_update=observe))
         except (LeaseError, RunStateError) as exc:
             stop()
             fail(str(exc))
@@ -158,6 +165,7 @@ def _execute(db: str, data: Path, cache: bool, run: str, *, config: RunConfig | 
         except KeyboardInterrupt:
             stop()
             fail(f"interrupted; `cads resume {run}` continues the run", code=130)
+        latest[0] = progress
     if progress.stopped:
         why = progress.stopped
         console.print(

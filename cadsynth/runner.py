@@ -207,25 +207,32 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     if start is None and (await graph.aget_state(thread(lane.run))).interrupts:
         # Stopped at its budget: answer the interrupt (open_round checks the budget again).
         start = Command(resume={"budget_usd": budget})
-    # durability="sync": a step's checkpoint is on disk before the next step's calls start.
-    stream = graph.astream(
-        start, thread(lane.run), context=settings, stream_mode=["updates", "checkpoints"], durability="sync"
-    )
-    boundary: str | None = None  # the last round boundary this stream saved
+    boundary: str | None = None  # the last round boundary saved
     try:
-        async for mode, chunk in cast(AsyncIterator[tuple[str, dict[str, Any]]], stream):
-            if mode == "checkpoints":
-                if thin and chunk["next"] in (["open_round"], []):  # a round opens, or the run ends
-                    saved = chunk["config"]["configurable"]["checkpoint_id"]
-                    if boundary is not None:
-                        await saver.athin(lane.run, boundary, saved)
-                    boundary = saved
-                continue
-            for node, update in chunk.items():
-                progress.observe(node, update)
-            if on_update:
-                on_update(progress)
-        final = await graph.aget_state(thread(lane.run))
+        # One stream a round: LangGraph's loop remembers every task it ran, so a stream that ran
+        # for the whole of a 20,000-sample run would hold on to all of them.
+        while True:
+            # durability="sync": a step's checkpoint is on disk before the next step's calls start.
+            stream = graph.astream(
+                start, thread(lane.run), context=settings, stream_mode=["updates", "checkpoints"],
+                durability="sync", interrupt_before=["open_round"],
+            )
+            async for mode, chunk in cast(AsyncIterator[tuple[str, dict[str, Any]]], stream):
+                if mode == "checkpoints":
+                    if thin and chunk["next"] in (["open_round"], []):  # a round opens, or the run ends
+                        saved = chunk["config"]["configurable"]["checkpoint_id"]
+                        if boundary is not None and saved != boundary:
+                            await saver.athin(lane.run, boundary, saved)
+                        boundary = saved
+                    continue
+                for node, update in chunk.items():
+                    progress.observe(node, update)
+                if on_update:
+                    on_update(progress)
+            final = await graph.aget_state(thread(lane.run))
+            if final.interrupts or not final.next:  # paused at its budget, or finished
+                break
+            start = None  # at a round boundary: the next round, in a new stream
         why = None if final.interrupts else await _kept_nothing(ledger, lane.run, final.values.get("kept", 0))
     except Exception as exc:
         # Whatever stopped the lane (an unreachable endpoint, a rejected key, a full disk), it is

@@ -209,8 +209,8 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
         start = Command(resume={"budget_usd": budget})
     boundary: str | None = None  # the last round boundary saved
     try:
-        # One stream a round: LangGraph's loop remembers every task it ran, so a stream that ran
-        # for the whole of a 20,000-sample run would hold on to all of them.
+        # One stream a round: LangGraph's loop keeps the id of every task it ran until the stream
+        # ends, and a run of 20,000 samples runs some 200,000 tasks.
         while True:
             # durability="sync": a step's checkpoint is on disk before the next step's calls start.
             stream = graph.astream(

@@ -282,12 +282,20 @@ async def critique(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     return {"critiques": {cid: record.model_dump(mode="json")}}
 
 
+R = TypeVar("R", Critique, Judgment)
+
+
+def _by_proposal(records: dict[str, Any] | None, model: type[R]) -> dict[str, list[R]]:
+    """The round's critiques or judgments in the state, grouped by the proposal they are about."""
+    grouped: dict[str, list[R]] = defaultdict(list)
+    for raw in (records or {}).values():
+        record = model.model_validate(raw)
+        grouped[record.proposal].append(record)
+    return grouped
+
+
 def _critiques_of(state: DebateState) -> dict[str, list[Critique]]:
-    by_proposal: dict[str, list[Critique]] = defaultdict(list)
-    for c in state.get("critiques", {}).values():
-        critique_ = Critique.model_validate(c)
-        by_proposal[critique_.proposal].append(critique_)
-    return by_proposal
+    return _by_proposal(state.get("critiques"), Critique)
 
 
 def review_decision(proposal: Proposal, critiques: list[Critique]) -> Literal["keep", "revise", "drop"]:
@@ -362,11 +370,7 @@ async def judging(state: DebateState) -> dict[str, Any]:
 
 
 def _judgments_of(state: DebateState) -> dict[str, list[Judgment]]:
-    by_proposal: dict[str, list[Judgment]] = defaultdict(list)
-    for j in state.get("judgments", {}).values():
-        judgment = Judgment.model_validate(j)
-        by_proposal[judgment.proposal].append(judgment)
-    return by_proposal
+    return _by_proposal(state.get("judgments"), Judgment)
 
 
 def to_judges(state: DebateState) -> list[Send] | Literal["consensus"]:

@@ -293,17 +293,11 @@ class Ledger:
     async def put_proposals(self, items: Iterable[Proposal]) -> None:
         await self.write(proposals=items)
 
-    async def put_critiques(self, items: Iterable[Critique]) -> None:
-        await self.write(critiques=items)
-
     async def put_judgments(self, items: Iterable[Judgment]) -> None:
         await self.write(judgments=items)
 
     async def put_consensus(self, items: Iterable[Consensus]) -> None:
         await self.write(consensus=items)
-
-    async def log_calls(self, calls: Iterable[CallRecord]) -> None:
-        await self.write(calls=calls)
 
     async def put_context(self, run: str, round_: int, context: Context) -> None:
         await self._put(

@@ -1,17 +1,23 @@
 """Latency-bound runs: three OpenAI-compatible agents on a local server that answers every request
-after a fixed delay (0.8 s by default), one lane against N lanes, side by side.
+after a fixed delay (0.8 s by default), one lane against N lanes, side by side; then one lane with
+heavy-tailed latencies (lognormal, the same median).
 
-Prints for each: wall time, model calls per second, the run's wall over (model phases on its
-critical path x the delay), and, from the server's own request log, the most requests it ever had
-in flight and in any 60-second window, against the config's limits.
+Prints for each fixed-delay run: wall time, model calls per second, the run's wall over (model
+phases on its critical path x the delay), and, from the server's own request log, the most requests
+it ever had in flight and in any 60-second window, against the config's limits. For the
+heavy-tailed run: each round's span over its slowest problem's chain of calls (the sum, over the
+problem's steps, of the step's slowest request), both read off the server's log.
 
-Usage: python bench/latency_bound.py [--lanes 16] [--latency 0.8] [--rounds 2]
+Usage: python bench/latency_bound.py [--lanes 16] [--latency 0.8] [--rounds 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import random
 import sqlite3
 import sys
 import tempfile
@@ -25,6 +31,7 @@ from cads_process import REPO, cads, python, reexec_with_cadsynth
 reexec_with_cadsynth()
 sys.path.insert(0, str(REPO))
 from tests.fakes import FakeOpenAI  # noqa: E402  (the tests' fake server: a real HTTP endpoint)
+from tests.fakes.openai_server import request_target, request_text  # noqa: E402
 from tests.fakes.panelist import Panelist  # noqa: E402
 
 RPM, CONCURRENCY = 6000, 64
@@ -68,6 +75,77 @@ def busiest_minute(requests: list) -> int:
     return max((sum(1 for u in times if t <= u < t + 60) for t in times), default=0)
 
 
+class Tracing(Panelist):
+    """The panelist, remembering each problem it proposed, so the server's log can be read problem
+    by problem: a proposal request by the answer it got, later requests by the text they quote."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proposed: dict[int, str] = {}  # id of a proposal request's body -> its question
+        self.quoted: dict[str, str] = {}  # question or image prompt -> question
+
+    def __call__(self, body: dict) -> object:
+        answer = super().__call__(body)
+        if isinstance(answer, dict) and "question" in answer:
+            self.proposed[id(body)] = answer["question"]
+            self.quoted[answer["question"]] = self.quoted[answer["visual_prompt"]] = answer["question"]
+        return answer
+
+    def problem_of(self, record) -> str:
+        if id(record.body) in self.proposed:
+            return self.proposed[id(record.body)]
+        text = record.body.get("prompt") or request_text(record.body)
+        return next(question for quoted, question in self.quoted.items() if quoted in text)
+
+
+def lognormal(median: float, sigma: float):
+    """A heavy-tailed delay per request, the same for the same request."""
+
+    def delay(body: object) -> float:
+        rng = random.Random(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest())
+        return median * math.exp(rng.gauss(0.0, sigma))
+
+    return delay
+
+
+def step_of(record) -> str:
+    if record.route == "images.generations":
+        return "paint"
+    name = request_target(record.body).name
+    if name == "ProposalDraft":
+        return "revise" if "You proposed the problem below" in request_text(record.body) else "propose"
+    return {"CritiqueDraft": "critique", "JudgmentDraft": "judge", "ContextDraft": "adversary"}[name]
+
+
+def round_spans(server: FakeOpenAI, panelist: Tracing) -> list[tuple[float, float]]:
+    """Per round: its span (the first request to the last answer before the adversary's) and its
+    slowest problem's chain (the sum, over the problem's steps, of the step's slowest request)."""
+    rounds: list[list] = [[]]
+    for record in sorted(server.requests, key=lambda r: r.started):
+        if step_of(record) == "adversary":
+            rounds.append([])
+        else:
+            rounds[-1].append(record)
+    spans = []
+    for requests in filter(None, rounds):
+        chains: dict[str, dict[str, float]] = {}
+        for record in requests:
+            steps = chains.setdefault(panelist.problem_of(record), {})
+            step = step_of(record)
+            steps[step] = max(steps.get(step, 0.0), record.finished - record.started)
+        span = max(r.finished for r in requests) - min(r.started for r in requests)
+        spans.append((span, max(sum(steps.values()) for steps in chains.values())))
+    return spans
+
+
+def heavy_tailed(py: str, rounds: int, median: float, sigma: float) -> list[tuple[float, float]]:
+    panelist = Tracing()
+    with tempfile.TemporaryDirectory() as work, FakeOpenAI(panelist, latency=lognormal(median, sigma)) as server:
+        (Path(work) / "panel.yaml").write_text(yaml.safe_dump(config(server.base_url, 1, rounds)))
+        cads("run", "panel.yaml", "--run-id", "tail", cwd=work, interpreter=py)
+        return round_spans(server, panelist)
+
+
 def measure(py: str, lanes: int, rounds: int, latency: float) -> dict:
     with tempfile.TemporaryDirectory() as work, FakeOpenAI(Panelist(), latency=latency) as server:
         (Path(work) / "panel.yaml").write_text(yaml.safe_dump(config(server.base_url, lanes, rounds)))
@@ -85,7 +163,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lanes", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--sigma", type=float, default=0.6, help="of the heavy-tailed run's lognormal latency")
     args = parser.parse_args()
     py = python()
     print(f"local OpenAI-compatible server answering after {args.latency} s; limits per model: rpm {RPM}, "
@@ -100,6 +179,9 @@ def main() -> None:
         )
     one, many = rows[1], rows[args.lanes]
     print(f"  calls per second, {args.lanes} lanes / 1 lane: {(many['calls'] / many['wall']) / (one['calls'] / one['wall']):.1f}x")
+    print(f"heavy-tailed latency, lognormal with median {args.latency} s and sigma {args.sigma}, 1 lane:")
+    for i, (span, chain) in enumerate(heavy_tailed(py, args.rounds, args.latency, args.sigma)):
+        print(f"  round {i}: {span:.2f} s; its slowest problem's chain {chain:.2f} s; ratio {span / chain:.2f}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from cadsynth.agents.calls import ModelCallError
 
 from cadsynth.config import RunConfig
-from cadsynth.graphs.debate import build_graph
+from cadsynth.graphs.debate import build_graph, failure_reason
 from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer
 from cadsynth.graphs.state import DebateState
@@ -33,25 +32,6 @@ class RunStateError(RuntimeError):
 
 class RunFailed(RuntimeError):
     """The run stopped and is marked failed; the message is its one-line reason, kept in the ledger."""
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ModelCallError):
-        return str(exc)
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
-async def _kept_nothing(ledger: Ledger, run: str, kept: int) -> str | None:
-    """A run that kept nothing because its calls gave up has not succeeded: say why."""
-    if kept:
-        return None
-    faults = (await ledger.call_breakdown(run))["faults"]
-    gave_up = faults.get("abstained", 0) + faults.get("dropped", 0)
-    if not gave_up:
-        return None
-    kinds = ", ".join(f"{k} {n}" for k, n in faults.items() if k not in ("retried", "abstained", "dropped") and n)
-    return f"kept no samples: {gave_up} model calls gave up after their retries ({kinds}); see `cads stats {run}`"
 
 
 def new_run_id() -> str:
@@ -233,15 +213,16 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
             if final.interrupts or not final.next:  # paused at its budget, or finished
                 break
             start = None  # at a round boundary: the next round, in a new stream
-        why = None if final.interrupts else await _kept_nothing(ledger, lane.run, final.values.get("kept", 0))
     except Exception as exc:
-        # Whatever stopped the lane (an unreachable endpoint, a rejected key, a full disk), it is
-        # failed, with its reason, not left `running`; `cads resume` continues it.
-        await ledger.set_status(lane.run, "failed", _reason(exc))
-        raise RunFailed(_reason(exc)) from exc
-    if why:
-        await ledger.set_status(lane.run, "failed", why)
-        raise RunFailed(why)
+        # The graph marks its run failed when a node raises; a failure outside its nodes (the
+        # checkpointer, the store) it cannot see, so it is marked here. `cads resume` continues it.
+        record = await ledger.run(lane.run)
+        if record is not None and record["status"] != "failed":
+            await ledger.set_status(lane.run, "failed", failure_reason(exc))
+        raise RunFailed(failure_reason(exc)) from exc
+    record = await ledger.run(lane.run)
+    if record is not None and record["status"] == "failed":  # finished, but kept nothing: the graph says why
+        raise RunFailed(record["reason"])
     progress.lanes_done += not final.interrupts
     if on_update:
         on_update(progress)
@@ -287,7 +268,6 @@ async def execute(
             total = len(await ledger.lanes(run)) or 1
             progress.lanes, progress.lanes_done = total, total - len(lanes)
             for member in members:
-                await ledger.set_status(member, "running")  # a resumed run that had failed runs again
                 if budget is not None:
                     await ledger.set_budget(member, budget if member == run else budget / total)
             share = None if budget is None else budget / total

@@ -1,18 +1,20 @@
 """How the debate flows, one round at a time.
 
-open_round -> propose (one task per proposer and slot) -> paint (declarative specs) -> paint_model
-(one task per proposal a painter model draws) -> painted -> critique (one task per critic and
-proposal) -> review -> revise (one task per proposal the critics flagged) -> judging -> judge
-(one task per judge and proposal; an adaptive jury asks in waves, back through judging, until each
-outcome is settled) -> consensus -> discard | keep | adversarial (one edge per problem, by its
-consensus score) -> adversary -> open_round or END.
+open_round -> problem (one per proposer and slot) -> consensus -> discard | keep | adversarial
+(one edge per problem, by its consensus score) -> adversary -> open_round or END.
 
-Every model call is its own task, so a crash costs at most the calls in flight: LangGraph keeps
-the writes of the tasks that finished. Each task also records what it produced in the ledger,
-with upserts on deterministic ids, so re-running it cannot duplicate anything.
+A problem goes through the round on its own: propose, paint, critique (one call per critic),
+revise if the critics asked, judge (one call per judge; an adaptive jury asks in waves until the
+outcome is settled), score. It never waits for another problem; only the adversary waits for the
+whole round, since it reads the round's pool.
+
+Every model call is a LangGraph task (`@task`): its result is saved with the checkpoint as it
+finishes, so a crash costs at most the calls in flight, and a resumed problem picks up after its
+last finished call. Each call also records what it produced in the ledger, with upserts on
+deterministic ids, so re-running it cannot duplicate anything.
 
 A call that gives up (its retries spent) never fails the round: a proposer's failure drops only its
-proposal, a critic's leaves no critique, a failed revision leaves the proposal as it was, a judge
+problem, a critic's leaves no critique, a failed revision leaves the proposal as it was, a judge
 abstains, a painter's failure leaves the proposal unpainted (review drops it), and the adversary's
 keeps the context. Every request, failed or not, is logged with its fault and what followed.
 
@@ -20,20 +22,22 @@ A budget (`cads run --budget`) is checked where a round opens: if the last round
 the run past it, the run is marked stopped and the graph interrupts; `cads resume --budget` answers
 the interrupt with the new budget.
 """
-
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter, defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, cast
 
 from langgraph.config import get_config
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
+from langgraph.func import task
+from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Send, interrupt
 
-from cadsynth.agents.calls import Attempt, EndpointUnreachable, Reply
+from cadsynth.agents.calls import Attempt, EndpointUnreachable, ModelCallError, Reply
 from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.render import render
 from cadsynth.config import RunConfig, load_config
@@ -52,9 +56,8 @@ from cadsynth.graphs import consensus as rule
 from cadsynth.graphs.plan import initial_context, plan_proposal
 from cadsynth.graphs.settings import Resources, Settings, resources, validated
 from cadsynth.graphs.state import DebateState, Task
-from cadsynth.store.ledger import CallRecord, lease_owner
+from cadsynth.store.ledger import CallRecord, Ledger, lease_owner
 
-OUTCOME_NODES = ("discard", "keep", "adversarial")
 T = TypeVar("T")
 
 
@@ -108,10 +111,6 @@ def _proposals(state: DebateState) -> list[Proposal]:
     return sorted((Proposal.model_validate(p) for p in state.get("proposals", {}).values()), key=lambda p: p.id)
 
 
-def _dropped(state: DebateState) -> set[str]:
-    return {pid for pid, c in state.get("consensus", {}).items() if c["outcome"] == "dropped"}
-
-
 async def _image(res: Resources, proposal: Proposal) -> bytes | None:
     return await asyncio.to_thread(res.blobs.get, proposal.image) if proposal.image else None
 
@@ -125,6 +124,52 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
     except ValueError:
         return proposal.model_copy(update={"image": None})
     return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png)})
+
+
+# --- the run's status: a debate's is the graph's own ------------------------------------------
+# Taking the run's lease marks it running (store.ledger); here it stops at its budget, finishes,
+# or fails, whether the CLI drives it or Studio's server does.
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a run failed, in one line."""
+    if isinstance(exc, ModelCallError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+N = TypeVar("N", bound=Callable[..., Awaitable[dict[str, Any]]])
+
+
+def fails_the_run(node: N) -> N:
+    """A node that raises marks its run failed, with the reason, before the error goes on: a run is
+    never left `running` by a failure (an unreachable endpoint, a rejected key, a full disk)."""
+
+    @functools.wraps(node)
+    async def guarded(given: Any, runtime: Runtime[Settings]) -> dict[str, Any]:
+        try:
+            return await node(given, runtime)
+        except GraphBubbleUp:
+            raise  # an interrupt (the budget), not a failure
+        except Exception as exc:
+            run = given.get("run") or get_config()["configurable"]["thread_id"]
+            await resources(runtime.context).ledger.set_status(run, "failed", failure_reason(exc))
+            raise
+
+    return cast(N, guarded)
+
+
+async def _finish(ledger: Ledger, run: str, kept: int) -> None:
+    """Done, unless the run kept nothing because its calls gave up: that has not succeeded."""
+    faults = (await ledger.call_breakdown(run))["faults"] if not kept else {}
+    gave_up = faults.get("abstained", 0) + faults.get("dropped", 0)
+    if not gave_up:
+        await ledger.set_status(run, "done")
+        return
+    kinds = ", ".join(f"{k} {n}" for k, n in faults.items() if k not in ("retried", "abstained", "dropped") and n)
+    why = f"kept no samples: {gave_up} model calls gave up after their retries ({kinds}); see `cads stats {run}`"
+    await ledger.set_status(run, "failed", why)
 
 
 # --- round start -----------------------------------------------------------------------------
@@ -166,136 +211,139 @@ async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str
     return {key: value for key, value in missing.items() if key not in state} | {"done": False}
 
 
-def to_proposers(state: DebateState) -> list[Send]:
+def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
+    """One problem per proposer and slot; each moves through the round on its own."""
     config = validated(state["config"])
-    return [
-        Send("propose", _task(state, agent=agent.name, index=index))
-        for agent in config.agents("proposer")
-        for index in range(config.proposals_per_agent)
-    ]
+    slots = [(agent.name, index) for agent in config.agents("proposer") for index in range(config.proposals_per_agent)]
+    sends = [Send("problem", _task(state, agent=name, index=index, slot=slot)) for slot, (name, index) in enumerate(slots)]
+    return sends or "consensus"
 
 
-async def propose(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-    res = resources(runtime.context)
-    panel = await res.panel_of(task["run"])
-    agent = panel[task["agent"]]
-    context = await res.round_context(task["run"], task["round"])
-    key = f"r{task['round']}/{agent.name}/{task['index']}"
+# --- the model calls: each a LangGraph task, its result kept with the checkpoint --------------
+
+
+def _res() -> Resources:
+    return resources(get_runtime(Settings).context)
+
+
+@task
+async def propose(job: Task) -> dict[str, Any] | None:
+    """The proposer writes a problem; None when its call gave up (the problem is not made)."""
+    res = _res()
+    panel = await res.panel_of(job["run"])
+    agent = panel[job["agent"]]
+    context = await res.round_context(job["run"], job["round"])
+    key = f"r{job['round']}/{agent.name}/{job['index']}"
     # A simulated agent standing in for a real one (dry runs) is shown the seed image it would be.
     with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
     plan = plan_proposal(panel.config, context, key, with_image=with_image)
-    pid = proposal_id(task["run"], task["round"], agent.name, task["index"])
-    reply, calls = await _ask(res, agent, task, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
+    pid = proposal_id(job["run"], job["round"], agent.name, job["index"])
+    reply, calls = await _ask(res, agent, job, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
     if reply is None:
         await res.ledger.write(calls=calls)
-        return {}
+        return None
     proposal = Proposal.model_validate(
         {
             **reply.value.model_dump(mode="json"),
             "id": pid,
-            "run": task["run"],
-            "round": task["round"],
+            "run": job["run"],
+            "round": job["round"],
             "proposer": agent.name,
-            "index": task["index"],
+            "index": job["index"],
             "seed_id": plan.seed.id,
         }
     )
     await res.ledger.write(proposals=[proposal], calls=calls)
-    return {"proposals": {pid: proposal.model_dump(mode="json")}}
+    return proposal.model_dump(mode="json")
 
 
 def _needs_painter(config: RunConfig, proposal: Proposal) -> bool:
     return proposal.image is None and (config.paint == "model" or proposal.image_spec is None)
 
 
-async def paint(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """Render the declarative specs; proposals a painter model draws are left to `paint_model`."""
-    res = resources(runtime.context)
-    config = validated(state["config"])
-    todo = [p for p in _proposals(state) if p.image is None and not _needs_painter(config, p)]
-    painted = await asyncio.gather(*(_paint(res, p) for p in todo))
-    await res.ledger.put_proposals(painted)
-    return {"proposals": {p.id: p.model_dump(mode="json") for p in painted}}
-
-
-def to_painters(state: DebateState) -> list[Send] | Literal["painted"]:
-    config = validated(state["config"])
-    painters = config.agents("painter")
+@task
+async def paint(job: Task) -> dict[str, Any]:
+    """The proposal with its image: rendered from its spec, or drawn by a painter model (the
+    painters take the round's slots in turn). Left unpainted when neither can: review drops it."""
+    res = _res()
+    panel = await res.panel_of(job["run"])
+    proposal = Proposal.model_validate(job["proposal"])
+    if not _needs_painter(panel.config, proposal):
+        painted = await _paint(res, proposal)
+        await res.ledger.write(proposals=[painted])
+        return painted.model_dump(mode="json")
+    painters = panel.config.agents("painter")
     if not painters:
-        return "painted"  # nothing can draw a proposal without a spec: review drops it
-    sends = [
-        # Spread proposals over the painters by their place in the round, not by scheduling.
-        Send("paint_model", _task(state, agent=painters[i % len(painters)].name, proposal=p.model_dump(mode="json")))
-        for i, p in enumerate(q for q in _proposals(state) if _needs_painter(config, q))
-    ]
-    return sends or "painted"
-
-
-async def paint_model(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-    res = resources(runtime.context)
-    agent = (await res.panel_of(task["run"]))[task["agent"]]
-    proposal = Proposal.model_validate(task["proposal"])
-    reply, calls = await _ask(res, agent, task, "painter", proposal.id, agent.paint(proposal.visual_prompt))
-    if reply is None:
-        await res.ledger.write(calls=calls)
-        return {}  # unpainted: review drops it
-    painted = proposal.model_copy(update={"image": reply.value})
+        return proposal.model_dump(mode="json")
+    agent = panel[painters[job.get("slot", 0) % len(painters)].name]
+    reply, calls = await _ask(res, agent, job, "painter", proposal.id, agent.paint(proposal.visual_prompt))
+    painted = proposal if reply is None else proposal.model_copy(update={"image": reply.value})
     await res.ledger.write(proposals=[painted], calls=calls)
-    return {"proposals": {painted.id: painted.model_dump(mode="json")}}
+    return painted.model_dump(mode="json")
 
 
-async def painted(state: DebateState) -> dict[str, Any]:
-    return {}  # a barrier: every image is in before any critic looks
-
-
-# --- critique and revision --------------------------------------------------------------------
-
-
-def to_critics(state: DebateState) -> list[Send] | Literal["review"]:
-    config = validated(state["config"])
-    if not config.critique:
-        return "review"
-    sends = [
-        Send("critique", _task(state, agent=critic.name, proposal=p.model_dump(mode="json")))
-        for p in _proposals(state)
-        if p.image is not None
-        for critic in config.agents("critic")
-        if critic.name != p.proposer
-    ]
-    return sends or "review"
-
-
-async def critique(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-    res = resources(runtime.context)
-    agent = (await res.panel_of(task["run"]))[task["agent"]]
-    proposal = Proposal.model_validate(task["proposal"])
+@task
+async def critique(job: Task) -> dict[str, Any] | None:
+    """One critic's review of the problem; None when its call gave up."""
+    res = _res()
+    agent = (await res.panel_of(job["run"]))[job["agent"]]
+    proposal = Proposal.model_validate(job["proposal"])
     cid = critique_id(proposal.id, agent.name)
     call = agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    reply, calls = await _ask(res, agent, task, "critic", proposal.id, call)
+    reply, calls = await _ask(res, agent, job, "critic", proposal.id, call)
     if reply is None:
         await res.ledger.write(calls=calls)
-        return {}  # no critique from this critic
+        return None
     record = Critique(
         **reply.value.model_dump(), id=cid, run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id
     )
     await res.ledger.write(critiques=[record], calls=calls)
-    return {"critiques": {cid: record.model_dump(mode="json")}}
+    return record.model_dump(mode="json")
 
 
-R = TypeVar("R", Critique, Judgment)
+@task
+async def revise(job: Task) -> dict[str, Any]:
+    """The proposer answers its critics: the revised problem, or the same one when the call gave up."""
+    res = _res()
+    panel = await res.panel_of(job["run"])
+    agent = panel[job["agent"]]
+    proposal = Proposal.model_validate(job["proposal"])
+    critiques = [Critique.model_validate(c) for c in job["critiques"]]
+    call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
+    reply, calls = await _ask(res, agent, job, "proposer", f"{proposal.id}/revise", call)
+    if reply is None:
+        await res.ledger.write(calls=calls)
+        return proposal.model_dump(mode="json")
+    revised = proposal.model_copy(
+        update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
+    )
+    revised = Proposal.model_validate(revised.model_dump())  # re-check the reviser's fields
+    if revised.image_spec != proposal.image_spec and not _needs_painter(panel.config, proposal.model_copy(update={"image": None})):
+        revised = await _paint(res, revised.model_copy(update={"image": None}))
+        if revised.image is None:
+            revised = proposal  # the revised spec cannot be drawn: keep the problem as it was
+    # A painter model's image is not redrawn on revision: that would be a second call in this task.
+    await res.ledger.write(proposals=[revised], calls=calls)
+    return revised.model_dump(mode="json")
 
 
-def _by_proposal(records: dict[str, Any] | None, model: type[R]) -> dict[str, list[R]]:
-    """The round's critiques or judgments in the state, grouped by the proposal they are about."""
-    grouped: dict[str, list[R]] = defaultdict(list)
-    for raw in (records or {}).values():
-        record = model.model_validate(raw)
-        grouped[record.proposal].append(record)
-    return grouped
+@task
+async def judge(job: Task) -> dict[str, Any]:
+    """One judge answers the problem blind; a judge whose call gave up abstains."""
+    res = _res()
+    agent = (await res.panel_of(job["run"]))[job["agent"]]
+    proposal = Proposal.model_validate(job["proposal"])
+    jid = judgment_id(proposal.id, agent.name)
+    call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    reply, calls = await _ask(res, agent, job, "judge", proposal.id, call)
+    answer = reply.value.model_dump() if reply is not None else {"answer": None, "abstained": True}
+    # An abstention is recorded too: consensus counts only judges that answered (K shrinks).
+    record = Judgment(**answer, id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id)
+    await res.ledger.write(judgments=[record], calls=calls)
+    return record.model_dump(mode="json")
 
 
-def _critiques_of(state: DebateState) -> dict[str, list[Critique]]:
-    return _by_proposal(state.get("critiques"), Critique)
+# --- one problem, start to verdict -------------------------------------------------------------
 
 
 def review_decision(proposal: Proposal, critiques: list[Critique]) -> Literal["keep", "revise", "drop"]:
@@ -308,148 +356,87 @@ def review_decision(proposal: Proposal, critiques: list[Critique]) -> Literal["k
     return "revise" if verdicts["revise"] or verdicts["drop"] else "keep"
 
 
-async def review(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
-    critiques = _critiques_of(state)
-    dropped = [
-        Consensus(proposal=p.id, run=p.run, round=p.round, score=None, judges=0, outcome="dropped")
-        for p in _proposals(state)
-        if review_decision(p, critiques[p.id]) == "drop"
-    ]
-    await resources(runtime.context).ledger.put_consensus(dropped)
-    return {"consensus": {c.proposal: c.model_dump(mode="json") for c in dropped}}
-
-
-def to_revisions(state: DebateState) -> list[Send] | Literal["judging"]:
-    critiques = _critiques_of(state)
-    sends = [
-        Send(
-            "revise",
-            _task(
-                state,
-                agent=p.proposer,
-                proposal=p.model_dump(mode="json"),
-                critiques=[c.model_dump(mode="json") for c in critiques[p.id]],
-            ),
-        )
-        for p in _proposals(state)
-        if review_decision(p, critiques[p.id]) == "revise"
-    ]
-    return sends or "judging"
-
-
-async def revise(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-    res = resources(runtime.context)
-    agent = (await res.panel_of(task["run"]))[task["agent"]]
-    proposal = Proposal.model_validate(task["proposal"])
-    critiques = [Critique.model_validate(c) for c in task["critiques"]]
-    target = f"{proposal.id}/revise"
-    call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
-    reply, calls = await _ask(res, agent, task, "proposer", target, call)
-    if reply is None:
-        await res.ledger.write(calls=calls)
-        return {}  # the proposal goes to the judges as it was
-    revised = proposal.model_copy(
-        update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
-    )
-    revised = Proposal.model_validate(revised.model_dump())  # re-check the reviser's fields
-    config = (await res.panel_of(task["run"])).config
-    if revised.image_spec != proposal.image_spec and not _needs_painter(config, proposal.model_copy(update={"image": None})):
-        revised = await _paint(res, revised.model_copy(update={"image": None}))
-        if revised.image is None:
-            revised = proposal  # the revised spec cannot be drawn: keep the problem as it was
-    # A painter model's image is not redrawn on revision: that would be a second call in this task.
-    await res.ledger.write(proposals=[revised], calls=calls)
-    return {"proposals": {revised.id: revised.model_dump(mode="json")}}
-
-
-# --- judgment --------------------------------------------------------------------------------
-
-
-async def judging(state: DebateState) -> dict[str, Any]:
-    return {}  # a barrier: every revision lands before any judge looks, every answer before the next wave
-
-
-def _judgments_of(state: DebateState) -> dict[str, list[Judgment]]:
-    return _by_proposal(state.get("judgments"), Judgment)
-
-
-def to_judges(state: DebateState) -> list[Send] | Literal["consensus"]:
-    """The next wave of judges, every problem at once; "consensus" once none is left to ask.
-
-    A full jury asks every judge in the first wave. An adaptive one asks them in the panel's order,
-    each wave the fewest whose answers could settle the outcome, and stops when it is settled.
-    """
-    config = validated(state["config"])
-    dropped = _dropped(state)
-    judged = _judgments_of(state)
-    sends = []
-    for p in _proposals(state):
-        if p.id in dropped or p.image is None:
-            continue
-        asked = {j.judge for j in judged[p.id]}
-        remaining = [judge for judge in config.agents("judge") if judge.name not in asked]
+async def _jury(config: RunConfig, job: Task, proposal: Proposal) -> list[Judgment]:
+    """Every judge at once (a full jury), or in the panel's order, each wave the fewest whose
+    answers could settle the outcome, until it is settled (an adaptive one)."""
+    judgments: list[Judgment] = []
+    remaining = config.agents("judge")
+    while remaining:
         wave = len(remaining)
         if config.jury == "adaptive":
-            wave = rule.judges_to_ask(p, judged[p.id], len(remaining), config.consensus)
-        sends += [Send("judge", _task(state, agent=j.name, proposal=p.model_dump(mode="json"))) for j in remaining[:wave]]
-    return sends or "consensus"
+            wave = rule.judges_to_ask(proposal, judgments, len(remaining), config.consensus)
+        if wave == 0:
+            break
+        asked, remaining = remaining[:wave], remaining[wave:]
+        answers = await asyncio.gather(*(judge({**job, "agent": j.name}) for j in asked))
+        judgments += [Judgment.model_validate(a) for a in answers]
+    return judgments
 
 
-async def judge(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-    res = resources(runtime.context)
-    agent = (await res.panel_of(task["run"]))[task["agent"]]
-    proposal = Proposal.model_validate(task["proposal"])
-    jid = judgment_id(proposal.id, agent.name)
-    call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    reply, calls = await _ask(res, agent, task, "judge", proposal.id, call)
-    if reply is None:
-        # The judge abstains: consensus counts only judges that answered (K shrinks).
-        record = Judgment(
-            id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id, answer=None, abstained=True
-        )
-    else:
-        record = Judgment(
-            **reply.value.model_dump(), id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id
-        )
-    await res.ledger.write(judgments=[record], calls=calls)
-    return {"judgments": {jid: record.model_dump(mode="json")}}
-
-
-async def consensus(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
-    config = validated(state["config"])
-    by_proposal = _judgments_of(state)
-    dropped = _dropped(state)
-    jury = [judge.name for judge in config.agents("judge")]
-    scores, judged = {}, []
-    for proposal in _proposals(state):
-        if proposal.id in dropped:
-            continue
-        judgments = by_proposal[proposal.id]
-        unasked = [name for name in jury if name not in {j.judge for j in judgments}]
-        scores[proposal.id] = rule.score(proposal, judgments, config.consensus, unasked).model_dump(mode="json")
-        judged += [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
+async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+    """One problem from proposal to verdict: propose, paint, critique, revise if the critics ask,
+    judge, score. It moves on as soon as its own last step is done, never waiting for another
+    problem of the round; every model call is a task whose result LangGraph keeps, so a crash
+    repeats only the calls in flight."""
+    config = (await resources(runtime.context).panel_of(job["run"])).config
+    proposed = await propose(job)
+    if proposed is None:
+        return {}  # the proposer's call gave up: no problem
+    proposal = Proposal.model_validate(proposed)
+    if proposal.image is None:
+        proposal = Proposal.model_validate(await paint({**job, "proposal": proposal.model_dump(mode="json")}))
+    about = {**job, "proposal": proposal.model_dump(mode="json")}
+    critiques: list[Critique] = []
+    if config.critique and proposal.image is not None:
+        critics = [c for c in config.agents("critic") if c.name != proposal.proposer]
+        reviews = await asyncio.gather(*(critique({**about, "agent": c.name}) for c in critics))
+        critiques = [Critique.model_validate(r) for r in reviews if r is not None]
+    made = {
+        "proposals": {proposal.id: proposal.model_dump(mode="json")},
+        "critiques": {c.id: c.model_dump(mode="json") for c in critiques},
+    }
+    decision = review_decision(proposal, critiques)
+    if decision == "drop":
+        dropped = Consensus(proposal=proposal.id, run=proposal.run, round=proposal.round, score=None, judges=0, outcome="dropped")
+        return made | {"consensus": {proposal.id: dropped.model_dump(mode="json")}}
+    if decision == "revise":
+        revision = {**about, "critiques": [c.model_dump(mode="json") for c in critiques]}
+        proposal = Proposal.model_validate(await revise(revision))
+        made["proposals"] = {proposal.id: proposal.model_dump(mode="json")}
+    judgments = await _jury(config, {**job, "proposal": proposal.model_dump(mode="json")}, proposal)
+    unasked = [j.name for j in config.agents("judge") if j.name not in {x.judge for x in judgments}]
+    verdict = rule.score(proposal, judgments, config.consensus, unasked)
+    judged = [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
     await resources(runtime.context).ledger.put_judgments(judged)
-    return {"consensus": scores, "judgments": {j.id: j.model_dump(mode="json") for j in judged}}
+    return made | {
+        "judgments": {j.id: j.model_dump(mode="json") for j in judged},
+        "consensus": {proposal.id: verdict.model_dump(mode="json")},
+    }
+
+
+async def consensus(state: DebateState) -> dict[str, Any]:
+    return {}  # every problem of the round has its verdict: the consensus edges route each
+
+
+# The consensus edges: the node each verdict goes to. A problem the critics dropped is discarded.
+OUTCOME_NODE = {"discard": "discard", "dropped": "discard", "keep": "keep", "adversarial": "adversarial"}
+OUTCOME_NODES = ("discard", "keep", "adversarial")
 
 
 def route_by_consensus(state: DebateState) -> list[Send] | Literal["adversary"]:
-    """The consensus edges: each judged problem goes to the node for its outcome."""
-    sends = [
-        Send(c["outcome"], _task(state, consensus=c))
-        for _, c in sorted(state.get("consensus", {}).items())
-        if c["outcome"] in OUTCOME_NODES
-    ]
+    """Each problem goes to the node for its outcome."""
+    sends = [Send(OUTCOME_NODE[c["outcome"]], _task(state, consensus=c)) for _, c in sorted(state.get("consensus", {}).items())]
     return sends or "adversary"
 
 
-def record_outcome(outcome: str):  # type: ignore[no-untyped-def]
-    async def node(task: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-        verdict = Consensus.model_validate(task["consensus"])
-        assert verdict.outcome == outcome
+def record_outcome(node_name: str):  # type: ignore[no-untyped-def]
+    async def node(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
+        verdict = Consensus.model_validate(job["consensus"])
+        assert OUTCOME_NODE[verdict.outcome] == node_name
         await resources(runtime.context).ledger.put_consensus([verdict])
         return {}
 
-    node.__name__ = outcome
+    node.__name__ = node_name
     return node
 
 
@@ -530,7 +517,7 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     # the checkpoints kept at round boundaries stay small.
     cleared = {"proposals": None, "critiques": None, "judgments": None, "consensus": None}
     if done:
-        await res.ledger.set_status(run, "done")
+        await _finish(res.ledger, run, kept)
         return {"kept": kept, "done": True, **cleared}
     if config.adversary:
         agent = (await res.panel_of(run)).by_role("adversary")[0]
@@ -555,32 +542,16 @@ def next_round(state: DebateState) -> str:
 
 def build_graph() -> StateGraph[DebateState, Settings, DebateState, DebateState]:
     builder = StateGraph(DebateState, context_schema=Settings)
-    builder.add_node("open_round", open_round)
-    builder.add_node("propose", propose)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
-    builder.add_node("paint", paint)
-    builder.add_node("paint_model", paint_model)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
-    builder.add_node("painted", painted)
-    builder.add_node("critique", critique)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
-    builder.add_node("review", review)
-    builder.add_node("revise", revise)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
-    builder.add_node("judging", judging)
-    builder.add_node("judge", judge)  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
+    builder.add_node("open_round", fails_the_run(open_round))
+    builder.add_node("problem", fails_the_run(problem))  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
     builder.add_node("consensus", consensus)
     for outcome in OUTCOME_NODES:
-        builder.add_node(outcome, record_outcome(outcome))  # a Send target too
-    builder.add_node("adversary", adversary)
+        builder.add_node(outcome, fails_the_run(record_outcome(outcome)))  # a Send target too
+    builder.add_node("adversary", fails_the_run(adversary))
 
     builder.add_edge(START, "open_round")
-    builder.add_conditional_edges("open_round", to_proposers, ["propose"])
-    builder.add_edge("propose", "paint")
-    builder.add_conditional_edges("paint", to_painters, ["paint_model", "painted"])
-    builder.add_edge("paint_model", "painted")
-    builder.add_conditional_edges("painted", to_critics, ["critique", "review"])
-    builder.add_edge("critique", "review")
-    builder.add_conditional_edges("review", to_revisions, ["revise", "judging"])
-    builder.add_edge("revise", "judging")
-    builder.add_conditional_edges("judging", to_judges, ["judge", "consensus"])
-    builder.add_edge("judge", "judging")  # the next wave of an adaptive jury, or consensus
+    builder.add_conditional_edges("open_round", to_problems, ["problem", "consensus"])
+    builder.add_edge("problem", "consensus")  # the round's one barrier: the adversary reads all of it
     builder.add_conditional_edges("consensus", route_by_consensus, [*OUTCOME_NODES, "adversary"])
     for outcome in OUTCOME_NODES:
         builder.add_edge(outcome, "adversary")

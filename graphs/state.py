@@ -29,7 +29,7 @@ class DebateState(TypedDict, total=False):
 
 
 class Task(TypedDict, total=False):
-    """What a fanned-out task (one model call) receives through `Send`: ids and what it works on.
+    """What a problem and each of its model calls receive: ids and what they work on.
 
     Not the config or the context: a task finds them by its run and round (graphs.settings), so
     payloads stay small.
@@ -38,7 +38,8 @@ class Task(TypedDict, total=False):
     run: str
     round: int
     agent: str
-    index: int
+    index: int  # the proposer's slot
+    slot: int  # the problem's place in the round
     proposal: dict[str, Any]
     critiques: list[dict[str, Any]]
     consensus: dict[str, Any]

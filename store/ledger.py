@@ -83,6 +83,13 @@ class CallRecord:
     outcome: str | None = None  # after a fault: retried | abstained | dropped
 
 
+def _advanced_again(run: str) -> Any:
+    """Taking a run's lease marks it running again (a failed or stopped run being resumed); from
+    then on its graph says how it ends (graphs.debate)."""
+    runs = t.runs.c
+    return update(t.runs).where(and_(runs.id == run, runs.status != "done")).values(status="running", reason=None)
+
+
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
     keys = [c.name for c in table.primary_key.columns]
     dialect = conn.dialect.name
@@ -193,6 +200,8 @@ class Ledger:
             taken = await conn.execute(
                 update(t.runs).where(and_(runs.id == run, free)).values(lease_owner=owner, lease_until=now + seconds)
             )
+            if taken.rowcount and holder[0] != owner:
+                await conn.execute(_advanced_again(run))
             if taken.rowcount == 0:
                 raise LeaseError(
                     f"run {run!r} is being advanced by another process ({holder[0]}); wait for it to finish or stop it first"
@@ -210,11 +219,13 @@ class Ledger:
         async with self.engine.begin() as conn:
             holder = (await conn.execute(select(runs.lease_owner).where(runs.id == run))).scalar()
             if holder is None or (holder != owner and _holder_is_dead(holder)):
-                await conn.execute(
+                taken = await conn.execute(
                     update(t.runs)
                     .where(and_(runs.id == run, or_(runs.lease_owner.is_(None), runs.lease_owner == holder)))
                     .values(lease_owner=owner, lease_until=None)
                 )
+                if taken.rowcount:
+                    await conn.execute(_advanced_again(run))
 
     @whole
     async def release_lease(self, run: str, owner: str) -> None:

@@ -105,7 +105,7 @@ class FakeGemini(FakeServerBase):
         api_key: str | None = None,
         models: Iterable[str] | None = None,
         allowed_image_mimes: Iterable[str] = ("image/png",),
-        latency: float = 0.0,
+        latency: float | Callable[[Any], float] = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -304,7 +304,7 @@ class FakeGemini(FakeServerBase):
         fault = self._faults.draw()
         if self._apply_http_fault(h, rec, fault):
             return
-        self._maybe_sleep()
+        self._maybe_sleep(body)
 
         answer = self._call_responder(body)
         reply = answer if isinstance(answer, Reply) else None

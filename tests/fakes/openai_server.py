@@ -923,7 +923,7 @@ class FakeServerBase:
         faults: FaultPlan | Iterable[str | Fault] | None = None,
         api_key: str | None = None,
         allowed_image_mimes: Iterable[str] = ("image/png",),
-        latency: float = 0.0,
+        latency: float | Callable[[Any], float] = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -1110,9 +1110,10 @@ class FakeServerBase:
         body, headers = self._fault_response(status, fault)
         raise HttpError(status, body, headers)
 
-    def _maybe_sleep(self) -> None:
-        if self.latency > 0:
-            self._stop.wait(self.latency)
+    def _maybe_sleep(self, body: Any = None) -> None:
+        delay = self.latency(body) if callable(self.latency) else self.latency
+        if delay > 0:
+            self._stop.wait(delay)
 
     def _call_responder(self, body: dict[str, Any]) -> Any:
         return self.responder(body)
@@ -1173,7 +1174,8 @@ class FakeOpenAI(FakeServerBase):
         allowed_image_mimes: image types accepted in ``image_url`` data URLs.
         check_strict_schemas: reject ``strict: true`` schemas that break
             OpenAI's strict-mode rules (see :func:`strict_schema_problems`).
-        latency: seconds to wait before each normal answer.
+        latency: seconds to wait before each normal answer, or a function of the request body
+            giving them (heavy-tailed latencies).
     """
 
     api = "openai"
@@ -1187,7 +1189,7 @@ class FakeOpenAI(FakeServerBase):
         models: Iterable[str] | None = None,
         allowed_image_mimes: Iterable[str] = ("image/png",),
         check_strict_schemas: bool = True,
-        latency: float = 0.0,
+        latency: float | Callable[[Any], float] = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -1473,7 +1475,7 @@ class FakeOpenAI(FakeServerBase):
         fault = self._faults.draw()
         if self._apply_http_fault(h, rec, fault):
             return
-        self._maybe_sleep()
+        self._maybe_sleep(body)
 
         answer = self._call_responder(body)
         reply = answer if isinstance(answer, Reply) else None

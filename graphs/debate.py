@@ -10,8 +10,9 @@ whole round, since it reads the round's pool.
 
 Every model call is a LangGraph task (`@task`): its result is saved with the checkpoint as it
 finishes, so a crash costs at most the calls in flight, and a resumed problem picks up after its
-last finished call. Each call also records what it produced in the ledger, with upserts on
-deterministic ids, so re-running it cannot duplicate anything.
+last finished call. A problem records what it made and the requests it took in the ledger in one
+transaction when it is done; records are upserted on deterministic ids and each request has a key
+(its call and attempt), so running a problem again cannot duplicate anything.
 
 A call that gives up (its retries spent) never fails the round: a proposer's failure drops only its
 problem, a critic's leaves no critique, a failed revision leaves the proposal as it was, a judge
@@ -28,6 +29,7 @@ import asyncio
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any, Literal, TypeVar, cast
 
 from langgraph.config import get_config
@@ -78,8 +80,9 @@ def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Att
             cached=a.cached,
             fault=a.fault,
             outcome=a.outcome,
+            attempt=i,
         )
-        for a in attempts
+        for i, a in enumerate(attempts)
     ]
 
 
@@ -220,15 +223,20 @@ def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
 
 
 # --- the model calls: each a LangGraph task, its result kept with the checkpoint --------------
+# A task returns what it made and the requests it took; its problem records them in the ledger.
 
 
 def _res() -> Resources:
     return resources(get_runtime(Settings).context)
 
 
+def _answer(made: Proposal | Critique | Judgment | None, calls: list[CallRecord]) -> dict[str, Any]:
+    return {"made": made.model_dump(mode="json") if made is not None else None, "calls": [asdict(c) for c in calls]}
+
+
 @task
-async def propose(job: Task) -> dict[str, Any] | None:
-    """The proposer writes a problem; None when its call gave up (the problem is not made)."""
+async def propose(job: Task) -> dict[str, Any]:
+    """The proposer writes a problem (none when its call gave up)."""
     res = _res()
     panel = await res.panel_of(job["run"])
     agent = panel[job["agent"]]
@@ -240,8 +248,7 @@ async def propose(job: Task) -> dict[str, Any] | None:
     pid = proposal_id(job["run"], job["round"], agent.name, job["index"])
     reply, calls = await _ask(res, agent, job, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
     if reply is None:
-        await res.ledger.write(calls=calls)
-        return None
+        return _answer(None, calls)
     proposal = Proposal.model_validate(
         {
             **reply.value.model_dump(mode="json"),
@@ -253,8 +260,7 @@ async def propose(job: Task) -> dict[str, Any] | None:
             "seed_id": plan.seed.id,
         }
     )
-    await res.ledger.write(proposals=[proposal], calls=calls)
-    return proposal.model_dump(mode="json")
+    return _answer(proposal, calls)
 
 
 def _needs_painter(config: RunConfig, proposal: Proposal) -> bool:
@@ -269,36 +275,30 @@ async def paint(job: Task) -> dict[str, Any]:
     panel = await res.panel_of(job["run"])
     proposal = Proposal.model_validate(job["proposal"])
     if not _needs_painter(panel.config, proposal):
-        painted = await _paint(res, proposal)
-        await res.ledger.write(proposals=[painted])
-        return painted.model_dump(mode="json")
+        return _answer(await _paint(res, proposal), [])
     painters = panel.config.agents("painter")
     if not painters:
-        return proposal.model_dump(mode="json")
+        return _answer(proposal, [])
     agent = panel[painters[job.get("slot", 0) % len(painters)].name]
     reply, calls = await _ask(res, agent, job, "painter", proposal.id, agent.paint(proposal.visual_prompt))
-    painted = proposal if reply is None else proposal.model_copy(update={"image": reply.value})
-    await res.ledger.write(proposals=[painted], calls=calls)
-    return painted.model_dump(mode="json")
+    return _answer(proposal if reply is None else proposal.model_copy(update={"image": reply.value}), calls)
 
 
 @task
-async def critique(job: Task) -> dict[str, Any] | None:
-    """One critic's review of the problem; None when its call gave up."""
+async def critique(job: Task) -> dict[str, Any]:
+    """One critic's review of the problem (none when its call gave up)."""
     res = _res()
     agent = (await res.panel_of(job["run"]))[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
-    cid = critique_id(proposal.id, agent.name)
     call = agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "critic", proposal.id, call)
     if reply is None:
-        await res.ledger.write(calls=calls)
-        return None
+        return _answer(None, calls)
     record = Critique(
-        **reply.value.model_dump(), id=cid, run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id
+        **reply.value.model_dump(),
+        id=critique_id(proposal.id, agent.name), run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id,
     )
-    await res.ledger.write(critiques=[record], calls=calls)
-    return record.model_dump(mode="json")
+    return _answer(record, calls)
 
 
 @task
@@ -312,8 +312,7 @@ async def revise(job: Task) -> dict[str, Any]:
     call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "proposer", f"{proposal.id}/revise", call)
     if reply is None:
-        await res.ledger.write(calls=calls)
-        return proposal.model_dump(mode="json")
+        return _answer(proposal, calls)
     revised = proposal.model_copy(
         update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
     )
@@ -323,8 +322,7 @@ async def revise(job: Task) -> dict[str, Any]:
         if revised.image is None:
             revised = proposal  # the revised spec cannot be drawn: keep the problem as it was
     # A painter model's image is not redrawn on revision: that would be a second call in this task.
-    await res.ledger.write(proposals=[revised], calls=calls)
-    return revised.model_dump(mode="json")
+    return _answer(revised, calls)
 
 
 @task
@@ -333,14 +331,15 @@ async def judge(job: Task) -> dict[str, Any]:
     res = _res()
     agent = (await res.panel_of(job["run"]))[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
-    jid = judgment_id(proposal.id, agent.name)
     call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "judge", proposal.id, call)
     answer = reply.value.model_dump() if reply is not None else {"answer": None, "abstained": True}
     # An abstention is recorded too: consensus counts only judges that answered (K shrinks).
-    record = Judgment(**answer, id=jid, run=proposal.run, round=proposal.round, judge=agent.name, proposal=proposal.id)
-    await res.ledger.write(judgments=[record], calls=calls)
-    return record.model_dump(mode="json")
+    record = Judgment(
+        **answer, id=judgment_id(proposal.id, agent.name), run=proposal.run, round=proposal.round, judge=agent.name,
+        proposal=proposal.id,
+    )
+    return _answer(record, calls)
 
 
 # --- one problem, start to verdict -------------------------------------------------------------
@@ -356,7 +355,10 @@ def review_decision(proposal: Proposal, critiques: list[Critique]) -> Literal["k
     return "revise" if verdicts["revise"] or verdicts["drop"] else "keep"
 
 
-async def _jury(config: RunConfig, job: Task, proposal: Proposal) -> list[Judgment]:
+Took = Callable[[dict[str, Any]], Any]
+
+
+async def _jury(config: RunConfig, job: Task, proposal: Proposal, took: Took) -> list[Judgment]:
     """Every judge at once (a full jury), or in the panel's order, each wave the fewest whose
     answers could settle the outcome, until it is settled (an adaptive one)."""
     judgments: list[Judgment] = []
@@ -369,46 +371,56 @@ async def _jury(config: RunConfig, job: Task, proposal: Proposal) -> list[Judgme
             break
         asked, remaining = remaining[:wave], remaining[wave:]
         answers = await asyncio.gather(*(judge({**job, "agent": j.name}) for j in asked))
-        judgments += [Judgment.model_validate(a) for a in answers]
+        judgments += [Judgment.model_validate(took(a)) for a in answers]
     return judgments
 
 
 async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     """One problem from proposal to verdict: propose, paint, critique, revise if the critics ask,
     judge, score. It moves on as soon as its own last step is done, never waiting for another
-    problem of the round; every model call is a task whose result LangGraph keeps, so a crash
-    repeats only the calls in flight."""
+    problem of the round.
+
+    Every model call is a task whose result LangGraph keeps as it finishes, so a crash repeats only
+    the calls in flight: re-run, the problem gets its finished calls' results back and carries on.
+    What it made and every request it took are recorded in one transaction when it is done.
+    """
+    ledger = resources(runtime.context).ledger
     config = (await resources(runtime.context).panel_of(job["run"])).config
-    proposed = await propose(job)
+    calls: list[CallRecord] = []
+
+    def took(answer: dict[str, Any]) -> Any:
+        calls.extend(CallRecord(**c) for c in answer["calls"])
+        return answer["made"]
+
+    proposed = took(await propose(job))
     if proposed is None:
+        await ledger.write(calls=calls)
         return {}  # the proposer's call gave up: no problem
     proposal = Proposal.model_validate(proposed)
     if proposal.image is None:
-        proposal = Proposal.model_validate(await paint({**job, "proposal": proposal.model_dump(mode="json")}))
+        proposal = Proposal.model_validate(took(await paint({**job, "proposal": proposal.model_dump(mode="json")})))
     about = {**job, "proposal": proposal.model_dump(mode="json")}
     critiques: list[Critique] = []
     if config.critique and proposal.image is not None:
         critics = [c for c in config.agents("critic") if c.name != proposal.proposer]
         reviews = await asyncio.gather(*(critique({**about, "agent": c.name}) for c in critics))
-        critiques = [Critique.model_validate(r) for r in reviews if r is not None]
-    made = {
-        "proposals": {proposal.id: proposal.model_dump(mode="json")},
-        "critiques": {c.id: c.model_dump(mode="json") for c in critiques},
-    }
+        critiques = [Critique.model_validate(made) for made in map(took, reviews) if made is not None]
     decision = review_decision(proposal, critiques)
-    if decision == "drop":
-        dropped = Consensus(proposal=proposal.id, run=proposal.run, round=proposal.round, score=None, judges=0, outcome="dropped")
-        return made | {"consensus": {proposal.id: dropped.model_dump(mode="json")}}
     if decision == "revise":
         revision = {**about, "critiques": [c.model_dump(mode="json") for c in critiques]}
-        proposal = Proposal.model_validate(await revise(revision))
-        made["proposals"] = {proposal.id: proposal.model_dump(mode="json")}
-    judgments = await _jury(config, {**job, "proposal": proposal.model_dump(mode="json")}, proposal)
-    unasked = [j.name for j in config.agents("judge") if j.name not in {x.judge for x in judgments}]
-    verdict = rule.score(proposal, judgments, config.consensus, unasked)
-    judged = [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
-    await resources(runtime.context).ledger.put_judgments(judged)
-    return made | {
+        proposal = Proposal.model_validate(took(await revise(revision)))
+    judged: list[Judgment] = []
+    if decision == "drop":
+        verdict = Consensus(proposal=proposal.id, run=proposal.run, round=proposal.round, score=None, judges=0, outcome="dropped")
+    else:
+        judgments = await _jury(config, {**job, "proposal": proposal.model_dump(mode="json")}, proposal, took)
+        unasked = [j.name for j in config.agents("judge") if j.name not in {x.judge for x in judgments}]
+        verdict = rule.score(proposal, judgments, config.consensus, unasked)
+        judged = [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
+    await ledger.write(proposals=[proposal], critiques=critiques, judgments=judged, calls=calls)
+    return {
+        "proposals": {proposal.id: proposal.model_dump(mode="json")},
+        "critiques": {c.id: c.model_dump(mode="json") for c in critiques},
         "judgments": {j.id: j.model_dump(mode="json") for j in judged},
         "consensus": {proposal.id: verdict.model_dump(mode="json")},
     }

@@ -74,7 +74,11 @@ def sync_engine(url: str) -> Engine:
 
 
 def async_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(normalize_url(url, asynchronous=True))
+    url = normalize_url(url, asynchronous=True)
+    # SQLite takes one writer at a time: more connections of one process would only wait for each
+    # other in its busy handler, and each new aiosqlite connection costs a thread.
+    options = {"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") and ":memory:" not in url else {}
+    engine = create_async_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -81,6 +81,7 @@ class CallRecord:
     cached: bool = False
     fault: str | None = None  # rate_limited | server_error | timeout | malformed
     outcome: str | None = None  # after a fault: retried | abstained | dropped
+    attempt: int = 0  # the request's place among the call's retries
 
 
 def _advanced_again(run: str) -> Any:
@@ -90,12 +91,16 @@ def _advanced_again(run: str) -> Any:
     return update(t.runs).where(and_(runs.id == run, runs.status != "done")).values(status="running", reason=None)
 
 
-def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    keys = [c.name for c in table.primary_key.columns]
-    dialect = conn.dialect.name
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    """An INSERT that can say what to do on conflict, in the connection's dialect."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    stmt: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    keys = [c.name for c in table.primary_key.columns]
+    stmt = _insert(conn, table)
     changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), rows)
 
@@ -298,8 +303,8 @@ class Ledger:
             for table, rows in batches:
                 if rows:
                     await _upsert(conn, table, rows)
-            if requests:  # each request happened once: inserted, never upserted
-                await conn.execute(t.calls.insert(), requests)
+            if requests:  # a request recorded already (its call re-run after a crash) is not added again
+                await conn.execute(_insert(conn, t.calls).on_conflict_do_nothing(index_elements=t.CALL_KEY), requests)
 
     async def put_proposals(self, items: Iterable[Proposal]) -> None:
         await self.write(proposals=items)

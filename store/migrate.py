@@ -45,6 +45,7 @@ def _upgrade(conn: Connection, found: int) -> None:
     added = {
         2: ((t.calls, "outcome", "VARCHAR(16)"), (t.runs, "budget_usd", "FLOAT")),
         3: ((t.runs, "reason", "TEXT"), (t.runs, "lane_of", "VARCHAR(128)"), (t.runs, "lane", "INTEGER")),
+        4: ((t.calls, "attempt", "INTEGER"),),
     }
     for version, columns in added.items():
         if found >= version:
@@ -52,4 +53,6 @@ def _upgrade(conn: Connection, found: int) -> None:
         for table, column, sql_type in columns:
             if column not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}"))
+    for index in t.calls.indexes:  # rows from before version 4 have no attempt: NULLs never collide
+        index.create(conn, checkfirst=True)
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))

@@ -23,7 +23,8 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 3  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane
+SCHEMA_VERSION = 4  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+# 4: cads_calls.attempt, one row per request
 
 metadata = MetaData()
 
@@ -120,8 +121,9 @@ consensus = Table(
     Index("ix_cads_consensus_run_outcome", "run", "outcome"),
 )
 
-# One row per request actually made (a retried or re-run call adds a row: this is what was paid),
-# and one per answer served from the call cache (cached, cost 0).
+# One row per request made (each retry adds a row: this is what was paid), and one per answer served
+# from the call cache (cached, cost 0). A request is recorded once: a call re-run after a crash
+# whose first run was already recorded (its answer now comes from the call cache) adds nothing.
 calls = Table(
     "cads_calls",
     metadata,
@@ -139,9 +141,12 @@ calls = Table(
     Column("cached", Boolean, nullable=False, default=False),
     Column("fault", String(32), nullable=True),  # rate_limited | server_error | timeout | malformed
     Column("outcome", String(16), nullable=True),  # after a fault: retried | abstained | dropped
+    Column("attempt", Integer, nullable=True),  # the request's place among its call's retries
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Index("ix_cads_calls_run", "run"),
+    Index("ux_cads_calls_request", "run", "agent", "role", "target", "attempt", unique=True),
 )
+CALL_KEY = ("run", "agent", "role", "target", "attempt")  # a call is its agent's role on a target
 
 # --- call cache --------------------------------------------------------------------------------
 # Answers by the fingerprint of everything that decides them (agents.calls.fingerprint), so resume

@@ -66,6 +66,37 @@ def judges_to_ask(proposal: Proposal, judgments: list[Judgment], remaining: int,
     return remaining
 
 
+JudgeRecord = dict[str, list[int]]  # judge -> [answers agreeing with the reference, answers]
+
+
+def judge_record(record: JudgeRecord, judgments: Iterable[Judgment]) -> JudgeRecord:
+    """`record` with a closed round's answers added."""
+    updated = {judge: list(counts) for judge, counts in record.items()}
+    for j in judgments:
+        if not j.abstained:
+            counts = updated.setdefault(j.judge, [0, 0])
+            counts[0] += bool(j.agrees)
+            counts[1] += 1
+    return updated
+
+
+def jury_order(judges: list[str], record: JudgeRecord) -> list[str]:
+    """The order an adaptive jury asks in: by each judge's agreement with the reference over the
+    closed rounds, the most and the least reliable first, then the next of each. Only a split
+    settles early, and such a pair tends to split after two answers. With no record yet, the
+    panel's order."""
+
+    if not record:
+        return list(judges)
+
+    def rate(judge: str) -> float:
+        agreed, answered = record.get(judge, [0, 0])
+        return (agreed + 1) / (answered + 2)  # a judge with few answers counts as a coin flip
+
+    ranked = sorted(judges, key=lambda j: -rate(j))  # stable: ties keep the panel's order
+    return [ranked[i // 2] if i % 2 == 0 else ranked[-1 - i // 2] for i in range(len(ranked))]
+
+
 def tally(outcomes: Iterable[Outcome]) -> dict[str, int]:
     """The counts every report uses, defined once: kept = keep + adversarial; discarded = discard
     (by the judges) + dropped (by the critics, or unpainted), with dropped also on its own."""

@@ -218,7 +218,10 @@ def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
     """One problem per proposer and slot; each moves through the round on its own."""
     config = validated(state["config"])
     slots = [(agent.name, index) for agent in config.agents("proposer") for index in range(config.proposals_per_agent)]
-    sends = [Send("problem", _task(state, agent=name, index=index, slot=slot)) for slot, (name, index) in enumerate(slots)]
+    jury = rule.jury_order([j.name for j in config.agents("judge")], state.get("judges", {}))
+    sends = [
+        Send("problem", _task(state, agent=name, index=index, slot=slot, jury=jury)) for slot, (name, index) in enumerate(slots)
+    ]
     return sends or "consensus"
 
 
@@ -362,7 +365,8 @@ async def _jury(config: RunConfig, job: Task, proposal: Proposal, took: Took) ->
     """Every judge at once (a full jury), or in the panel's order, each wave the fewest whose
     answers could settle the outcome, until it is settled (an adaptive one)."""
     judgments: list[Judgment] = []
-    remaining = config.agents("judge")
+    by_name = {j.name: j for j in config.agents("judge")}
+    remaining = [by_name[name] for name in job.get("jury", by_name)]
     while remaining:
         wave = len(remaining)
         if config.jury == "adaptive":
@@ -524,6 +528,8 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
         )
     )
     kept = state.get("kept", 0) + stats["kept"]
+    judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
+    judges = rule.judge_record(state.get("judges", {}), judgments)
     done = round_ + 1 >= config.rounds or kept >= config.target
     # The round's records are in the ledger: the state between rounds carries none of them, so
     # the checkpoints kept at round boundaries stay small.
@@ -533,7 +539,6 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
         return {"kept": kept, "done": True, **cleared}
     if config.adversary:
         agent = (await res.panel_of(run)).by_role("adversary")[0]
-        judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
         pool = _pool(proposals, verdicts, judgments)
         call = agent.reflect(f"r{round_}/reflect", context, stats, pool)
         reply, calls = await _ask(res, agent, _task(state), "adversary", f"r{round_}/context", call)
@@ -545,7 +550,9 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
             )
         else:
             context = reply.value
-    return {"round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "done": False, **cleared}
+    return {
+        "round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "judges": judges, "done": False, **cleared
+    }
 
 
 def next_round(state: DebateState) -> str:

@@ -25,6 +25,7 @@ class DebateState(TypedDict, total=False):
     judgments: Annotated[dict[str, Any], merge_round]  # id -> domain.Judgment
     consensus: Annotated[dict[str, Any], merge_round]  # proposal id -> domain.Consensus
     kept: int  # samples kept over all rounds so far
+    judges: dict[str, list[int]]  # consensus.JudgeRecord over the closed rounds: orders an adaptive jury
     done: bool
 
 
@@ -40,6 +41,7 @@ class Task(TypedDict, total=False):
     agent: str
     index: int  # the proposer's slot
     slot: int  # the problem's place in the round
+    jury: list[str]  # the order an adaptive jury asks its judges in
     proposal: dict[str, Any]
     critiques: list[dict[str, Any]]
     consensus: dict[str, Any]

@@ -1,6 +1,6 @@
 from cadsynth.config import ConsensusConfig
 from cadsynth.domain import Judgment, Proposal
-from cadsynth.graphs.consensus import judges_to_ask, outcome_for, score, tally
+from cadsynth.graphs.consensus import judge_record, judges_to_ask, jury_order, outcome_for, score, tally
 
 
 def _proposal(reference: str, answer_type: str = "number") -> Proposal:
@@ -57,3 +57,13 @@ def test_an_adaptive_jury_asks_until_the_outcome_is_settled():
 def test_the_counts_are_defined_once():
     counts = tally(["keep", "adversarial", "adversarial", "discard", "dropped", "dropped"])
     assert counts == {"kept": 3, "adversarial": 2, "discarded": 3, "dropped": 2}
+
+
+def test_an_adaptive_jury_asks_the_most_and_least_reliable_judges_first():
+    judges = ["a", "b", "c", "d"]
+    assert jury_order(judges, {}) == judges  # nothing known yet: the panel's order
+    answers = [_judgment("a", "3"), _judgment("b", "3"), _judgment("c", "4"), _judgment("d", "3"), _judgment("d", None, True)]
+    record = judge_record({"c": [0, 5]}, [j.model_copy(update={"agrees": j.answer == "3"}) for j in answers])
+    assert record == {"a": [1, 1], "b": [1, 1], "c": [0, 6], "d": [1, 1]}  # an abstention is no answer
+    assert jury_order(judges, record) == ["a", "c", "b", "d"]  # best, worst, then the next of each
+    assert jury_order(judges, {"d": [9, 9], "a": [0, 9]}) == ["d", "a", "b", "c"]

@@ -588,6 +588,31 @@ def export(
         console.print(f"pushed to {url}", markup=False)
 
 
+@app.command()
+def report(
+    run_name: RunArgument,
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write: one page, no network needed to open it")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace an existing file at --out")] = False,
+    db: DbOption = DEFAULT_DB,
+    data: DataOption = Path("cads-data"),
+) -> None:
+    """Write a page to browse a run: summary, plots per round, the context's changes, every sample."""
+    from cadsynth import run_report
+    from cadsynth.samples import MissingImagesError, require_images
+    from cadsynth.store.blobs import BlobStore
+
+    _checked(lambda checks: checks.output_file(out, overwrite=overwrite))
+    _require_run(db, run_name)
+    gathered = _read(db, lambda ledger: run_report.gather(ledger, run_name))
+    blobs = BlobStore(data)
+    try:
+        require_images(gathered.samples, blobs)
+    except MissingImagesError as exc:
+        fail(f"--data {str(data)!r}: {exc}")
+    size = run_report.write(gathered, blobs, out)
+    console.print(f"wrote {out} ({size / 2**20:.1f} MiB, {len(gathered.samples)} samples)", markup=False)
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 

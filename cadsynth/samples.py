@@ -103,6 +103,7 @@ def _sample(p: Proposal, verdict: Consensus, judgments: Iterable[Judgment], lane
             answers.append(JudgeAnswer(j.judge, j.answer, j.confidence, j.agrees, j.abstained))
         if j.agrees and j.rationale:
             rationales.append(Rationale(by=j.judge, role="judge", text=j.rationale, rationalized=j.rationalized))
+    rationales.sort(key=lambda r: r.rationalized)  # the blind ones first (a stable sort keeps the judges' order)
     return Sample(p, verdict, lane, tuple(answers), tuple(rationales))
 
 

@@ -568,11 +568,11 @@ def export(
         if not token:
             fail(f"--push-to-hub {push_to_hub!r}: no Hugging Face token; set HF_TOKEN or run `hf auth login`, then try again")
     _checked(lambda checks: checks.output(out, overwrite=overwrite))
-    foreign = exports.foreign_entry(out)
-    if foreign is not None:
-        fail(f"--out {str(out)!r} is a folder that holds {foreign!r}, which no export writes; name another folder")
+    why = exports.not_an_export(out)
+    if why is not None:
+        fail(f"--out {str(out)!r} {why}; name another folder")
     _require_run(db, run_name)
-    found = _read(db, lambda ledger: exports.gather(ledger, run_name, include))
+    found = _read(db, lambda ledger: exports.gather(ledger, run_name, include, card=fmt in exports.HUB_FORMATS))
     blobs = BlobStore(data)
     try:
         require_images(found.chosen, blobs)
@@ -602,6 +602,8 @@ def report(
     from cadsynth.store.blobs import BlobStore
 
     _checked(lambda checks: checks.output_file(out, overwrite=overwrite))
+    if out.exists() and not run_report.is_report(out):
+        fail(f"--out {str(out)!r} is not a cadsynth report, and only one is replaced; name another file")
     _require_run(db, run_name)
     gathered = _read(db, lambda ledger: run_report.gather(ledger, run_name))
     blobs = BlobStore(data)

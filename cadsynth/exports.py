@@ -35,7 +35,9 @@ IMAGE_TOKEN = "<image>"  # what LLaVA and LLaMA-Factory replace with the image's
 SHARD_BYTES = 400 * 2**20  # parquet files the Hub's viewer and loaders handle well
 
 
-@dataclass(frozen=True)
+# No generated repr: Python 3.11's asyncio.run reprs its main task, result and all, as it returns,
+# which for 20,000 samples took longer than reading them.
+@dataclass(frozen=True, repr=False)
 class Found:
     """What an export needs from the ledger: the chosen samples and the facts for the card."""
 
@@ -44,15 +46,15 @@ class Found:
     chosen: list[Sample]
     judged: list[Sample]  # every judged sample of the run, for the consensus histogram
     config: dict[str, Any]  # the run's config as stored: names of key variables at most, never keys
-    stats: dict[str, Any]
+    stats: dict[str, Any] | None  # only for a dataset card
 
 
-async def gather(ledger: Ledger, run: str, include: str) -> Found:
+async def gather(ledger: Ledger, run: str, include: str, *, card: bool) -> Found:
     judged = await samples(ledger, run, INCLUDE["all"])
     record = await ledger.run(run)
     assert record is not None  # `samples` refused an unknown run
     chosen = [s for s in judged if s.outcome in INCLUDE[include]]
-    return Found(run, include, chosen, judged, dict(record["config"]), await stats(ledger, run))
+    return Found(run, include, chosen, judged, dict(record["config"]), await stats(ledger, run) if card else None)
 
 
 def write(found: Found, fmt: str, out: Path, blobs: BlobStore, *, overwrite: bool, license_id: str) -> int:
@@ -72,13 +74,14 @@ _EXPORT_NAMES = {"samples.jsonl", "llava.json", "sharegpt.json", "dataset_info.j
                  "state.json"}
 
 
-def foreign_entry(out: Path) -> str | None:
-    """The first thing in folder `out` that no export writes: --overwrite never deletes a folder of other work."""
-    if not out.is_dir():
-        return None
-    for entry in sorted(out.iterdir()):
-        if entry.name not in _EXPORT_NAMES and not fnmatch(entry.name, "data-*-of-*.arrow"):
-            return entry.name
+def not_an_export(out: Path) -> str | None:
+    """Why `out` is not an earlier export that --overwrite may replace (other work never is), or None."""
+    if out.is_dir():
+        for entry in sorted(out.iterdir()):
+            if entry.name not in _EXPORT_NAMES and not fnmatch(entry.name, "data-*-of-*.arrow"):
+                return f"is a folder that holds {entry.name!r}, which no export writes"
+    elif os.path.lexists(out):
+        return "is a file, and an export is a folder"
     return None
 
 
@@ -264,6 +267,7 @@ def card(found: Found, fmt: str, license_id: str) -> str:
     panel = found.config.get("panel", [])
     simulated = any(agent.get("provider") == "sim" for agent in panel)
     s = found.stats
+    assert s is not None, "gather(card=True) reads the figures a card shows"
     rows = [f"| {a['name']} | {a['provider']} | {a['model']} | {', '.join(a['roles'])} |" for a in panel]
     chosen = Counter((x.verdict.judges, x.verdict.score) for x in found.chosen)
     bars = [f"| {k} | {c} | {n} | {chosen[(k, c)]} |" for k, c, n in histogram(found.judged)]
@@ -289,7 +293,7 @@ def card(found: Found, fmt: str, license_id: str) -> str:
         lanes=max(1, len(s.get("lanes", []))),
         rounds=len(s["rounds"]),
         proposals=s["proposals"], kept=s["kept"], adversarial=s["adversarial"], discarded=s["discarded"],
-        dropped=s.get("dropped", 0),
+        judged_out=s["discarded"] - s["dropped"], dropped=s["dropped"],  # `discarded` counts the drops too
         histogram="\n".join(bars),
         license=license_id,
         load=load,
@@ -314,7 +318,7 @@ def check_repo(repo: str) -> str | None:
     try:
         validate_repo_id(repo)
     except HFValidationError as exc:
-        return str(exc).splitlines()[0]
+        return str(exc).splitlines()[0].rstrip(".")
     return None
 
 

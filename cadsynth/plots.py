@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Outcome colours, the same in the plots and the gallery's badges (report.html).
@@ -38,7 +38,7 @@ def _figure(title: str, ylabel: str) -> tuple[Any, Any]:
     return fig, ax
 
 
-def _stacked(ax: Any, rounds: Sequence[int], series: dict[str, Sequence[float]], colours: dict[str, str]) -> None:
+def _stacked(ax: Any, rounds: Sequence[int], series: dict[str, Sequence[float]], colours: Mapping[str, Any]) -> None:
     bottom = [0.0] * len(rounds)
     for name, values in series.items():
         ax.bar(rounds, values, bottom=bottom, width=0.9 if len(rounds) < 60 else 1.0, color=colours[name], label=name,
@@ -54,7 +54,7 @@ def outcomes(rounds: Sequence[dict[str, Any]]) -> str:
     _stacked(ax, numbers, {
         "keep": [r["kept"] - r["adversarial"] for r in rounds],
         "adversarial": [r["adversarial"] for r in rounds],
-        "discard": [r["discarded"] for r in rounds],
+        "discard": [r["discarded"] - r.get("dropped", 0) for r in rounds],  # `discarded` counts the drops too
         "dropped": [r.get("dropped", 0) for r in rounds],
     }, COLOURS)
     return _data_uri(fig)

@@ -35,7 +35,7 @@ THUMB_QUALITY = 50  # lossy WebP at 50 keeps a chart legible at this size in abo
 PAGE_SIZE = 24  # cards a gallery page shows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # see exports.Found: asyncio.run would repr it all
 class Gathered:
     record: dict[str, Any]
     stats: dict[str, Any]
@@ -84,7 +84,7 @@ def guidance_diff(before: str, after: str) -> list[tuple[str, str]]:
 
 
 def _weight_changes(kind: str, before: dict[str, float], after: dict[str, float]) -> list[tuple[str, str, float, float]]:
-    names = sorted(set(before) | set(after), key=lambda n: -abs(after.get(n, 1.0) - before.get(n, 1.0)))
+    names = sorted(set(before) | set(after), key=lambda n: (-abs(after.get(n, 1.0) - before.get(n, 1.0)), n))
     return [
         (kind, name, round(before.get(name, 1.0), 3), round(after.get(name, 1.0), 3))
         for name in names
@@ -211,6 +211,15 @@ def render(data: dict[str, Any]) -> str:
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     title = f"cadsynth run {data['run']}".replace("&", "&amp;").replace("<", "&lt;")
     return template.replace("{{title}}", title).replace("{{data}}", blob)
+
+
+GENERATOR = '<meta name="generator" content="cadsynth report">'  # in the template's head
+
+
+def is_report(path: Path) -> bool:
+    """Whether `path` is a page this command wrote: --overwrite replaces nothing else."""
+    with path.open("rb") as fh:
+        return GENERATOR.encode() in fh.read(2048)
 
 
 def write(g: Gathered, blobs: BlobStore, out: Path) -> int:

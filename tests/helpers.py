@@ -17,7 +17,7 @@ CADS = [sys.executable, "-m", "cadsynth.cli"]
 def cads(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the CLI in `cwd` without the caller's CADS_DB, CADS_DATA or API keys (plus `env`)."""
     full = {**os.environ, "COLUMNS": "200"}
-    for var in ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY", "HF_TOKEN"):
+    for var in ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         full.pop(var, None)
     full.update(env or {})
     result = subprocess.run([*CADS, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)

@@ -125,7 +125,7 @@ def _check_card(folder: Path, facts: dict) -> dict:
     assert "Simulated." in body and "| sim-vega | sim | sim-strong |" in body
     # The consensus histogram covers every judged problem; its last column, this data set.
     rows = [line.split("|")[1:-1] for line in body.splitlines() if line.count("|") == 5 and line.split("|")[1].strip().isdigit()]
-    assert sum(int(r[2]) for r in rows) == facts["kept"] + facts["discarded"]
+    assert sum(int(r[2]) for r in rows) == facts["kept"] + facts["discarded"] - facts["dropped"]
     assert sum(int(r[3]) for r in rows) == facts["kept"]
     return header
 
@@ -168,7 +168,7 @@ def test_hf_loads_from_disk(exported: Path, facts: dict) -> None:
 def test_include_chooses_outcomes(small_run: Path, facts: dict, tmp_path: Path) -> None:
     for include, outcomes, expected in (
         ("adversarial", {"adversarial"}, facts["adversarial"]),
-        ("all", {"keep", "adversarial", "discard"}, facts["kept"] + facts["discarded"]),
+        ("all", {"keep", "adversarial", "discard"}, facts["kept"] + facts["discarded"] - facts["dropped"]),
     ):
         cads("export", "small", "--include", include, "--out", include, *_where(small_run), cwd=tmp_path)
         samples = _jsonl(tmp_path / include)

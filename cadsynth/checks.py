@@ -8,6 +8,7 @@ exists.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -102,10 +103,17 @@ def data_folder(path: Path, option: str = "--data") -> None:
         raise BadInput(f"{option} {str(path)!r}: cannot write in {existing} ({why}); give a folder you can write to")
 
 
-def output_file(path: Path, option: str = "--out") -> None:
-    """`path` can be written: not a folder, in a folder that exists and takes files."""
+def output_file(path: Path, option: str = "--out", *, overwrite: bool = False) -> None:
+    """`path` can be written: not a folder, in a folder that exists and takes files, new unless `overwrite`."""
     if path.is_dir():
         raise BadInput(f"{option} {str(path)!r} is a folder; name a file")
+    output(path, option, overwrite=overwrite)
+
+
+def output(path: Path, option: str = "--out", *, overwrite: bool = False) -> None:
+    """`path` (a file or a folder) can be made in a folder that exists and takes files, new unless `overwrite`."""
+    if os.path.lexists(path) and not overwrite:
+        raise BadInput(f"{option} {str(path)!r} exists; pass --overwrite to replace it, or name another")
     _file_can_go_in(path.absolute().parent, f"{option} {str(path)!r}")
 
 

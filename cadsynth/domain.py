@@ -208,6 +208,9 @@ class Judgment(Record):
     quality: int | None = None
     abstained: bool = False
     agrees: bool | None = None
+    # Written after the judge was shown the reference (STaR's rationalization): a training
+    # rationale only, never an answer that counts towards the consensus.
+    rationalized: bool = False
 
 
 class Consensus(Record):

@@ -1,24 +1,14 @@
-"""What a run produced, read back from the ledger: stats, transcripts and the exported data set."""
+"""What a run produced, read back from the ledger: stats and transcripts (exports: `exports.py`)."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
-from cadsynth.domain import Consensus, Proposal
+from cadsynth.domain import Proposal
 from cadsynth.graphs.consensus import tally
-from cadsynth.store.blobs import BlobStore
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
-
-
-class MissingImagesError(LookupError):
-    """The kept samples' images are not in the data folder given (another --data, or deleted)."""
 
 
 async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
@@ -168,68 +158,3 @@ async def transcript(ledger: Ledger, run: str, round_: int) -> dict[str, Any]:
         "judgments": await ledger.judgments(run, round_),
         "consensus": {c.proposal: c for c in await ledger.consensus(run, round_)},
     }
-
-
-def _sample(p: Proposal, verdict: Consensus, rationales: list[str], asked: int, blobs: BlobStore, lane: int) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "image": str(blobs.path(p.image).resolve()) if p.image else None,
-        "question": p.question,
-        "answer_type": p.answer_type,
-        "choices": p.choices,
-        "answer": p.reference_answer,
-        "solution": p.solution,
-        # Judges' rationales that reached the reference: extra reasoning traces for free (as in STaR).
-        "rationales": rationales,
-        "consensus": verdict.score,
-        "judges": verdict.judges,
-        "asked": asked,  # judges asked: all of them, or fewer when an adaptive jury stopped early
-        "outcome": verdict.outcome,
-        "run": p.run,
-        "lane": lane,
-        "round": p.round,
-        "proposer": p.proposer,
-        "seed": p.seed_id,
-        "strategy": p.strategy,
-        "capabilities": list(p.capabilities),
-        "difficulty": p.difficulty,
-    }
-
-
-async def _kept_samples(ledger: Ledger, blobs: BlobStore, run: str, lane: int) -> list[dict[str, Any]]:
-    verdicts = {c.proposal: c for c in await ledger.consensus(run)}
-    rationales: dict[str, list[str]] = defaultdict(list)
-    asked: dict[str, int] = defaultdict(int)
-    for j in await ledger.judgments(run):
-        asked[j.proposal] += 1
-        if j.agrees:
-            rationales[j.proposal].append(j.rationale)
-    return [
-        _sample(p, verdicts[p.id], rationales[p.id], asked[p.id], blobs, lane)
-        for p in await ledger.proposals(run)
-        if p.id in verdicts and verdicts[p.id].outcome in ("keep", "adversarial")
-    ]
-
-
-async def export_jsonl(ledger: Ledger, blobs: BlobStore, run: str, out: Path) -> int:
-    """The kept samples of a run (of all its lanes, in lane order), one JSON object per line."""
-    await _require_run(ledger, run)
-    lanes = [lane["id"] for lane in await ledger.lanes(run)] or [run]
-    samples = [s for i, lane in enumerate(lanes) for s in await _kept_samples(ledger, blobs, lane, i)]
-    missing = [s for s in samples if s["image"] and not Path(s["image"]).is_file()]
-    if missing:
-        raise MissingImagesError(
-            f"{len(missing)} of {len(samples)} images are not there (e.g. {missing[0]['image']}); "
-            "pass the --data folder the run used"
-        )
-    # Write beside the target and rename: a failed export never leaves a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for sample in samples:
-                fh.write(json.dumps(sample, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(samples)

@@ -75,3 +75,16 @@ def fake_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("CADS_TEST_GEMINI_KEY", FAKE_GEMINI_KEY)
     with FakeGemini(api_key=FAKE_GEMINI_KEY) as server:
         yield server
+
+
+# --- a finished run to read back ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one finished simulated run, `small`: two lanes of three rounds (read it, never change it)."""
+    from tests.helpers import cads
+
+    work = tmp_path_factory.mktemp("small-run")
+    cads("run", "--run-id", "small", "--lanes", "2", "--rounds", "3", "--target", "1000", "--seed", "5", cwd=work)
+    return work

@@ -17,7 +17,7 @@ CADS = [sys.executable, "-m", "cadsynth.cli"]
 def cads(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the CLI in `cwd` without the caller's CADS_DB, CADS_DATA or API keys (plus `env`)."""
     full = {**os.environ, "COLUMNS": "200"}
-    for var in ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY"):
+    for var in ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         full.pop(var, None)
     full.update(env or {})
     result = subprocess.run([*CADS, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
@@ -30,14 +30,15 @@ def stats(run: str, cwd: Path, *extra: str) -> dict:
     return json.loads(cads("stats", run, "--json", *extra, cwd=cwd).stdout)
 
 
-def export(run: str, cwd: Path) -> list[dict]:
-    out = cwd / f"{run}.jsonl"
-    cads("export", run, "--out", str(out), cwd=cwd)
-    return [json.loads(line) for line in out.read_text().splitlines()]
+def export(run: str, cwd: Path, *extra: str) -> list[dict]:
+    """Export a run as JSONL into the folder `<run>-jsonl` (again, if it was) and read its samples back."""
+    out = cwd / f"{run}-jsonl"
+    cads("export", run, "--out", str(out), "--overwrite", *extra, cwd=cwd)
+    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
 
 
 def content(samples: list[dict]) -> list[dict]:
-    """A data set without what differs between equal runs (run ids, data folders)."""
+    """A data set without what differs between equal runs (run ids)."""
     return [
         {**{k: v for k, v in s.items() if k not in ("id", "run", "image")}, "image": Path(s["image"]).name}
         for s in samples

@@ -140,6 +140,21 @@ CASES = [
     Case("export-out-folder-missing", ("export", "r1", "--out", "nodir/x.jsonl"), "nodir/x.jsonl"),
     Case("export-out-is-a-folder", ("export", "r1", "--out", "outdir"), "outdir", _folder("outdir")),
     Case("export-images-elsewhere", ("export", "r1", "--out", "x.jsonl", "--data", "elsewhere"), "elsewhere"),
+    Case("export-overwrite-other-work", ("export", "r1", "--out", "mine", "--overwrite"), "notes.txt", _write("mine/notes.txt", "x")),
+    Case("export-overwrite-a-file", ("export", "r1", "--out", "cads.db", "--overwrite"), "cads.db"),
+    Case("export-unknown-include", ("export", "r1", "--out", "x", "--include", "some"), "'some'"),
+    Case("export-bad-license", ("export", "r1", "--out", "x", "--format", "hf", "--license", "CC BY"), "'CC BY'"),
+    Case("export-push-without-token", ("export", "r1", "--out", "x", "--format", "parquet", "--push-to-hub", "me/data"),
+         "'me/data'", env={"HF_HOME": "hf-home"}),
+    Case("export-push-jsonl", ("export", "r1", "--out", "x", "--push-to-hub", "me/data"), "jsonl"),
+    Case("export-push-bad-repo", ("export", "r1", "--out", "x", "--format", "hf", "--push-to-hub", "bad repo!"), "bad repo!"),
+    Case("report-unknown-run", ("report", "nope", "--out", "r.html"), "'nope'"),
+    Case("report-out-exists", ("report", "r1", "--out", "r.html"), "r.html", _write("r.html", "mine")),
+    Case("report-overwrite-other-file", ("report", "r1", "--out", "notes.html", "--overwrite"), "notes.html",
+         _write("notes.html", "<!DOCTYPE html><p>mine</p>")),
+    Case("report-out-is-a-folder", ("report", "r1", "--out", "outdir", "--overwrite"), "outdir", _folder("outdir")),
+    Case("report-out-folder-missing", ("report", "r1", "--out", "nodir/r.html"), "nodir/r.html"),
+    Case("report-images-elsewhere", ("report", "r1", "--out", "r.html", "--data", "elsewhere"), "elsewhere"),
 ]
 
 
@@ -187,11 +202,11 @@ def test_bad_input(case: Case, finished: Path, tmp_path: Path) -> None:
 def test_the_corpus_is_broad() -> None:
     assert len(CASES) >= 40
     commands = {c.args[0] for c in CASES}
-    assert commands >= {"run", "resume", "replay", "runs", "show", "stats", "export"}
+    assert commands >= {"run", "resume", "replay", "runs", "show", "stats", "export", "report"}
 
 
 def test_a_reader_creates_no_database(tmp_path: Path) -> None:
-    for command in (["runs"], ["stats", "r"], ["show", "r"], ["export", "r", "--out", "x.jsonl"]):
+    for command in (["runs"], ["stats", "r"], ["show", "r"], ["export", "r", "--out", "x.jsonl"], ["report", "r", "--out", "r.html"]):
         result = cads(*command, cwd=tmp_path, check=False)
         assert result.returncode == 2 and "no database at cads.db" in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -63,7 +63,7 @@ def test_export_points_at_images_and_carries_provenance(runs):
     s = stats("adv", runs)
     assert len(samples) == s["kept"]
     for sample in samples:
-        assert Path(sample["image"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (runs / "adv-jsonl" / sample["image"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert sample["outcome"] in ("keep", "adversarial")
         assert sample["consensus"] >= 1
         assert (sample["outcome"] == "adversarial") == (sample["consensus"] < sample["judges"])

@@ -3,7 +3,6 @@ server answers on that port, `cads resume` finishes it, and nothing finished bef
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import yaml
 
 from tests.fakes import FakeOpenAI
 from tests.fakes.panelist import Panelist
-from tests.helpers import cads, stats
+from tests.helpers import cads, export, stats
 
 
 def _closed_port() -> int:
@@ -66,7 +65,5 @@ def test_a_dead_endpoint_fails_the_run_and_resume_finishes_it(tmp_path: Path) ->
     # Every request the server saw is in the ledger, beside the refused ones from before.
     answered = done["model_calls"] - failed["model_calls"]
     assert requests > 0 and answered >= requests
-    out = tmp_path / "down.jsonl"
-    cads("export", "down", "--out", str(out), cwd=tmp_path)
-    samples = [json.loads(line) for line in out.read_text().splitlines()]
+    samples = export("down", tmp_path)
     assert len(samples) == done["kept"] and {s["proposer"] for s in samples} <= {"qwen", "vega"}

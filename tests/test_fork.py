@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.helpers import cads, content
+from tests.helpers import export as _export
 
 RUN = ["--seed", "3", "--rounds", "4", "--target", "1000"]
 
@@ -25,11 +26,6 @@ def _other_judges(work: Path) -> str:
 
 def _json(*args: str, cwd: Path) -> dict:
     return json.loads(cads(*args, cwd=cwd).stdout)
-
-
-def _export(run: str, cwd: Path) -> list[dict]:
-    cads("export", run, "--out", f"{run}.jsonl", cwd=cwd)
-    return [json.loads(line) for line in (cwd / f"{run}.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

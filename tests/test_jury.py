@@ -28,9 +28,10 @@ def test_an_adaptive_jury_keeps_the_same_data_for_fewer_judge_calls(tmp_path: Pa
     assert {s["asked"] for s in full} == {4}
     early = [s for s in adaptive if s["asked"] < 4]
     assert early and all(s["outcome"] == "adversarial" for s in early)  # only a split settles early
-    assert content([{**s, "asked": 4, "consensus": None, "judges": None, "rationales": None} for s in adaptive]) == content(
-        [{**s, "consensus": None, "judges": None, "rationales": None} for s in full]
-    )
+    unsettled = {"consensus": None, "judges": None, "rationales": None, "answers": None}
+    assert content([{**s, **unsettled, "asked": 4} for s in adaptive]) == content([{**s, **unsettled} for s in full])
+    # The judges it did ask answered as they did in the full jury.
+    assert all(a in f["answers"] for s, f in zip(adaptive, full) for a in s["answers"])
     with sqlite3.connect(tmp_path / "cads.db") as db:
         calls = dict(db.execute("SELECT run, count(*) FROM cads_calls WHERE role = 'judge' GROUP BY run").fetchall())
         unasked = db.execute(

@@ -6,7 +6,6 @@ and forked; the same seed and lane count give the same data set.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -14,13 +13,9 @@ import pytest
 import yaml
 
 from tests.helpers import cads, content, count_calls, run_until_killed, stats
+from tests.helpers import export as _export
 
 LANES = ["--lanes", "3", "--seed", "7", "--rounds", "3", "--target", "1000"]
-
-
-def _export(run: str, cwd: Path) -> list[dict]:
-    cads("export", run, "--out", f"{run}.jsonl", cwd=cwd)
-    return [json.loads(line) for line in (cwd / f"{run}.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

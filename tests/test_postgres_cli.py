@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import cads, content
+from tests.helpers import cads, content, export
 
 pytestmark = pytest.mark.postgres
 RUN = ["--seed", "9", "--rounds", "2", "--target", "1000"]
@@ -15,8 +15,7 @@ RUN = ["--seed", "9", "--rounds", "2", "--target", "1000"]
 def _all(db: str, cwd, run: str) -> tuple[dict, list[dict], str]:
     cads("run", "--db", db, "--run-id", run, *RUN, cwd=cwd)
     stats = json.loads(cads("stats", run, "--json", "--db", db, cwd=cwd).stdout)
-    cads("export", run, "--db", db, "--out", f"{run}.jsonl", cwd=cwd)
-    samples = [json.loads(line) for line in (cwd / f"{run}.jsonl").read_text().splitlines()]
+    samples = export(run, cwd, "--db", db)
     show = cads("show", run, "--round", "1", "--db", db, cwd=cwd).stdout
     return stats, samples, show
 

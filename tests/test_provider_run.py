@@ -73,7 +73,7 @@ def run(tmp_path_factory) -> dict[str, Any]:
         requests = server.requests
         snapshot = server.stats.snapshot()
         stats = json.loads(cads("stats", "real", "--json", cwd=work, env=env, log=log).stdout)
-        cads("export", "real", "--out", "real.jsonl", cwd=work, env=env, log=log)
+        cads("export", "real", "--out", "real-data", cwd=work, env=env, log=log)
         # A fork before round 1 repeats round 1's calls: the cache answers those that succeeded.
         cads("replay", "real", "--round", "1", "--run-id", "fork", cwd=work, env=env, log=log)
         fork_requests = server.request_count - len(requests)
@@ -137,7 +137,7 @@ def test_no_sample_is_lost(run):
     planned = {f"real/r{r}/{a}/{i}" for r in range(ROUNDS) for a in ("gpt", "mini", "qwen") for i in range(2)}
     assert proposals | dropped == planned and not proposals & dropped
     assert consensus == proposals  # every proposal that exists was routed: judged or dropped by critics
-    samples = [json.loads(line) for line in (run["work"] / "real.jsonl").read_text().splitlines()]
+    samples = [json.loads(line) for line in (run["work"] / "real-data" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == run["stats"]["kept"] and len({s["id"] for s in samples}) == len(samples)
     abstentions = db.execute("SELECT COUNT(*) FROM cads_calls WHERE run = 'real' AND outcome = 'abstained'").fetchone()[0]
     judged_abstained = sum(

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.helpers import cads, content, count_calls, run_until_killed
+from tests.helpers import export as _export
 
 SEED, ROUNDS = "5", "4"
 RUN = ["--seed", SEED, "--rounds", ROUNDS, "--target", "1000"]
@@ -58,11 +59,6 @@ def crashed(tmp_path_factory):
     killed = cads("runs", cwd=work).stdout  # the last kill's run, as a person would see it
     cads("resume", "crashy", cwd=work)
     return work, calls_at_kills, killed
-
-
-def _export(run: str, cwd: Path) -> list[dict]:
-    cads("export", run, "--out", f"{run}.jsonl", cwd=cwd)
-    return [json.loads(line) for line in (cwd / f"{run}.jsonl").read_text().splitlines()]
 
 
 def test_every_kill_point_was_reached_before_the_run_finished(crashed):

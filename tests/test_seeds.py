@@ -10,7 +10,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from cadsynth.seeds import Seed, SeedError, load_seeds
-from tests.helpers import cads
+from tests.helpers import cads, export
 
 
 def _png(path: Path) -> Path:
@@ -132,6 +132,5 @@ def test_seed_file_run(tmp_path):
     cads("run", "panel.yaml", "--run-id", "seeded", "--target", "1000", cwd=tmp_path)
     show = cads("show", "seeded", cwd=tmp_path).stdout
     assert "judge a" in show and "judge b" in show
-    cads("export", "seeded", "--out", "out.jsonl", cwd=tmp_path)
-    samples = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    samples = export("seeded", tmp_path)
     assert samples and {s["seed"] for s in samples} <= {"red", "t"}

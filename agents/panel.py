@@ -303,6 +303,26 @@ class Agent:
         }
         return await self._ask(JudgmentDraft, prompt, [image] if image else [], task)
 
+    async def rationalize(self, key: str, proposal: Proposal, earlier: str | None, image: bytes | None) -> Reply[JudgmentDraft]:
+        """STaR's rationalization: a judge that missed the reference is shown it and asked for
+        reasoning that reaches it from the image, as a training rationale (never a vote)."""
+        prompt = render_prompt(
+            "rationalize",
+            earlier=repr(earlier),
+            reference_answer=repr(proposal.reference_answer),
+            question=proposal.question,
+            answer_type=proposal.answer_type,
+            choices=_choices_line(proposal.choices),
+        )
+        task = {
+            "role": "rationalize",
+            "key": key,
+            "reference_answer": proposal.reference_answer,
+            "capabilities": list(proposal.capabilities),
+            "sim": _sim_view(proposal.sim),
+        }
+        return await self._ask(JudgmentDraft, prompt, [image] if image else [], task)
+
     async def reflect(
         self, key: str, context: Context, stats: dict[str, Any], pool: list[dict[str, Any]]
     ) -> Reply[Context]:

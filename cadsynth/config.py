@@ -153,6 +153,10 @@ class RunConfig(BaseModel):
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     adversary: bool = True
     critique: bool = True
+    rationalize: bool = Field(
+        default=False,
+        description="STaR: judges that missed an adversarial-pool problem are shown the reference and write a rationale reaching it",
+    )
     paint: Literal["spec", "model"] = Field(
         default="spec", description="spec: render image_spec (a painter model only when a proposal has none); model: always the painter"
     )

@@ -49,12 +49,13 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
                 row[key] += r[key]
             row["difficulty_sum"] += r["mean_difficulty"] * r["proposals"]
             row["cost_usd"] += r["cost_usd"]
-    by_agent: dict[str, dict[str, Any]] = {}
+    by: dict[str, dict[str, dict[str, Any]]] = {"by_agent": {}, "by_role": {}}
     for s in lanes:
-        for name, v in s["cost"]["by_agent"].items():
-            row = by_agent.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0})
-            for key in row:
-                row[key] += v[key]
+        for breakdown, rows in by.items():
+            for name, v in s["cost"][breakdown].items():
+                row = rows.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0})
+                for key in row:
+                    row[key] += v[key]
     out: dict[str, Any] = {
         "run": record["id"],
         "status": shown_status(record),
@@ -77,7 +78,7 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             "output_tokens": sum(s["cost"]["output_tokens"] for s in lanes),
             "budget_usd": record.get("budget_usd"),
             "cached_calls": sum(s["cost"]["cached_calls"] for s in lanes),
-            "by_agent": {name: {**v, "usd": round(v["usd"], 6)} for name, v in by_agent.items()},
+            **{breakdown: {name: {**v, "usd": round(v["usd"], 6)} for name, v in rows.items()} for breakdown, rows in by.items()},
         },
         "lanes": [
             {"lane": i, **{k: s[k] for k in ("run", "status", "reason", "proposals", "kept", "adversarial", "discarded")},
@@ -129,7 +130,10 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
             "output_tokens": calls["output_tokens"],
             "budget_usd": record.get("budget_usd"),
             "cached_calls": breakdown["cached"],
-            "by_agent": {name: {**v, "usd": round(v["usd"], 6)} for name, v in breakdown["by_agent"].items()},
+            **{
+                by: {name: {**v, "usd": round(v["usd"], 6)} for name, v in breakdown[by].items()}
+                for by in ("by_agent", "by_role")  # a rationalizer is a judge writing training rationales
+            },
         },
     }
     simulated = [p for p in proposals if p.sim is not None]

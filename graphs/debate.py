@@ -345,6 +345,25 @@ async def judge(job: Task) -> dict[str, Any]:
     return _answer(record, calls)
 
 
+@task
+async def rationalize(job: Task) -> dict[str, Any]:
+    """A judge that missed a split problem writes reasoning that reaches the reference (STaR's
+    rationalization): a training rationale, marked as such, never a vote."""
+    res = _res()
+    agent = (await res.panel_of(job["run"]))[job["agent"]]
+    proposal = Proposal.model_validate(job["proposal"])
+    earlier = job["judgment"]["answer"]
+    call = agent.rationalize(f"{judgment_id(proposal.key, agent.name)}/rationalize", proposal, earlier, await _image(res, proposal))
+    reply, calls = await _ask(res, agent, job, "rationalizer", f"{proposal.id}/rationalize", call)
+    if reply is None:
+        return _answer(None, calls)
+    record = Judgment(
+        **reply.value.model_dump(), id=f"{judgment_id(proposal.id, agent.name)}/rationalized", run=proposal.run,
+        round=proposal.round, judge=agent.name, proposal=proposal.id, rationalized=True,
+    )
+    return _answer(record.model_copy(update={"agrees": rule.judge_agrees(record, proposal)}), calls)
+
+
 # --- one problem, start to verdict -------------------------------------------------------------
 
 
@@ -421,7 +440,14 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         unasked = [j.name for j in config.agents("judge") if j.name not in {x.judge for x in judgments}]
         verdict = rule.score(proposal, judgments, config.consensus, unasked)
         judged = [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
-    await ledger.write(proposals=[proposal], critiques=critiques, judgments=judged, calls=calls)
+    rationales: list[Judgment] = []
+    if config.rationalize and verdict.outcome == "adversarial":
+        missed = [j for j in judged if not j.agrees and not j.abstained]
+        tries = [rationalize({**job, "agent": j.judge, "proposal": proposal.model_dump(mode="json"), "judgment": j.model_dump(mode="json")})
+                 for j in missed]
+        rationales = [Judgment.model_validate(made) for made in map(took, await asyncio.gather(*tries)) if made is not None]
+    # Rationalized judgments go to the ledger only: they are training text, not answers the round weighs.
+    await ledger.write(proposals=[proposal], critiques=critiques, judgments=judged + rationales, calls=calls)
     return {
         "proposals": {proposal.id: proposal.model_dump(mode="json")},
         "critiques": {c.id: c.model_dump(mode="json") for c in critiques},

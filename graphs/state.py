@@ -45,3 +45,4 @@ class Task(TypedDict, total=False):
     proposal: dict[str, Any]
     critiques: list[dict[str, Any]]
     consensus: dict[str, Any]
+    judgment: dict[str, Any]  # a judge's earlier answer, for its rationalization

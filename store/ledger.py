@@ -424,7 +424,7 @@ class Ledger:
         return {"calls": int(row[0]), "input_tokens": int(row[1]), "output_tokens": int(row[2]), "usd": float(row[3])}
 
     async def call_breakdown(self, run: str) -> dict[str, Any]:
-        """Faults by kind and what followed them, and cost by agent and by round."""
+        """Faults by kind and what followed them, and cost by agent, by role and by round."""
         await self.init()
         c = t.calls.c
         sums = (
@@ -440,6 +440,7 @@ class Ledger:
             )
             cached = (await conn.execute(select(func.count()).where(c.run == run, c.cached.is_(True)))).scalar()
             agents = await conn.execute(select(c.agent, *sums).where(c.run == run).group_by(c.agent).order_by(c.agent))
+            roles = await conn.execute(select(c.role, *sums).where(c.run == run).group_by(c.role).order_by(c.role))
             rounds = await conn.execute(select(c.round, *sums).where(c.run == run).group_by(c.round).order_by(c.round))
 
             def row(r: Any) -> dict[str, Any]:
@@ -449,6 +450,7 @@ class Ledger:
                 "faults": {k: int(n) for k, n in faults} | {k: int(n) for k, n in outcomes},
                 "cached": int(cached or 0),
                 "by_agent": {r[0]: row(r) for r in agents},
+                "by_role": {r[0]: row(r) for r in roles},
                 "by_round": {int(r[0]): row(r) for r in rounds},
             }
 

@@ -115,6 +115,8 @@ class SimChatModel(BaseChatModel):
             return self._revise(rng, task)
         if role == "judge":
             return self._judge(rng, task)
+        if role == "rationalize":
+            return self._rationalize(rng, task)
         if role == "reflect":
             return self._reflect(task)
         raise ValueError(f"unknown simulated task role {role!r}")
@@ -186,6 +188,13 @@ class SimChatModel(BaseChatModel):
         confidence = min(1.0, max(0.0, confidence + rng.gauss(0.0, 0.08)))
         quality = int(min(5, max(1, round(1.5 + 4 * sim["difficulty"] + rng.gauss(0.0, 0.6)))))
         return JudgmentDraft(answer=answer, rationale=rationale, confidence=round(confidence, 3), quality=quality)
+
+    def _rationalize(self, rng: Any, task: dict[str, Any]) -> JudgmentDraft:
+        # Told the answer, the simulated judge writes reasoning that reaches it, right or not: a
+        # wrong reference gets a rationale too, which is STaR's risk and why the truth is kept.
+        reference = task["reference_answer"]
+        rationale = f"Reading the relevant values off the image and working them through step by step gives {reference}."
+        return JudgmentDraft(answer=reference, rationale=rationale, confidence=round(0.6 + 0.3 * rng.random(), 3), quality=3)
 
     def _reflect(self, task: dict[str, Any]) -> ContextDraft:
         context, stats = task["context"], task["stats"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from cadsynth.store.db import DatabaseURLError, normalize_url
+from cadsynth.store.db import DatabaseURLError, normalize_url, pool_size
 
 
 class BadInput(ValueError):
@@ -75,11 +75,17 @@ def _sqlite(file: str, url: str, *, create: bool, option: str) -> None:
 
 
 def _postgresql(url: str, option: str) -> None:
-    from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
+    from cadsynth.store.db import sync_engine
+
+    try:
+        pool_size()
+    except DatabaseURLError as exc:
+        raise BadInput(str(exc)) from None
     shown = make_url(url).render_as_string(hide_password=True)
-    engine = create_engine(normalize_url(url, asynchronous=False), connect_args={"connect_timeout": 5})
+    # The store's own engine: a server that is only full is waited for, like every other connect.
+    engine = sync_engine(url, connect_args={"connect_timeout": 5})
     try:
         with engine.connect():
             pass

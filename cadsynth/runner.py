@@ -271,7 +271,7 @@ async def execute(
     held: list[str] = []
     heartbeat: asyncio.Task[None] | None = None
     try:
-        async with open_checkpointer(settings.db_url) as saver:
+        async with open_checkpointer(engine=ledger.engine) as saver:  # one pool for the process
             graph = build_graph().compile(checkpointer=saver)
             if fork is not None:
                 lanes = await _start_fork(graph, saver, ledger, run, fork)

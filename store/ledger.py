@@ -21,7 +21,7 @@ from cadsynth.store import schema as t
 if TYPE_CHECKING:
     from cadsynth.domain import Consensus, Context, Critique, Judgment, Proposal, RoundSummary
 from cadsynth.store.db import async_engine, whole
-from cadsynth.store.migrate import check_version, ensure_schema
+from cadsynth.store.migrate import check_version, setup_schema
 
 
 LEASE_SECONDS = 60.0
@@ -112,8 +112,8 @@ class Ledger:
         if self._ready:
             return
         if self.create:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(ensure_schema)
+            async with self.engine.connect() as conn:
+                await conn.run_sync(setup_schema)
         else:
             async with self.engine.connect() as conn:
                 self._empty = not await conn.run_sync(lambda c: inspect(c).has_table(t.runs.name))

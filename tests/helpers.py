@@ -68,3 +68,27 @@ def run_until_killed(args: list[str], cwd: Path, db: Path, where: str, threshold
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return count_calls(db, "1 = 1")
+
+
+def read_back(db: str, data: Path, runs: list[str], out: Path) -> dict[str, tuple[dict, list[dict]]]:
+    """Each run's `stats --json` and exported samples, read in this process (one engine, not a CLI each)."""
+    import asyncio
+
+    from cadsynth.report import export_jsonl
+    from cadsynth.report import stats as run_stats
+    from cadsynth.store.blobs import BlobStore
+    from cadsynth.store.ledger import Ledger
+
+    async def go() -> dict[str, tuple[dict, list[dict]]]:
+        ledger = Ledger.open(db, create=False)
+        found = {}
+        try:
+            for run in runs:
+                await export_jsonl(ledger, BlobStore(data), run, out / f"{run}.jsonl")
+                lines = (out / f"{run}.jsonl").read_text().splitlines()
+                found[run] = (await run_stats(ledger, run), [json.loads(line) for line in lines])
+        finally:
+            await ledger.close()
+        return found
+
+    return asyncio.run(go())

@@ -61,6 +61,15 @@ def database(url: str, *, create: bool, option: str = "--db") -> None:
         _postgresql(url, option)
 
 
+def cluster_store(url: str, option: str = "--db") -> None:
+    """Lanes on a Ray cluster write from many processes, maybe many machines: PostgreSQL only."""
+    if make_url(url).get_backend_name() == "sqlite":
+        raise BadInput(
+            f"--ray with {option} {url!r}: lanes on a cluster write from many processes and machines at once, and a SQLite "
+            f"file belongs to one machine and takes one writer at a time; use {option} postgresql+psycopg://USER@HOST/DB"
+        )
+
+
 def _sqlite(file: str, url: str, *, create: bool, option: str) -> None:
     if file in ("", ":memory:") or file.startswith("file:"):
         raise BadInput(f"{option} {url!r}: an in-memory SQLite database keeps nothing; use sqlite:///FILE")

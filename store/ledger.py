@@ -251,6 +251,32 @@ class Ledger:
             row = (await conn.execute(select(t.runs).where(t.runs.c.id == run))).first()
             return dict(row._mapping) if row else None
 
+    async def lane_progress(self, run: str) -> list[dict[str, Any]]:
+        """Each lane's (or the run's own) status, furthest round and outcomes so far: two grouped
+        queries, cheap enough for a live display to ask a few times a second."""
+        members = await self.lanes(run) or [r for r in [await self.run(run)] if r is not None]
+        ids = [m["id"] for m in members]
+        async with self.engine.connect() as conn:
+            rounds = dict(
+                (await conn.execute(
+                    select(t.contexts.c.run, func.max(t.contexts.c.round)).where(t.contexts.c.run.in_(ids)).group_by(t.contexts.c.run)
+                )).all()
+            )
+            outcomes = (await conn.execute(
+                select(t.consensus.c.run, t.consensus.c.outcome, func.count())
+                .where(t.consensus.c.run.in_(ids))
+                .group_by(t.consensus.c.run, t.consensus.c.outcome)
+            )).all()
+        return [
+            {
+                "run": m["id"],
+                "status": shown_status(m),
+                "round": rounds.get(m["id"], 0),
+                "outcomes": {outcome: int(n) for lane, outcome, n in outcomes if lane == m["id"]},
+            }
+            for m in members
+        ]
+
     async def forks(self, run: str) -> list[str]:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(t.runs.c.id).where(t.runs.c.parent == run).order_by(t.runs.c.id))

@@ -149,6 +149,12 @@ def _on_ray(db: str, option: str | None, stored: dict[str, Any] | None) -> Any:
 
     if importlib.util.find_spec("ray") is None:
         fail("--ray: Ray is not installed here; pip install 'cadsynth[ray]' (on the driver and every node)")
+    from cadsynth.cluster import ClusterError, connect
+
+    try:
+        connect(ray.address)  # before anything is written: a cluster that is not there is bad input
+    except ClusterError as exc:
+        fail(f"--ray: {exc}")
     return ray
 
 
@@ -171,7 +177,7 @@ def _execute(
 
     lanes_on = None
     if ray is not None:
-        from cadsynth.cluster import ClusterError, lanes_on_ray
+        from cadsynth.cluster import lanes_on_ray
 
         lanes_on = lanes_on_ray(ray)
         data = data.absolute()  # workers in other processes (and machines) find the images by it
@@ -196,11 +202,6 @@ def _execute(
         except (LeaseError, RunStateError) as exc:
             stop()
             fail(str(exc))
-        except Exception as exc:
-            if ray is None or not isinstance(exc, ClusterError):
-                raise
-            stop()
-            fail(f"--ray: {exc}; `cads resume {run} --ray ADDRESS` continues the run", code=1)
         except RunFailed as exc:
             stop()
             if os.environ.get("CADS_DEBUG"):

@@ -54,6 +54,8 @@ def connect(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
+    if address not in (None, "auto"):
+        _answers(address)
     # Workers connect to the database with the driver's pool bound; keys stay in their own environment.
     env = {k: os.environ[k] for k in ("CADS_DB_POOL",) if k in os.environ}
     options: dict[str, Any] = {
@@ -72,6 +74,20 @@ def connect(address: str | None) -> bool:
         hint = "; is `ray start --head` running there?" if address else ""
         raise ClusterError(f"cannot start or join {where} ({first}){hint}") from None
     return True
+
+
+def _answers(address: str) -> None:
+    """Something listens at HOST:PORT: Ray itself would retry a dead address for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"nothing answers at {address!r} ({exc.strerror or exc}); start the head with `ray start --head` "
+            "and give the address it prints, or auto on its machine"
+        ) from None
 
 
 def _lane_task(settings: Settings, lane: str, budget: float | None, desks: dict[EndpointKey, Any]) -> dict[str, Any] | None:

@@ -92,3 +92,26 @@ def read_back(db: str, data: Path, runs: list[str], out: Path) -> dict[str, tupl
         return found
 
     return asyncio.run(go())
+
+
+def pg_rows(db: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of `sql` on the PostgreSQL database (and schema) a cads URL names; none before its tables exist."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db)
+    conninfo = {"host": url.host, "port": url.port or 5432, "user": url.username, "dbname": url.database}
+    if url.password:
+        conninfo["password"] = url.password
+    if url.query.get("options"):
+        conninfo["options"] = url.query["options"]
+    with psycopg.connect(autocommit=True, **conninfo) as conn:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+def pg_count(db: str, sql: str, params: tuple = ()) -> int:
+    rows = pg_rows(db, sql, params)
+    return int(rows[0][0]) if rows else 0

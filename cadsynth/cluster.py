@@ -130,7 +130,8 @@ def _desks(config: RunConfig) -> dict[EndpointKey, Any]:
 
     from cadsynth.agents.limits import PermitDesk
 
-    actor = ray.remote(num_cpus=0, max_concurrency=1000)(PermitDesk)
+    # No CPU of its own: a desk only waits, and must not keep a lane from a slot.
+    actor = ray.remote(PermitDesk).options(num_cpus=0, max_concurrency=1000)
     desks: dict[EndpointKey, Any] = {}
     for agent in config.panel:
         limit = config.limit(agent)
@@ -193,8 +194,9 @@ async def _run_lanes(
             for future in done:
                 lane = waiting.pop(future)
                 if future.exception() is None:
-                    if future.result() is not None:
-                        stops.append(future.result())
+                    stop = future.result()
+                    if stop is not None:
+                        stops.append(stop)
                     continue
                 reason = _reason(future.exception(), ray_config.retries)  # type: ignore[arg-type]
                 await ledger.set_status(lane, "failed", reason)

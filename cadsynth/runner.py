@@ -337,7 +337,7 @@ async def _advance_here(graph: Debate, saver: Any, settings: Settings, ledger: L
             )
             await ledger.set_status(run, "failed", f"lane {failing}: {reason}")
         raise RunFailed(reason) from failed.exceptions[0]
-    return [task.result() for task in tasks if task.result() is not None]
+    return [stop for stop in (task.result() for task in tasks) if stop is not None]
 
 
 async def advance_lane(settings: Settings, lane: str, budget: float | None) -> dict[str, Any] | None:

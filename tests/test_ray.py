@@ -72,35 +72,54 @@ def test_lanes_on_ray_make_the_same_data_set(tmp_path, pg_url, cluster, alone):
     assert all(Path(s["image"]).is_file() for s in samples)
 
 
-def test_a_worker_killed_mid_lane_changes_nothing(tmp_path, pg_url, cluster, alone):
-    args = [*LANES, "--ray", cluster, "--db", pg_url, "--run-id", "ray-kill"]
+def _start_and_kill_a_worker(folder: Path, db: str, run: str, config: str, cluster: str) -> tuple[subprocess.Popen, int]:
+    """Start `cads run` on the cluster; SIGKILL the worker advancing lane 1 (its lease names it)
+    once the lane is into its judging. Returns the driver and the killed worker's pid."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cadsynth.cli", "run", _slow_panel(tmp_path), *args],
-        cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "cadsynth.cli", "run", config, *LANES, "--ray", cluster, "--db", db, "--run-id", run],
+        cwd=folder, env={**os.environ, "COLUMNS": "200"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    # Kill the worker advancing lane 1 (its lease names it) once the lane is into its judging.
     deadline = time.monotonic() + 240
-    victim = None
-    while victim is None:
+    while True:
         assert proc.poll() is None, f"the run ended before the kill: {proc.stderr.read() if proc.stderr else ''}"
         assert time.monotonic() < deadline, "lane 1 never reached its judges"
-        judged = pg_count(pg_url, "SELECT count(*) FROM cads_calls WHERE run = %s AND role = 'judge'", ("ray-kill.lane1",))
-        owner = pg_rows(pg_url, "SELECT lease_owner FROM cads_runs WHERE id = %s", ("ray-kill.lane1",))
+        judged = pg_count(db, "SELECT count(*) FROM cads_calls WHERE run = %s AND role = 'judge'", (f"{run}.lane1",))
+        owner = pg_rows(db, "SELECT lease_owner FROM cads_runs WHERE id = %s", (f"{run}.lane1",))
         if judged >= 3 and owner and owner[0][0]:
             victim = int(owner[0][0].rpartition(":")[2])
+            break
         time.sleep(0.02)
+    assert victim != proc.pid  # a worker, not the driver
     os.kill(victim, signal.SIGKILL)
+    return proc, victim
+
+
+def test_a_worker_killed_mid_lane_changes_nothing(tmp_path, pg_url, cluster, alone):
+    proc, _ = _start_and_kill_a_worker(tmp_path, pg_url, "ray-kill", _slow_panel(tmp_path), cluster)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     stats, samples = read_back(pg_url, tmp_path / "cads-data", ["ray-kill"], tmp_path)["ray-kill"]
     assert stats["status"] == "done"
-    assert victim != proc.pid  # a worker died, not the driver
     assert len({s["id"] for s in samples}) == len(samples)
     assert content(samples) == content(alone[1])
     # Only the tasks in flight when the worker died were done again: at most one judging step's
     # 16 (4 judges x 4 proposals), whose calls the worker's gate kept to 8 at a time.
     extra = _lane_calls(pg_url, "ray-kill") - _lane_calls(pg_url, "ray-alone")
     assert 0 <= extra <= 16
+
+
+def test_a_lane_whose_worker_keeps_dying_stops_the_run_in_one_line(tmp_path, pg_url, cluster):
+    config = _slow_panel(tmp_path, ray={"retries": 0})  # the first death is one too many
+    proc, _ = _start_and_kill_a_worker(tmp_path, pg_url, "ray-dies", config, cluster)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: run 'ray-dies' failed: its worker died 1 time (ray.retries: 0)")
+    assert "cads resume ray-dies" in line
+    stats = json.loads(cads("stats", "ray-dies", "--json", "--db", pg_url, cwd=tmp_path).stdout)
+    assert stats["status"] == "failed" and stats["reason"].startswith("lane ray-dies.lane1: its worker died")
+    # The other lanes stopped where they were, resumable, not left running.
+    assert all(lane["status"] in ("interrupted", "failed", "done") for lane in stats["lanes"])
 
 
 def test_a_lane_that_keeps_failing_stops_the_run_in_one_line(tmp_path, pg_url, cluster):

@@ -92,13 +92,13 @@ def _answers(address: str) -> None:
 
 def _lane_task(settings: Settings, lane: str, budget: float | None, desks: dict[EndpointKey, Any]) -> dict[str, Any] | None:
     """In a Ray worker: advance one lane, asking the run's desks for permits."""
+    import ray
+
     from cadsynth.agents import limits
     from cadsynth.runner import advance_lane
 
     attempt = f"{lane}@{uuid.uuid4().hex[:8]}"
     # A lane started again after its worker died first returns what that worker held.
-    import ray
-
     ray.get([desk.forget.remote(lane, attempt) for desk in desks.values()])
     limits.share_limits({key: _RayDesk(desk) for key, desk in desks.items()}, attempt)
     try:
@@ -171,7 +171,8 @@ async def _run_lanes(
 
     ledger = resources(settings).ledger
     record = await ledger.run(run)
-    assert record is not None
+    if record is None:
+        raise LookupError(f"no run {run!r} in the ledger")
     config = RunConfig.model_validate(record["config"])
     started = connect(ray_config.address)
     desks = _desks(config)

@@ -162,3 +162,17 @@ def test_limits_hold_across_four_workers(tmp_path, pg_url, cluster):
     assert busiest <= rpm // 60 + 1
     stats = json.loads(cads("stats", "ray-limits", "--json", "--db", pg_url, cwd=tmp_path).stdout)
     assert stats["status"] == "done" and all(lane["proposals"] for lane in stats["lanes"])
+
+
+def test_bad_ray_input_is_one_line_and_writes_nothing(tmp_path, pg_url):
+    on_sqlite = cads("run", "--lanes", "2", "--ray", cwd=tmp_path, check=False)
+    assert on_sqlite.returncode == 2 and not (tmp_path / "cads.db").exists()
+    assert on_sqlite.stderr.startswith("error: --ray with --db 'sqlite:///cads.db': ") and on_sqlite.stderr.count("\n") == 1
+    assert "use --db postgresql+psycopg://" in on_sqlite.stderr
+    bad = cads("run", "--ray", "not an address", "--db", pg_url, cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --ray 'not an address': use auto, HOST:PORT")
+    nobody = cads("run", "--ray", "127.0.0.1:1", "--db", pg_url, "--run-id", "ray-nobody", cwd=tmp_path, check=False)
+    assert nobody.returncode == 2 and "nothing answers at '127.0.0.1:1'" in nobody.stderr
+    assert not pg_rows(pg_url, "SELECT id FROM cads_runs WHERE id LIKE %s", ("ray-nobody%",))
+    pool = cads("runs", "--db", pg_url, cwd=tmp_path, check=False, env={"CADS_DB_POOL": "many"})
+    assert pool.returncode == 2 and pool.stderr.startswith("error: CADS_DB_POOL='many': give the connections per process")

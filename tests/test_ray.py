@@ -96,6 +96,9 @@ def _start_and_kill_a_worker(folder: Path, db: str, run: str, config: str, clust
 
 def test_a_worker_killed_mid_lane_changes_nothing(tmp_path, pg_url, cluster, alone):
     proc, _ = _start_and_kill_a_worker(tmp_path, pg_url, "ray-kill", _slow_panel(tmp_path), cluster)
+    # The readers work while the lanes run (Ray is starting lane 1 again now).
+    during = json.loads(cads("stats", "ray-kill", "--json", "--db", pg_url, cwd=tmp_path).stdout)
+    assert during["status"] in ("running", "done") and len(during["lanes"]) == 4
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     stats, samples = read_back(pg_url, tmp_path / "cads-data", ["ray-kill"], tmp_path)["ray-kill"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from cadsynth.store.db import DatabaseURLError, normalize_url
+from cadsynth.store.db import DatabaseURLError, normalize_url, pool_size
 
 
 class BadInput(ValueError):
@@ -62,6 +62,15 @@ def database(url: str, *, create: bool, option: str = "--db") -> None:
         _postgresql(url, option)
 
 
+def cluster_store(url: str, option: str = "--db") -> None:
+    """Lanes on a Ray cluster write from many processes, maybe many machines: PostgreSQL only."""
+    if make_url(url).get_backend_name() == "sqlite":
+        raise BadInput(
+            f"--ray with {option} {url!r}: lanes on a cluster write from many processes and machines at once, and a SQLite "
+            f"file belongs to one machine and takes one writer at a time; use {option} postgresql+psycopg://USER@HOST/DB"
+        )
+
+
 def _sqlite(file: str, url: str, *, create: bool, option: str) -> None:
     if file in ("", ":memory:") or file.startswith("file:"):
         raise BadInput(f"{option} {url!r}: an in-memory SQLite database keeps nothing; use sqlite:///FILE")
@@ -76,11 +85,17 @@ def _sqlite(file: str, url: str, *, create: bool, option: str) -> None:
 
 
 def _postgresql(url: str, option: str) -> None:
-    from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
+    from cadsynth.store.db import sync_engine
+
+    try:
+        pool_size()
+    except DatabaseURLError as exc:
+        raise BadInput(str(exc)) from None
     shown = make_url(url).render_as_string(hide_password=True)
-    engine = create_engine(normalize_url(url, asynchronous=False), connect_args={"connect_timeout": 5})
+    # The store's own engine: a server that is only full is waited for, like every other connect.
+    engine = sync_engine(url, connect_args={"connect_timeout": 5})
     try:
         with engine.connect():
             pass

@@ -42,6 +42,15 @@ NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", metavar="", help="Ask the models again even for identical calls")
 ]
 RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="A run id, as `cads runs` lists them")]
+# `--ray` alone means "start a cluster here"; main() spells that as this value (see _ray_flag).
+LOCAL_RAY = "local"
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray", metavar="[ADDRESS]",
+        help="Run the lanes on a Ray cluster: auto, HOST:PORT or ray://HOST:PORT; alone, a cluster started here (PostgreSQL only)",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -122,6 +131,33 @@ def _progress_view(p: Progress) -> Any:
     return Panel(grid, title="cads run", expand=False)
 
 
+def _on_ray(db: str, option: str | None, stored: dict[str, Any] | None) -> Any:
+    """The cluster the lanes go to: `--ray`, else the run config's `ray:`; None to run them here."""
+    from pydantic import ValidationError
+
+    from cadsynth.config import RayConfig
+
+    if option is None and not stored:
+        return None
+    given = {} if option is None else {"address": None if option == LOCAL_RAY else option}
+    try:
+        ray = RayConfig.model_validate({**(stored or {}), **given})
+    except ValidationError as exc:  # only the option can be wrong: a stored config was validated
+        fail(f"--ray {option!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+    _checked(lambda checks: checks.cluster_store(db))
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        fail("--ray: Ray is not installed here; pip install 'cadsynth[ray]' (on the driver and every node)")
+    from cadsynth.cluster import ClusterError, connect
+
+    try:
+        connect(ray.address)  # before anything is written: a cluster that is not there is bad input
+    except ClusterError as exc:
+        fail(f"--ray: {exc}")
+    return ray
+
+
 def _execute(
     db: str,
     data: Path,
@@ -131,6 +167,7 @@ def _execute(
     config: RunConfig | None = None,
     fork: Fork | None = None,
     budget: float | None = None,
+    ray: Any = None,
 ) -> None:
     from rich.live import Live
 
@@ -138,6 +175,12 @@ def _execute(
     from cadsynth.runner import Progress, RunFailed, RunStateError, execute
     from cadsynth.store.ledger import LeaseError
 
+    lanes_on = None
+    if ray is not None:
+        from cadsynth.cluster import lanes_on_ray
+
+        lanes_on = lanes_on_ray(ray)
+        data = data.absolute()  # workers in other processes (and machines) find the images by it
     settings = Settings(db_url=db, data_dir=str(data), cache=cache)
     latest = [Progress(run=run)]
     # Redrawn a few times a second from the latest figures, not on every step: a large run takes
@@ -153,7 +196,9 @@ def _execute(
 
     with live:
         try:
-            progress = asyncio.run(execute(settings, run, config, fork=fork, budget=budget, on_update=observe))
+            progress = asyncio.run(
+                execute(settings, run, config, fork=fork, budget=budget, on_update=observe, lanes_on=lanes_on)
+            )
         except (LeaseError, RunStateError) as exc:
             stop()
             fail(str(exc))
@@ -237,6 +282,7 @@ def run(
     target: Annotated[int | None, typer.Option(help="Stop once this many samples are kept")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the config's seed")] = None,
     lanes: Annotated[int | None, typer.Option(help="Independent debates side by side; the target is split")] = None,
+    ray: RayOption = None,
     no_adversary: Annotated[bool, typer.Option("--no-adversary", metavar="", help="Never change the context (ablation)")] = False,
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
@@ -264,9 +310,12 @@ def run(
         return
     _check_keys(config)
     _check_writer(db, data)
+    on_ray = _on_ray(db, ray, config.ray.model_dump() if config.ray else None)
+    if on_ray is not None:
+        config = config.model_copy(update={"ray": on_ray})
     run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
-    _execute(db, data, not no_cache, run_name, config=config, budget=budget)
+    _execute(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray)
     _summary(db, run_name)
 
 
@@ -300,6 +349,7 @@ def resume(
     data: DataOption = Path("cads-data"),
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
+    ray: RayOption = None,
 ) -> None:
     """Continue an interrupted, failed or stopped run from its last checkpoint; finished calls are not made again."""
     from cadsynth.config import RunConfig
@@ -311,7 +361,8 @@ def resume(
     if record["status"] == "stopped" and record["budget_usd"] is not None and (budget or 0) <= record["budget_usd"]:
         fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
     _check_writer(db, data)
-    _execute(db, data, not no_cache, run_name, budget=budget)
+    on_ray = _on_ray(db, ray, record["config"].get("ray"))
+    _execute(db, data, not no_cache, run_name, budget=budget, ray=on_ray)
     _summary(db, run_name)
 
 
@@ -631,11 +682,21 @@ def _given(exc: Exception) -> str:
     return ""
 
 
+def _ray_flag(args: list[str]) -> list[str]:
+    """`--ray` with no address (last, or before another option or the config file) starts a cluster here."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        following = out[i + 1] if i + 1 < len(out) else None
+        if arg == "--ray" and (following is None or following.startswith("-") or following.endswith((".yaml", ".yml"))):
+            out[i] = f"--ray={LOCAL_RAY}"
+    return out
+
+
 def main() -> None:
     """The console script: typer's app, with usage errors as one line rather than click's block."""
     command = typer.main.get_command(app)
     try:
-        code = command.main(prog_name="cads", standalone_mode=False)
+        code = command.main(args=_ray_flag(sys.argv[1:]), prog_name="cads", standalone_mode=False)
     except typer.Abort:
         code = 1
     except typer.TyperException as exc:

@@ -132,6 +132,26 @@ class ConsensusConfig(BaseModel):
     )
 
 
+class RayConfig(BaseModel):
+    """Where a run's lanes go when they run on a Ray cluster (see cadsynth.cluster)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        default=None,
+        description="auto: the cluster `ray start` made on this machine; HOST:PORT or ray://HOST:PORT: that cluster; null: start one here",
+    )
+    lane_cpus: float = Field(default=1.0, gt=0.0, le=64.0, description="CPUs Ray reserves per lane (painting is CPU work)")
+    retries: int = Field(default=3, ge=0, le=100, description="Times a lane is started again after its worker died")
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, address: str | None) -> str | None:
+        if address is not None and not re.fullmatch(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d+", address):
+            raise ValueError("use auto, HOST:PORT or ray://HOST:PORT, or null to start a cluster here")
+        return address
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -163,6 +183,7 @@ class RunConfig(BaseModel):
     limits: list[Limit] = Field(default_factory=list)
     prices: dict[str, Price] = Field(default_factory=dict, description="Per model name, USD per million tokens")
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    ray: RayConfig | None = Field(default=None, description="Run the lanes on a Ray cluster (PostgreSQL store only)")
 
     @model_validator(mode="after")
     def _check_panel(self) -> RunConfig:

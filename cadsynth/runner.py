@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -20,10 +20,16 @@ from cadsynth.graphs.debate import build_graph, failure_reason
 from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer
 from cadsynth.graphs.state import DebateState
-from cadsynth.store.ledger import LEASE_SECONDS, Ledger, lease_owner
+from cadsynth.store.ledger import LEASE_SECONDS, Ledger, LeaseError, lease_owner
 
 
 Debate = CompiledStateGraph[DebateState, Settings, DebateState, DebateState]
+# Runs a run's unfinished lanes somewhere else (a Ray cluster): (settings, run, lane ids, each
+# lane's budget, progress, on_update) -> why lanes paused at their budget.
+LaneRunner = Callable[
+    [Settings, str, list[str], "float | None", "Progress", "Callable[[Progress], None] | None"],
+    Awaitable[list[dict[str, Any]]],
+]
 
 
 class RunStateError(RuntimeError):
@@ -237,11 +243,14 @@ async def execute(
     fork: Fork | None = None,
     on_update: Callable[[Progress], None] | None = None,
     budget: float | None = None,
+    lanes_on: LaneRunner | None = None,
 ) -> Progress:
     """Start `run` with `config`; fork it from another run; or (neither) resume it where it stopped.
 
     A run with lanes advances every unfinished lane at once, in this process, sharing the panel's
     limits, call cache and store; the first lane to fail stops the others (each resumable).
+    `lanes_on` runs the lanes elsewhere instead (`cadsynth.cluster`: on Ray, each lane under a
+    lease of its own in the process advancing it); this process then holds the run's lease.
     `budget` (USD) is kept with the run and split evenly over its lanes; a run stopped at its
     budget continues when resumed with a higher one. Returns with `progress.phase == "stopped"`
     when the run paused at its budget.
@@ -252,7 +261,7 @@ async def execute(
     held: list[str] = []
     heartbeat: asyncio.Task[None] | None = None
     try:
-        async with open_checkpointer(settings.db_url) as saver:
+        async with open_checkpointer(engine=ledger.engine) as saver:  # one pool for the process
             graph = build_graph().compile(checkpointer=saver)
             if fork is not None:
                 lanes = await _start_fork(graph, saver, ledger, run, fork)
@@ -261,7 +270,7 @@ async def execute(
             else:
                 lanes = await _to_resume(graph, ledger, run)
             members = [run, *(lane.run for lane in lanes if lane.run != run)]
-            for member in members:
+            for member in members if lanes_on is None else [run]:
                 await ledger.acquire_lease(member, owner)
                 held.append(member)
             heartbeat = asyncio.create_task(_heartbeat(ledger, held, owner))
@@ -271,23 +280,10 @@ async def execute(
                 if budget is not None:
                     await ledger.set_budget(member, budget if member == run else budget / total)
             share = None if budget is None else budget / total
-            try:
-                async with asyncio.TaskGroup() as group:
-                    tasks = [
-                        group.create_task(_advance(graph, saver, settings, ledger, lane, share, progress, on_update))
-                        for lane in lanes
-                    ]
-            except* RunFailed as failed:
-                reason = str(failed.exceptions[0])
-                if run not in (lane.run for lane in lanes):
-                    failing = next(
-                        lane.run
-                        for lane, task in zip(lanes, tasks)
-                        if task.done() and not task.cancelled() and isinstance(task.exception(), RunFailed)
-                    )
-                    await ledger.set_status(run, "failed", f"lane {failing}: {reason}")
-                raise RunFailed(reason) from failed.exceptions[0]
-            stops = [task.result() for task in tasks if task.result() is not None]
+            if lanes_on is not None:
+                stops = await lanes_on(settings, run, [lane.run for lane in lanes], share, progress, on_update)
+            else:
+                stops = await _advance_here(graph, saver, settings, ledger, run, lanes, share, progress, on_update)
             progress.stopped = stops[0] if stops else None
             progress.phase = "stopped" if stops else "done"
             if run not in (lane.run for lane in lanes):  # the lanes' run: its status follows theirs
@@ -299,3 +295,62 @@ async def execute(
             await ledger.release_lease(member, owner)
         await close_resources()
     return progress
+
+
+async def _advance_here(graph: Debate, saver: Any, settings: Settings, ledger: Ledger, run: str, lanes: list[Lane],
+                        share: float | None, progress: Progress,
+                        on_update: Callable[[Progress], None] | None) -> list[dict[str, Any]]:
+    """Every lane in this process at once; the first to fail stops the others. Returns why lanes paused."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_advance(graph, saver, settings, ledger, lane, share, progress, on_update))
+                for lane in lanes
+            ]
+    except* RunFailed as failed:
+        reason = str(failed.exceptions[0])
+        if run not in (lane.run for lane in lanes):
+            failing = next(
+                lane.run
+                for lane, task in zip(lanes, tasks)
+                if task.done() and not task.cancelled() and isinstance(task.exception(), RunFailed)
+            )
+            await ledger.set_status(run, "failed", f"lane {failing}: {reason}")
+        raise RunFailed(reason) from failed.exceptions[0]
+    return [stop for stop in (task.result() for task in tasks) if stop is not None]
+
+
+async def advance_lane(settings: Settings, lane: str, budget: float | None) -> dict[str, Any] | None:
+    """Advance one lane from wherever it stands, in this process, under a lease of its own.
+
+    What a cluster worker runs; a lane Ray starts again after its worker died resumes from its last
+    checkpoint. A lease left by a holder on another machine is waited out (it expires unless renewed).
+    Returns why the lane paused at its budget, or None once it is done.
+    """
+    ledger = resources(settings).ledger
+    owner = lease_owner()
+    waited = 0.0
+    heartbeat: asyncio.Task[None] | None = None
+    try:
+        record = await ledger.run(lane)
+        if record is not None and record["status"] == "done":  # its worker died as it finished
+            return None
+        while True:
+            try:
+                await ledger.acquire_lease(lane, owner)
+                break
+            except LeaseError:
+                if waited > LEASE_SECONDS:
+                    raise
+                await asyncio.sleep(2.0)
+                waited += 2.0
+        heartbeat = asyncio.create_task(_heartbeat(ledger, [lane], owner))
+        async with open_checkpointer(engine=ledger.engine) as saver:
+            graph = build_graph().compile(checkpointer=saver)
+            [resumable] = await _to_resume(graph, ledger, lane)
+            return await _advance(graph, saver, settings, ledger, resumable, budget, Progress(run=lane), None)
+    finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
+        await ledger.release_lease(lane, owner)
+        await close_resources()

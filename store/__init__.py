@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from .checkpoint import AsyncSqlSaver, SqlSaver, UnsupportedDatabaseError, setup_schema
     from .migrate import SchemaVersionError
 
@@ -50,23 +52,26 @@ def database_url(url: str | None = None) -> str:
 
 
 @asynccontextmanager
-async def open_checkpointer(url: str | None = None) -> AsyncIterator[AsyncSqlSaver]:
+async def open_checkpointer(url: str | None = None, *, engine: AsyncEngine | None = None) -> AsyncIterator[AsyncSqlSaver]:
     """An AsyncSqlSaver on `url` (default: $CADS_DB, else sqlite:///cads.db), tables created.
 
     Callable with no arguments, as the LangGraph server calls a `checkpointer.path` factory.
-    The engine is disposed on exit.
+    The engine is disposed on exit, unless it was given (`engine`: share the ledger's pool, so a
+    process holds one bounded set of connections).
     """
     from .checkpoint import AsyncSqlSaver
     from .db import async_engine
 
-    engine = async_engine(database_url(url))
-    saver = AsyncSqlSaver(engine)
+    own = engine is None
+    used = async_engine(database_url(url)) if engine is None else engine
+    saver = AsyncSqlSaver(used)
     try:
         await saver.setup()
         yield saver
     finally:
         await saver.aclose()
-        await engine.dispose()
+        if own:
+            await used.dispose()
 
 
 @contextmanager

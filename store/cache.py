@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
-from cadsynth.store.migrate import ensure_schema
+from cadsynth.store.migrate import setup_schema
 
 
 class CallCache:
@@ -26,8 +26,8 @@ class CallCache:
     @whole
     async def _init(self) -> None:
         if not self._ready:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(ensure_schema)
+            async with self.engine.connect() as conn:
+                await conn.run_sync(setup_schema)
             self._ready = True
 
     async def get(self, key: str) -> dict[str, Any] | None:

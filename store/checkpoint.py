@@ -66,10 +66,8 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
-    create_engine,
     delete,
     func,
-    inspect,
     literal,
     literal_column,
     or_,
@@ -84,15 +82,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import CompoundSelect, Select
 from sqlalchemy.util import greenlet_spawn
 
 from .db import sync_engine
-from .migrate import SchemaVersionError, ensure_schema
-from .schema import SCHEMA_VERSION, checkpoint_blobs, checkpoint_writes, checkpoints, schema_info
+from . import migrate
+from .migrate import SchemaVersionError
+from .schema import checkpoint_blobs, checkpoint_writes, checkpoints
 
 __all__ = [
     "AsyncSqlSaver",
@@ -115,8 +113,6 @@ _PAGE = 100
 _PRUNE_STRATEGIES = ("keep_latest", "delete")
 # Metadata keys LangGraph sets on threads whose graphs use a DeltaChannel.
 _DELTA_KEYS = ("counters_since_delta_snapshot", "delta_writes_versioned")
-# Any fixed 64-bit number: the advisory lock that serializes schema setup on PostgreSQL.
-_SCHEMA_LOCK_KEY = 0x0CAD5_5C4E
 
 
 class UnsupportedDatabaseError(ValueError):
@@ -127,37 +123,11 @@ class UnsupportedDatabaseError(ValueError):
 
 
 def setup_schema(conn: Connection) -> None:
-    """`store.migrate.ensure_schema`, made safe to run from several processes at once.
-
-    Checks the recorded version before touching anything (a database from a newer cadsynth is
-    refused as it is), and runs creation under an advisory lock on PostgreSQL, retrying on SQLite
-    when another process created a table first. Takes a connection with no transaction open.
-    """
+    """`store.migrate.setup_schema` (locked, version-checked) on a backend the saver supports."""
     name = conn.dialect.name
     if name not in ("sqlite", "postgresql"):
         raise UnsupportedDatabaseError(f"checkpoints need SQLite or PostgreSQL, not {name}")
-    for attempt in range(3):
-        try:
-            with conn.begin():
-                if name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-                if inspect(conn).has_table(schema_info.name):
-                    found = conn.execute(
-                        select(schema_info.c.version).where(schema_info.c.id == 1)
-                    ).scalar()
-                    if found is not None and found > SCHEMA_VERSION:
-                        url = conn.engine.url.render_as_string(hide_password=True)
-                        raise SchemaVersionError(
-                            f"database {url} has schema version {found}, newer than this "
-                            f"cadsynth ({SCHEMA_VERSION}); upgrade cadsynth or use another database"
-                        )
-                ensure_schema(conn)
-            return
-        except DBAPIError:
-            # SQLite: another process created a table or stamped the version between our look
-            # and our write. Look again.
-            if attempt == 2:
-                raise
+    migrate.setup_schema(conn)
 
 
 _schema_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -988,16 +958,12 @@ def _check_prune_args(thread_ids: Sequence[str], strategy: str) -> list[str]:
 
 
 def _autocommit_twin(engine: E) -> E:
-    """An engine on the same URL whose connections stay in autocommit mode (PostgreSQL).
+    """The same engine, its connections checked out in autocommit mode (PostgreSQL).
 
-    Cheaper than `engine.execution_options(isolation_level="AUTOCOMMIT")`, which switches each
-    pooled connection at checkout and back at return; and with no transaction ever open there is
-    nothing to roll back when a connection goes back to the pool.
+    A view on the engine's own pool, not a second pool: a process's connections stay within the
+    bound one engine sets (see store.db), which is what lets many workers share a server.
     """
-    options = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
-    if isinstance(engine, AsyncEngine):
-        return create_async_engine(engine.url, **options)  # type: ignore[return-value]
-    return create_engine(engine.url, **options)  # type: ignore[return-value]
+    return engine.execution_options(isolation_level="AUTOCOMMIT")  # type: ignore[return-value]
 
 
 def _connected(engine: Engine, transaction: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -1044,9 +1010,7 @@ class SqlSaver(_SqlSaverBase):
     def __init__(self, engine: Engine, *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(dialect=engine.dialect.name, serde=serde)
         self.engine = engine
-        # PostgreSQL: reads and one-statement writes go through a companion engine on the same URL
-        # whose connections stay in autocommit mode (switching a pooled connection per checkout
-        # costs as much as the BEGIN/ROLLBACK it saves). `close()` disposes it.
+        # PostgreSQL: reads and one-statement writes run in autocommit mode, with no BEGIN/COMMIT.
         self._autocommit = (
             _autocommit_twin(engine) if self.dialect == "postgresql" else engine
         )
@@ -1055,9 +1019,7 @@ class SqlSaver(_SqlSaverBase):
         )
 
     def close(self) -> None:
-        """Dispose the companion engine (PostgreSQL); the engine given stays the caller's."""
-        if self._autocommit is not self.engine:
-            self._autocommit.dispose()
+        """Nothing of its own to release: the engine given stays the caller's."""
 
     def setup(self) -> None:
         """Create the tables if needed (done on first use anyway)."""
@@ -1231,16 +1193,14 @@ class AsyncSqlSaver(_SqlSaverBase):
         _schema_ready.add(self.engine.sync_engine)
 
     async def aclose(self) -> None:
-        """Dispose what the saver made for itself: the SQLite worker thread and its engine, or the
-        PostgreSQL autocommit companion. The AsyncEngine given stays the caller's."""
+        """Dispose what the saver made for itself: the SQLite worker thread and its engine. The
+        AsyncEngine given stays the caller's."""
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
             self._executor = None
         if self._local is not None:
             self._local.close()
             self._local.engine.dispose()
-        if self._autocommit is not self.engine:
-            await self._autocommit.dispose()
 
     def _in_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._executor is None:

@@ -1,15 +1,25 @@
-"""One database URL for everything the store keeps: engines for it, sync and async."""
+"""One database URL for everything the store keeps: engines for it, sync and async.
+
+On PostgreSQL many processes share one server (lanes on a Ray cluster, Studio, readers), so each
+engine holds at most `pool_size()` connections ($CADS_DB_POOL, default 3: 32 workers fit in the
+server's default max_connections of 100), waits for a free one rather than failing, and a
+connection refused because the server is full is asked for again until one frees up.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import random
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 # Drivers for each backend: (sync, async). psycopg 3 does both for PostgreSQL. MySQL and MariaDB
 # are not among them: the checkpoint store's upserts and locks are written for these two.
@@ -66,19 +76,72 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def sync_engine(url: str) -> Engine:
-    engine = create_engine(normalize_url(url, asynchronous=False))
+DEFAULT_POOL = 3
+# How long a process waits for a connection, from its own pool or from a full server, before the
+# operation fails: long, because a busy cluster frees connections as its runs finish.
+CONNECT_WAIT = 600.0
+# What PostgreSQL says when every connection slot is taken (it sets no SQLSTATE before auth).
+_SERVER_FULL = ("too many clients", "remaining connection slots are reserved")
+
+
+def pool_size() -> int:
+    """Connections one engine may hold on PostgreSQL: $CADS_DB_POOL, else 3."""
+    value = os.environ.get("CADS_DB_POOL", "")
+    if not value:
+        return DEFAULT_POOL
+    if not value.isdigit() or int(value) < 1:
+        raise DatabaseURLError(f"CADS_DB_POOL={value!r}: give the connections per process as a whole number, e.g. 3")
+    return int(value)
+
+
+def _pool_options(url: str) -> dict[str, Any]:
+    if make_url(url).get_backend_name() != "postgresql":
+        return {}
+    # No overflow: the bound is what lets many processes share one server. pre_ping: a server
+    # restarted under a long run costs a reconnect, not a failed write.
+    return {"pool_size": pool_size(), "max_overflow": 0, "pool_timeout": CONNECT_WAIT, "pool_pre_ping": True}
+
+
+def _server_full(exc: BaseException) -> bool:
+    return any(words in str(exc) for words in _SERVER_FULL)
+
+
+def _connect_when_free(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Connect, asking again with backoff while the server has no free connection slot."""
+    deadline = time.monotonic() + CONNECT_WAIT
+    delay = 0.05
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if not _server_full(exc) or time.monotonic() > deadline:
+                raise
+        pause = delay * (1 + random.random())  # jitter: processes refused together do not retry together
+        if dialect.is_async:
+            await_only(asyncio.sleep(pause))  # inside the async engine's greenlet: yield to the loop
+        else:
+            time.sleep(pause)
+        delay = min(delay * 2, 2.0)
+
+
+def sync_engine(url: str, **options: Any) -> Engine:
+    engine = create_engine(normalize_url(url, asynchronous=False), **_pool_options(url), **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine, "do_connect", _connect_when_free)
     return engine
 
 
 def async_engine(url: str) -> AsyncEngine:
-    url = normalize_url(url, asynchronous=True)
-    # SQLite takes one writer at a time: more connections of one process would only wait for each
-    # other in its busy handler, and each new aiosqlite connection costs a thread.
-    options = {"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") and ":memory:" not in url else {}
-    engine = create_async_engine(url, **options)
+    options = _pool_options(url)
+    if make_url(url).get_backend_name() == "sqlite" and ":memory:" not in url:
+        # SQLite takes one writer at a time: more connections of one process would only wait for
+        # each other in its busy handler, and each new aiosqlite connection costs a thread.
+        options = {"pool_size": 1, "max_overflow": 0}
+    engine = create_async_engine(normalize_url(url, asynchronous=True), **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.sync_engine, "do_connect", _connect_when_free)
     return engine

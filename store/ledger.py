@@ -21,7 +21,7 @@ from cadsynth.store import schema as t
 if TYPE_CHECKING:
     from cadsynth.domain import Consensus, Context, Critique, Judgment, Proposal, RoundSummary
 from cadsynth.store.db import async_engine, whole
-from cadsynth.store.migrate import check_version, ensure_schema
+from cadsynth.store.migrate import check_version, setup_schema
 
 
 LEASE_SECONDS = 60.0
@@ -124,8 +124,8 @@ class Ledger:
         if self._ready:
             return
         if self.create:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(ensure_schema)
+            async with self.engine.connect() as conn:
+                await conn.run_sync(setup_schema)
         else:
             async with self.engine.connect() as conn:
                 self._empty = not await conn.run_sync(lambda c: inspect(c).has_table(t.runs.name))
@@ -266,6 +266,32 @@ class Ledger:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(t.runs).where(t.runs.c.id == run))).first()
             return dict(row._mapping) if row else None
+
+    async def lane_progress(self, run: str) -> list[dict[str, Any]]:
+        """Each lane's (or the run's own) status, furthest round and outcomes so far: two grouped
+        queries, cheap enough for a live display to ask a few times a second."""
+        members = await self.lanes(run) or [r for r in [await self.run(run)] if r is not None]
+        ids = [m["id"] for m in members]
+        async with self.engine.connect() as conn:
+            rounds = dict(
+                (await conn.execute(
+                    select(t.contexts.c.run, func.max(t.contexts.c.round)).where(t.contexts.c.run.in_(ids)).group_by(t.contexts.c.run)
+                )).all()
+            )
+            outcomes = (await conn.execute(
+                select(t.consensus.c.run, t.consensus.c.outcome, func.count())
+                .where(t.consensus.c.run.in_(ids))
+                .group_by(t.consensus.c.run, t.consensus.c.outcome)
+            )).all()
+        return [
+            {
+                "run": m["id"],
+                "status": shown_status(m),
+                "round": rounds.get(m["id"], 0),
+                "outcomes": {outcome: int(n) for lane, outcome, n in outcomes if lane == m["id"]},
+            }
+            for m in members
+        ]
 
     async def forks(self, run: str) -> list[str]:
         async with self.engine.connect() as conn:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import Connection, inspect, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from cadsynth.store import schema as t
+
+# Any fixed 64-bit number: the advisory lock that serializes schema setup on PostgreSQL.
+SCHEMA_LOCK_KEY = 0x0CAD5_5C4E
 
 
 class SchemaVersionError(RuntimeError):
@@ -28,6 +32,35 @@ def ensure_schema(conn: Connection) -> None:
         conn.execute(t.schema_info.insert().values(id=1, version=t.SCHEMA_VERSION))
     elif found < t.SCHEMA_VERSION:
         _upgrade(conn, found)
+
+
+def setup_schema(conn: Connection) -> None:
+    """`ensure_schema`, safe to run from many processes at once: the one way the store sets up.
+
+    Checks the recorded version before touching anything (a database from a newer cadsynth is
+    refused as it is), and creates under an advisory lock on PostgreSQL, retrying on SQLite when
+    another process created a table first. Takes a connection with no transaction open.
+    """
+    for attempt in range(3):
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+                if inspect(conn).has_table(t.schema_info.name):
+                    found = conn.execute(select(t.schema_info.c.version).where(t.schema_info.c.id == 1)).scalar()
+                    if found is not None and found > t.SCHEMA_VERSION:
+                        url = conn.engine.url.render_as_string(hide_password=True)
+                        raise SchemaVersionError(
+                            f"database {url} has schema version {found}, newer than this "
+                            f"cadsynth ({t.SCHEMA_VERSION}); upgrade cadsynth or use another database"
+                        )
+                ensure_schema(conn)
+            return
+        except DBAPIError:
+            # SQLite: another process created a table or stamped the version between our look
+            # and our write. Look again.
+            if attempt == 2:
+                raise
 
 
 def check_version(conn: Connection) -> None:
@@ -55,4 +88,6 @@ def _upgrade(conn: Connection, found: int) -> None:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}"))
     for index in t.calls.indexes:  # rows from before version 4 have no attempt: NULLs never collide
         index.create(conn, checkfirst=True)
+    if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
+        conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))

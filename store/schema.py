@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -24,7 +25,7 @@ from sqlalchemy import (
 )
 
 SCHEMA_VERSION = 4  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
-# 4: cads_calls.attempt, one row per request
+# 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request)
 
 metadata = MetaData()
 
@@ -44,7 +45,7 @@ runs = Table(
     Column("status", String(16), nullable=False),  # running | done | stopped | failed
     Column("reason", Text, nullable=True),  # why a failed run failed: one line, shown by `cads runs/show`
     Column("config", JSON, nullable=False),  # the validated config, secrets excluded
-    Column("seed", Integer, nullable=False),
+    Column("seed", BigInteger, nullable=False),
     Column("parent", String(128), nullable=True),  # the run this one was forked from
     # A run with lanes is many independent debates: each lane is a run of its own, marked here.
     Column("lane_of", String(128), nullable=True, index=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ import pytest
 PG_BASE = os.environ.get("CADS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema; skips if the server is down."""
+@contextmanager
+def _pg_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped on exit; skips if the server is down."""
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -41,6 +42,20 @@ def pg_url() -> Iterator[str]:
             )
         finally:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, shared by the session."""
+    with _pg_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A PostgreSQL URL on a schema of the test's own, with no tables yet."""
+    with _pg_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -69,3 +69,50 @@ def run_until_killed(args: list[str], cwd: Path, db: Path, where: str, threshold
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return count_calls(db, "1 = 1")
+
+
+def read_back(db: str, data: Path, runs: list[str], out: Path) -> dict[str, tuple[dict, list[dict]]]:
+    """Each run's `stats --json` and exported samples, read in this process (one engine, not a CLI each)."""
+    import asyncio
+
+    from cadsynth.report import export_jsonl
+    from cadsynth.report import stats as run_stats
+    from cadsynth.store.blobs import BlobStore
+    from cadsynth.store.ledger import Ledger
+
+    async def go() -> dict[str, tuple[dict, list[dict]]]:
+        ledger = Ledger.open(db, create=False)
+        found = {}
+        try:
+            for run in runs:
+                await export_jsonl(ledger, BlobStore(data), run, out / f"{run}.jsonl")
+                lines = (out / f"{run}.jsonl").read_text().splitlines()
+                found[run] = (await run_stats(ledger, run), [json.loads(line) for line in lines])
+        finally:
+            await ledger.close()
+        return found
+
+    return asyncio.run(go())
+
+
+def pg_rows(db: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of `sql` on the PostgreSQL database (and schema) a cads URL names; none before its tables exist."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db)
+    conninfo = {"host": url.host, "port": url.port or 5432, "user": url.username, "dbname": url.database}
+    if url.password:
+        conninfo["password"] = url.password
+    if url.query.get("options"):
+        conninfo["options"] = url.query["options"]
+    with psycopg.connect(autocommit=True, **conninfo) as conn:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+def pg_count(db: str, sql: str, params: tuple = ()) -> int:
+    rows = pg_rows(db, sql, params)
+    return int(rows[0][0]) if rows else 0

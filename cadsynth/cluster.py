@@ -145,7 +145,8 @@ def _reason(exc: BaseException, retries: int) -> str:
     """One line for a lane that failed on the cluster."""
     import ray.exceptions as rex
 
-    from cadsynth.runner import RunFailed, _reason as one_line
+    from cadsynth.graphs.debate import failure_reason as one_line
+    from cadsynth.runner import RunFailed
 
     if isinstance(exc, rex.RayTaskError):
         cause = exc.cause

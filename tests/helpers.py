@@ -75,7 +75,7 @@ def read_back(db: str, data: Path, runs: list[str], out: Path) -> dict[str, tupl
     """Each run's `stats --json` and exported samples, read in this process (one engine, not a CLI each)."""
     import asyncio
 
-    from cadsynth.report import export_jsonl
+    from cadsynth.exports import gather, write
     from cadsynth.report import stats as run_stats
     from cadsynth.store.blobs import BlobStore
     from cadsynth.store.ledger import Ledger
@@ -85,8 +85,9 @@ def read_back(db: str, data: Path, runs: list[str], out: Path) -> dict[str, tupl
         found = {}
         try:
             for run in runs:
-                await export_jsonl(ledger, BlobStore(data), run, out / f"{run}.jsonl")
-                lines = (out / f"{run}.jsonl").read_text().splitlines()
+                kept = await gather(ledger, run, "kept", card=False)
+                write(kept, "jsonl", out / f"{run}-jsonl", BlobStore(data), overwrite=True, license_id="other")
+                lines = (out / f"{run}-jsonl" / "samples.jsonl").read_text().splitlines()
                 found[run] = (await run_stats(ledger, run), [json.loads(line) for line in lines])
         finally:
             await ledger.close()

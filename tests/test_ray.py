@@ -66,10 +66,10 @@ def test_lanes_on_ray_make_the_same_data_set(tmp_path, pg_url, cluster, alone):
     stats, samples = read_back(pg_url, tmp_path / "cads-data", ["ray-same"], tmp_path)["ray-same"]
     assert stats["status"] == "done" and len(stats["lanes"]) == 4
     assert content(samples) == content(alone[1])
-    # The readers work on it like on any run; the images are where the run said.
+    # The readers work on it like on any run, and the export finds every image the workers painted.
     listed = cads("runs", "--db", pg_url, cwd=tmp_path).stdout
     assert "ray-same" in listed and "4 lanes" in listed
-    assert all(Path(s["image"]).is_file() for s in samples)
+    assert all((tmp_path / "ray-same-jsonl" / s["image"]).is_file() for s in samples)  # copied beside the export
 
 
 def _start_and_kill_a_worker(folder: Path, db: str, run: str, config: str, cluster: str) -> tuple[subprocess.Popen, int]:

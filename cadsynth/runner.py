@@ -246,7 +246,7 @@ async def execute(
     budget continues when resumed with a higher one. Returns with `progress.phase == "stopped"`
     when the run paused at its budget.
     """
-    ledger = resources(settings).ledger
+    ledger = (await resources(settings)).ledger
     owner = lease_owner()
     progress = Progress(run=run)
     held: list[str] = []

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -59,7 +60,8 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[AsyncSqlSav
     from .checkpoint import AsyncSqlSaver
     from .db import async_engine
 
-    engine = async_engine(database_url(url))
+    # In a thread: a relative SQLite path is resolved with os.getcwd, which blocks the event loop.
+    engine = await asyncio.to_thread(async_engine, database_url(url))
     saver = AsyncSqlSaver(engine)
     try:
         await saver.setup()

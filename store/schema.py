@@ -23,8 +23,8 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 4  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
-# 4: cads_calls.attempt, one row per request
+SCHEMA_VERSION = 5  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+# 4: cads_calls.attempt, one row per request; 5: a named run's checkpoints under its UUID thread (store.thread_id)
 
 metadata = MetaData()
 

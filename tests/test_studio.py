@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 import yaml
 from langgraph_sdk import get_client
 
-from tests.helpers import cads, dev_server
+from cadsynth.store import thread_id
+
+from tests.helpers import cads, dev_server, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,3 +100,44 @@ async def test_a_studio_run_in_flight_shows_as_running(tmp_path, monkeypatch):
     assert stats["status"] == "running"
     resumed = cads("resume", "in-studio", "--db", db, cwd=tmp_path, check=False)
     assert resumed.returncode == 2 and "being advanced by another process" in resumed.stderr
+
+
+async def test_a_cli_run_opens_in_studio(studio):
+    url, project = studio
+    cads("run", "--run-id", "from-cli", "--rounds", "2", "--lanes", "2", cwd=project)
+    shown = cads("studio", "from-cli", "--url", url, cwd=project).stdout.splitlines()
+    threads = {line.split(": thread ")[0]: line.split(": thread ")[1] for line in shown}
+    assert len(threads) == 2  # one thread per lane
+
+    client = get_client(url=url)
+    listed = await client.threads.search(metadata={"run": "from-cli"})
+    assert {t["thread_id"] for t in listed} == set(threads.values())
+    for lane, thread in threads.items():
+        state = await client.threads.get_state(thread)
+        assert state["values"]["run"] == lane and state["values"]["done"] is True
+        history = await client.threads.get_history(thread, limit=100)
+        # The round boundaries the CLI keeps: where round 1 opens is where Studio can fork it.
+        assert any(h["next"] == ["open_round"] and h["values"].get("round") == 1 for h in history)
+
+
+def test_opening_in_studio_needs_a_server_and_a_run(tmp_path):
+    cads("run", "--run-id", "here", "--rounds", "1", cwd=tmp_path)
+    nobody = f"http://127.0.0.1:{free_port()}"
+    no_server = cads("studio", "here", "--url", nobody, cwd=tmp_path, check=False)
+    assert no_server.returncode == 2 and nobody in no_server.stderr and "langgraph dev" in no_server.stderr
+    no_run = cads("studio", "nowhere", "--url", nobody, cwd=tmp_path, check=False)
+    assert no_run.returncode == 2 and "no run 'nowhere'" in no_run.stderr
+
+
+def test_a_database_from_before_uuid_threads_is_upgraded(tmp_path):
+    """Schema 4 kept a CLI run's checkpoints under its name; upgrading moves them to its UUID thread."""
+    cads("run", "--run-id", "old", "--rounds", "2", cwd=tmp_path)
+    with sqlite3.connect(tmp_path / "cads.db") as db:
+        for table in ("cads_checkpoints", "cads_checkpoint_blobs", "cads_checkpoint_writes"):
+            db.execute(f"UPDATE {table} SET thread_id = 'old'")
+        db.execute("UPDATE cads_schema SET version = 4")
+    cads("replay", "old", "--round", "1", "--run-id", "fork", cwd=tmp_path)  # reads the parent's checkpoints
+    assert json.loads(cads("stats", "fork", "--json", cwd=tmp_path).stdout)["status"] == "done"
+    with sqlite3.connect(tmp_path / "cads.db") as db:
+        threads = {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM cads_checkpoints")}
+    assert threads == {thread_id("old"), thread_id("fork")}

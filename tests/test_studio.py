@@ -15,7 +15,7 @@ from langgraph_sdk import get_client
 
 from cadsynth.store import thread_id
 
-from tests.helpers import cads, dev_server, free_port
+from tests.helpers import cads, dev_server, export, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +56,9 @@ async def test_a_whole_debate_through_the_dev_server(studio):
     assert thread in runs and "done" in runs
     stats = json.loads(cads("stats", thread, "--json", cwd=project).stdout)
     assert stats["status"] == "done" and len(stats["rounds"]) == 2 and stats["kept"] > 0
+    assert "consensus: C=" in cads("show", thread, "--round", "1", cwd=project).stdout
+    samples = export(thread, project)  # images from the server's default data folder
+    assert len(samples) == stats["kept"] and all(Path(s["image"]).is_file() for s in samples)
 
 
 async def test_a_studio_run_that_raises_is_failed(studio):

@@ -170,7 +170,7 @@ async def _run_lanes(
     from cadsynth.graphs.settings import resources
     from cadsynth.runner import RunFailed
 
-    ledger = resources(settings).ledger
+    ledger = (await resources(settings)).ledger
     record = await ledger.run(run)
     if record is None:
         raise LookupError(f"no run {run!r} in the ledger")

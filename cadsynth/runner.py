@@ -18,7 +18,7 @@ from langgraph.types import Command
 from cadsynth.config import RunConfig
 from cadsynth.graphs.debate import build_graph, failure_reason
 from cadsynth.graphs.settings import Settings, close_resources, resources
-from cadsynth.store import open_checkpointer
+from cadsynth.store import open_checkpointer, thread_id
 from cadsynth.graphs.state import DebateState
 from cadsynth.store.ledger import LEASE_SECONDS, Ledger, LeaseError, lease_owner
 
@@ -51,7 +51,7 @@ def lane_id(run: str, lane: int) -> str:
 def thread(run: str) -> RunnableConfig:
     # No max_concurrency here: LangGraph gates its checkpoint writes behind the same semaphore,
     # so finished tasks would wait to be saved. The panel bounds calls in flight instead.
-    return {"configurable": {"thread_id": run}, "recursion_limit": 100_000}
+    return {"configurable": {"thread_id": thread_id(run)}, "recursion_limit": 100_000}
 
 
 @dataclass
@@ -115,8 +115,8 @@ async def _fork_one(graph: Debate, saver: Any, ledger: Ledger, run: str, parent:
     at = await _fork_checkpoint(graph, parent, round_)
     await ledger.start_run(run, config, config["seed"], parent=parent, fork_round=round_, lane_of=lane_of, lane=lane)
     # The fork keeps the parent's history (so Studio can browse it) and branches at the round.
-    await saver.acopy_thread(parent, run)
-    branch: RunnableConfig = {"configurable": {**at["configurable"], "thread_id": run}}
+    await saver.acopy_thread(thread_id(parent), thread_id(run))
+    branch: RunnableConfig = {"configurable": {**at["configurable"], "thread_id": thread_id(run)}}
     await graph.aupdate_state(branch, {"run": run, "config": config}, as_node="adversary")
 
 
@@ -208,7 +208,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
                     if thin and chunk["next"] in (["open_round"], []):  # a round opens, or the run ends
                         saved = chunk["config"]["configurable"]["checkpoint_id"]
                         if boundary is not None and saved != boundary:
-                            await saver.athin(lane.run, boundary, saved)
+                            await saver.athin(thread_id(lane.run), boundary, saved)
                         boundary = saved
                     continue
                 for node, update in chunk.items():
@@ -255,7 +255,7 @@ async def execute(
     budget continues when resumed with a higher one. Returns with `progress.phase == "stopped"`
     when the run paused at its budget.
     """
-    ledger = resources(settings).ledger
+    ledger = (await resources(settings)).ledger
     owner = lease_owner()
     progress = Progress(run=run)
     held: list[str] = []
@@ -327,7 +327,7 @@ async def advance_lane(settings: Settings, lane: str, budget: float | None) -> d
     checkpoint. A lease left by a holder on another machine is waited out (it expires unless renewed).
     Returns why the lane paused at its budget, or None once it is done.
     """
-    ledger = resources(settings).ledger
+    ledger = (await resources(settings)).ledger
     owner = lease_owner()
     waited = 0.0
     heartbeat: asyncio.Task[None] | None = None

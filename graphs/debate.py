@@ -157,7 +157,8 @@ def fails_the_run(node: N) -> N:
             raise  # an interrupt (the budget), not a failure
         except Exception as exc:
             run = given.get("run") or get_config()["configurable"]["thread_id"]
-            await resources(runtime.context).ledger.set_status(run, "failed", failure_reason(exc))
+            res = await resources(runtime.context)
+            await res.ledger.set_status(run, "failed", failure_reason(exc))
             raise
 
     return cast(N, guarded)
@@ -197,7 +198,7 @@ async def _hold_for_budget(res: Resources, run: str, round_: int) -> None:
 
 
 async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
-    res = resources(runtime.context)
+    res = await resources(runtime.context)
     # Started from Studio with no input: the thread is the run, the simulated panel the config.
     run = state.get("run") or get_config()["configurable"]["thread_id"]
     config = state.get("config") or load_config(None).model_dump(mode="json")
@@ -229,8 +230,8 @@ def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
 # A task returns what it made and the requests it took; its problem records them in the ledger.
 
 
-def _res() -> Resources:
-    return resources(get_runtime(Settings).context)
+async def _res() -> Resources:
+    return await resources(get_runtime(Settings).context)
 
 
 def _answer(made: Proposal | Critique | Judgment | None, calls: list[CallRecord]) -> dict[str, Any]:
@@ -240,7 +241,7 @@ def _answer(made: Proposal | Critique | Judgment | None, calls: list[CallRecord]
 @task
 async def propose(job: Task) -> dict[str, Any]:
     """The proposer writes a problem (none when its call gave up)."""
-    res = _res()
+    res = await _res()
     panel = await res.panel_of(job["run"])
     agent = panel[job["agent"]]
     context = await res.round_context(job["run"], job["round"])
@@ -274,7 +275,7 @@ def _needs_painter(config: RunConfig, proposal: Proposal) -> bool:
 async def paint(job: Task) -> dict[str, Any]:
     """The proposal with its image: rendered from its spec, or drawn by a painter model (the
     painters take the round's slots in turn). Left unpainted when neither can: review drops it."""
-    res = _res()
+    res = await _res()
     panel = await res.panel_of(job["run"])
     proposal = Proposal.model_validate(job["proposal"])
     if not _needs_painter(panel.config, proposal):
@@ -290,7 +291,7 @@ async def paint(job: Task) -> dict[str, Any]:
 @task
 async def critique(job: Task) -> dict[str, Any]:
     """One critic's review of the problem (none when its call gave up)."""
-    res = _res()
+    res = await _res()
     agent = (await res.panel_of(job["run"]))[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
     call = agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
@@ -307,7 +308,7 @@ async def critique(job: Task) -> dict[str, Any]:
 @task
 async def revise(job: Task) -> dict[str, Any]:
     """The proposer answers its critics: the revised problem, or the same one when the call gave up."""
-    res = _res()
+    res = await _res()
     panel = await res.panel_of(job["run"])
     agent = panel[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
@@ -331,7 +332,7 @@ async def revise(job: Task) -> dict[str, Any]:
 @task
 async def judge(job: Task) -> dict[str, Any]:
     """One judge answers the problem blind; a judge whose call gave up abstains."""
-    res = _res()
+    res = await _res()
     agent = (await res.panel_of(job["run"]))[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
     call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
@@ -349,7 +350,7 @@ async def judge(job: Task) -> dict[str, Any]:
 async def rationalize(job: Task) -> dict[str, Any]:
     """A judge that missed a split problem writes reasoning that reaches the reference (STaR's
     rationalization): a training rationale, marked as such, never a vote."""
-    res = _res()
+    res = await _res()
     agent = (await res.panel_of(job["run"]))[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
     earlier = job["judgment"]["answer"]
@@ -407,8 +408,9 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     the calls in flight: re-run, the problem gets its finished calls' results back and carries on.
     What it made and every request it took are recorded in one transaction when it is done.
     """
-    ledger = resources(runtime.context).ledger
-    config = (await resources(runtime.context).panel_of(job["run"])).config
+    res = await resources(runtime.context)
+    ledger = res.ledger
+    config = (await res.panel_of(job["run"])).config
     calls: list[CallRecord] = []
 
     def took(answer: dict[str, Any]) -> Any:
@@ -475,7 +477,8 @@ def record_outcome(node_name: str):  # type: ignore[no-untyped-def]
     async def node(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         verdict = Consensus.model_validate(job["consensus"])
         assert OUTCOME_NODE[verdict.outcome] == node_name
-        await resources(runtime.context).ledger.put_consensus([verdict])
+        res = await resources(runtime.context)
+        await res.ledger.put_consensus([verdict])
         return {}
 
     node.__name__ = node_name
@@ -533,7 +536,7 @@ def _pool(proposals: list[Proposal], verdicts: dict[str, Consensus], judgments: 
 
 
 async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
-    res = resources(runtime.context)
+    res = await resources(runtime.context)
     config = validated(state["config"])
     run, round_ = state["run"], state["round"]
     proposals = _proposals(state)

@@ -41,14 +41,11 @@ class Resources:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.ledger = Ledger.open(settings.db_url)
         self._panels: dict[str, Panel] = {}
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._contexts: dict[tuple[str, int], Context] = {}
-
-    @cached_property
-    def ledger(self) -> Ledger:
-        return Ledger.open(self.settings.db_url)
 
     @cached_property
     def blobs(self) -> BlobStore:
@@ -93,19 +90,24 @@ class Resources:
         return self._panels[key]
 
     async def close(self) -> None:
-        if "ledger" in self.__dict__:
-            await self.ledger.close()
+        await self.ledger.close()
 
 
 # Database engines belong to the event loop that made them, so resources are kept per loop.
 _open: dict[tuple[int, str, str, bool], Resources] = {}
 
 
-def resources(settings: Settings | None) -> Resources:
+async def resources(settings: Settings | None) -> Resources:
     settings = settings or Settings()
     key = (id(asyncio.get_running_loop()), settings.db_url, settings.data_dir, settings.cache)
     if key not in _open:
-        _open[key] = Resources(settings)
+        # Made in a thread: opening the ledger resolves a relative SQLite path (os.getcwd), a
+        # blocking call the LangGraph server refuses on its event loop.
+        made = await asyncio.to_thread(Resources, settings)
+        if key in _open:  # another task of the step made them meanwhile
+            await made.close()
+        else:
+            _open[key] = made
     return _open[key]
 
 

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ __all__ = [
     "open_checkpointer",
     "open_checkpointer_sync",
     "setup_schema",
+    "thread_id",
 ]
 
 
@@ -44,6 +47,22 @@ def __getattr__(name: str) -> Any:
 
         return SchemaVersionError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# LangGraph's server takes only UUIDs for thread ids; runs have names. A run named by the CLI keeps
+# its checkpoints under a UUID derived from its name, so Studio can open it; a run Studio started is
+# named by its thread's UUID already.
+_RUN_THREADS = uuid.UUID("6f1c0b52-2d0e-4c1b-9a57-0c4ad5c1e0a3")
+
+
+def thread_id(run: str) -> str:
+    """The LangGraph thread that holds a run's checkpoints."""
+    try:
+        if str(uuid.UUID(run)) == run:
+            return run
+    except ValueError:
+        pass
+    return str(uuid.uuid5(_RUN_THREADS, run))
 
 
 def database_url(url: str | None = None) -> str:
@@ -63,7 +82,8 @@ async def open_checkpointer(url: str | None = None, *, engine: AsyncEngine | Non
     from .db import async_engine
 
     own = engine is None
-    used = async_engine(database_url(url)) if engine is None else engine
+    # In a thread: a relative SQLite path is resolved with os.getcwd, which blocks the event loop.
+    used = await asyncio.to_thread(async_engine, database_url(url)) if engine is None else engine
     saver = AsyncSqlSaver(used)
     try:
         await saver.setup()

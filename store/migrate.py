@@ -86,8 +86,21 @@ def _upgrade(conn: Connection, found: int) -> None:
         for table, column, sql_type in columns:
             if column not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}"))
+    if found < 5:
+        _threads_to_uuids(conn)
     for index in t.calls.indexes:  # rows from before version 4 have no attempt: NULLs never collide
         index.create(conn, checkfirst=True)
     if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
         conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))
+
+
+def _threads_to_uuids(conn: Connection) -> None:
+    """Before version 5 a CLI run's checkpoints were under its name; LangGraph's server wants UUIDs."""
+    from cadsynth.store import thread_id
+
+    names = conn.execute(select(t.checkpoints.c.thread_id).distinct()).scalars().all()
+    for name in names:
+        if thread_id(name) != name:
+            for table in (t.checkpoints, t.checkpoint_blobs, t.checkpoint_writes):
+                conn.execute(update(table).where(table.c.thread_id == name).values(thread_id=thread_id(name)))

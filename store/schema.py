@@ -24,8 +24,9 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 4  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
-# 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request)
+SCHEMA_VERSION = 5  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+# 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
+# 5: a named run's checkpoints under its UUID thread (store.thread_id)
 
 metadata = MetaData()
 

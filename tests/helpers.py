@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import httpx
 
 CADS = [sys.executable, "-m", "cadsynth.cli"]
 
@@ -117,3 +123,65 @@ def pg_rows(db: str, sql: str, params: tuple = ()) -> list[tuple]:
 def pg_count(db: str, sql: str, params: tuple = ()) -> int:
     rows = pg_rows(db, sql, params)
     return int(rows[0][0]) if rows else 0
+
+
+# --- `langgraph dev` ---------------------------------------------------------------------------
+
+# What keeps the dev server and its CLI from reaching out: no usage analytics, no check for a newer
+# release on PyPI, no LangSmith tracing (the README's Studio section lists the same).
+OFFLINE_STUDIO = {
+    "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    "LANGGRAPH_NO_VERSION_CHECK": "true",
+    "LANGSMITH_TRACING": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+}
+PROJECT_FILES = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "cads.db*",
+                                       "cads-data", ".langgraph_api")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def dev_server(root: Path, project: Path) -> Iterator[str]:
+    """`langgraph dev` in a copy of the project at `root`, with its default settings; yields its URL.
+
+    The server (and anything it started) is killed on the way out, whatever happened.
+    """
+    shutil.copytree(root, project, ignore=PROJECT_FILES)
+    env = {**os.environ, **OFFLINE_STUDIO}
+    for var in ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY"):
+        env.pop(var, None)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (project / "server.log").open("w")
+    langgraph = Path(sys.executable).with_name("langgraph")
+    server = subprocess.Popen([str(langgraph), "dev", "--no-browser", "--port", str(port)], cwd=project, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180  # a guard against a server that never comes up, not a timing
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(f"langgraph dev exited {server.returncode}:\n{(project / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"langgraph dev never answered:\n{(project / 'server.log').read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()

@@ -1,16 +1,79 @@
-"""The LangGraph server's view: langgraph.json's graph and checkpointer see the CLI's runs and vice versa."""
+"""LangGraph Studio for real: `langgraph dev` serves langgraph.json from a copy of the project with
+its default settings, and the official client drives it; the CLI sees the same runs."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
+from langgraph_sdk import get_client
 
-from tests.helpers import cads
+from cadsynth.store import thread_id
+
+from tests.helpers import cads, dev_server, export, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(**changes: object) -> dict:
+    config = yaml.safe_load((ROOT / "cadsynth" / "default.yaml").read_text())
+    return {**config, **changes}
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The dev server's URL and the project copy it runs in (its cads.db is the default database)."""
+    project = tmp_path_factory.mktemp("studio") / "project"
+    with dev_server(ROOT, project) as url:
+        yield url, project
+
+
+async def test_a_whole_debate_through_the_dev_server(studio):
+    url, project = studio
+    client = get_client(url=url)
+    thread = (await client.threads.create())["thread_id"]
+    updates: list[str] = []
+    async for part in client.runs.stream(thread, "cads", input={"config": _config(rounds=2, target=1000)},
+                                         stream_mode="updates"):
+        assert part.event != "error", part.data
+        if part.event == "updates":
+            updates += list(part.data)
+    assert {"open_round", "problem", "consensus", "adversary"} <= set(updates)
+    assert updates.count("adversary") == 2  # two rounds, each closed by the adversary
+
+    state = await client.threads.get_state(thread)
+    assert state["values"]["run"] == thread and state["values"]["done"] is True and state["next"] == []
+    history = await client.threads.get_history(thread, limit=1000)
+    assert {h["values"].get("round") for h in history} >= {0, 1}
+
+    # The run the server made is in the project's default database, for the CLI.
+    runs = cads("runs", cwd=project).stdout
+    assert thread in runs and "done" in runs
+    stats = json.loads(cads("stats", thread, "--json", cwd=project).stdout)
+    assert stats["status"] == "done" and len(stats["rounds"]) == 2 and stats["kept"] > 0
+    assert "consensus: C=" in cads("show", thread, "--round", "1", cwd=project).stdout
+    samples = export(thread, project)  # images from the server's default data folder
+    assert len(samples) == stats["kept"] and all(Path(s["image"]).is_file() for s in samples)
+
+
+async def test_a_studio_run_that_raises_is_failed(studio):
+    url, project = studio
+    client = get_client(url=url)
+    config = _config(rounds=1)
+    # A real provider whose key is not in the server's environment: the round cannot be asked.
+    config["panel"][0] |= {"provider": "openai", "model": "gpt-4o", "api_key_env": "CADS_TEST_ABSENT_KEY"}
+    thread = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(thread, "cads", input={"config": config})
+    await client.runs.join(thread, run["run_id"])
+    assert (await client.runs.get(thread, run["run_id"]))["status"] == "error"
+
+    stats = json.loads(cads("stats", thread, "--json", cwd=project).stdout)
+    assert stats["status"] == "failed" and "CADS_TEST_ABSENT_KEY" in stats["reason"]
 
 
 def _studio_module():
@@ -25,43 +88,59 @@ def _studio_module():
     return getattr(module, graph_attr), getattr(module, cp_attr)
 
 
-async def test_studio_and_cli_share_runs(tmp_path, monkeypatch):
-    db = f"sqlite:///{tmp_path / 'cads.db'}"
-    monkeypatch.setenv("CADS_DB", db)
-    monkeypatch.setenv("CADS_DATA", str(tmp_path / "data"))
-    graph, checkpointer = _studio_module()
-    assert graph.checkpointer is None  # the server brings its own
-
-    config = yaml.safe_load((ROOT / "cadsynth" / "default.yaml").read_text())
-    config.update(rounds=2, target=1000)
-    async with checkpointer() as saver:
-        served = graph.copy(update={"checkpointer": saver})
-        thread = {"configurable": {"thread_id": "from-studio"}}
-        final = await served.ainvoke({"config": config}, thread)
-        assert final["done"] and final["run"] == "from-studio"
-
-    # The CLI sees the Studio run ...
-    stats = json.loads(cads("stats", "from-studio", "--json", "--db", db, cwd=tmp_path).stdout)
-    assert stats["status"] == "done" and len(stats["rounds"]) == 2 and stats["kept"] > 0
-    # ... and Studio sees a CLI run's state.
-    cads("run", "--run-id", "from-cli", "--rounds", "1", "--db", db, "--data", str(tmp_path / "data"), cwd=tmp_path)
-    async with checkpointer() as saver:
-        state = await graph.copy(update={"checkpointer": saver}).aget_state({"configurable": {"thread_id": "from-cli"}})
-    assert state.values["run"] == "from-cli" and state.values["done"] is True
-
-
 async def test_a_studio_run_in_flight_shows_as_running(tmp_path, monkeypatch):
     """A run the server advances holds no CLI lease: the graph marks it as this process's."""
     db = f"sqlite:///{tmp_path / 'cads.db'}"
     monkeypatch.setenv("CADS_DB", db)
     monkeypatch.setenv("CADS_DATA", str(tmp_path / "data"))
     graph, checkpointer = _studio_module()
-    config = yaml.safe_load((ROOT / "cadsynth" / "default.yaml").read_text())
+    assert graph.checkpointer is None  # the server brings its own
     async with checkpointer() as saver:
         served = graph.copy(update={"checkpointer": saver})
-        await served.ainvoke({"config": config}, {"configurable": {"thread_id": "in-studio"}}, interrupt_before=["adversary"])
+        await served.ainvoke({"config": _config()}, {"configurable": {"thread_id": "in-studio"}}, interrupt_before=["adversary"])
     # This process (standing in for the server) is alive and has not finished the run.
     stats = json.loads(cads("stats", "in-studio", "--json", "--db", db, cwd=tmp_path).stdout)
     assert stats["status"] == "running"
     resumed = cads("resume", "in-studio", "--db", db, cwd=tmp_path, check=False)
     assert resumed.returncode == 2 and "being advanced by another process" in resumed.stderr
+
+
+async def test_a_cli_run_opens_in_studio(studio):
+    url, project = studio
+    cads("run", "--run-id", "from-cli", "--rounds", "2", "--lanes", "2", cwd=project)
+    shown = cads("studio", "from-cli", "--url", url, cwd=project).stdout.splitlines()
+    threads = {line.split(": thread ")[0]: line.split(": thread ")[1] for line in shown}
+    assert len(threads) == 2  # one thread per lane
+
+    client = get_client(url=url)
+    listed = await client.threads.search(metadata={"run": "from-cli"})
+    assert {t["thread_id"] for t in listed} == set(threads.values())
+    for lane, thread in threads.items():
+        state = await client.threads.get_state(thread)
+        assert state["values"]["run"] == lane and state["values"]["done"] is True
+        history = await client.threads.get_history(thread, limit=100)
+        # The round boundaries the CLI keeps: where round 1 opens is where Studio can fork it.
+        assert any(h["next"] == ["open_round"] and h["values"].get("round") == 1 for h in history)
+
+
+def test_opening_in_studio_needs_a_server_and_a_run(tmp_path):
+    cads("run", "--run-id", "here", "--rounds", "1", cwd=tmp_path)
+    nobody = f"http://127.0.0.1:{free_port()}"
+    no_server = cads("studio", "here", "--url", nobody, cwd=tmp_path, check=False)
+    assert no_server.returncode == 2 and nobody in no_server.stderr and "langgraph dev" in no_server.stderr
+    no_run = cads("studio", "nowhere", "--url", nobody, cwd=tmp_path, check=False)
+    assert no_run.returncode == 2 and "no run 'nowhere'" in no_run.stderr
+
+
+def test_a_database_from_before_uuid_threads_is_upgraded(tmp_path):
+    """Schema 4 kept a CLI run's checkpoints under its name; upgrading moves them to its UUID thread."""
+    cads("run", "--run-id", "old", "--rounds", "2", cwd=tmp_path)
+    with sqlite3.connect(tmp_path / "cads.db") as db:
+        for table in ("cads_checkpoints", "cads_checkpoint_blobs", "cads_checkpoint_writes"):
+            db.execute(f"UPDATE {table} SET thread_id = 'old'")
+        db.execute("UPDATE cads_schema SET version = 4")
+    cads("replay", "old", "--round", "1", "--run-id", "fork", cwd=tmp_path)  # reads the parent's checkpoints
+    assert json.loads(cads("stats", "fork", "--json", cwd=tmp_path).stdout)["status"] == "done"
+    with sqlite3.connect(tmp_path / "cads.db") as db:
+        threads = {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM cads_checkpoints")}
+    assert threads == {thread_id("old"), thread_id("fork")}

@@ -58,7 +58,7 @@ async def test_a_whole_debate_through_the_dev_server(studio):
     assert stats["status"] == "done" and len(stats["rounds"]) == 2 and stats["kept"] > 0
     assert "consensus: C=" in cads("show", thread, "--round", "1", cwd=project).stdout
     samples = export(thread, project)  # images from the server's default data folder
-    assert len(samples) == stats["kept"] and all(Path(s["image"]).is_file() for s in samples)
+    assert len(samples) == stats["kept"] and all((project / f"{thread}-jsonl" / s["image"]).is_file() for s in samples)
 
 
 async def test_a_studio_run_that_raises_is_failed(studio):

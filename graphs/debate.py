@@ -234,6 +234,12 @@ async def _res() -> Resources:
     return await resources(get_runtime(Settings).context)
 
 
+async def _asked(job: Task) -> tuple[Resources, Agent, Proposal]:
+    """What a call about a problem starts from: the resources, the agent asked and the problem."""
+    res = await _res()
+    return res, (await res.panel_of(job["run"]))[job["agent"]], Proposal.model_validate(job["proposal"])
+
+
 def _answer(made: Proposal | Critique | Judgment | None, calls: list[CallRecord]) -> dict[str, Any]:
     return {"made": made.model_dump(mode="json") if made is not None else None, "calls": [asdict(c) for c in calls]}
 
@@ -291,9 +297,7 @@ async def paint(job: Task) -> dict[str, Any]:
 @task
 async def critique(job: Task) -> dict[str, Any]:
     """One critic's review of the problem (none when its call gave up)."""
-    res = await _res()
-    agent = (await res.panel_of(job["run"]))[job["agent"]]
-    proposal = Proposal.model_validate(job["proposal"])
+    res, agent, proposal = await _asked(job)
     call = agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "critic", proposal.id, call)
     if reply is None:
@@ -332,9 +336,7 @@ async def revise(job: Task) -> dict[str, Any]:
 @task
 async def judge(job: Task) -> dict[str, Any]:
     """One judge answers the problem blind; a judge whose call gave up abstains."""
-    res = await _res()
-    agent = (await res.panel_of(job["run"]))[job["agent"]]
-    proposal = Proposal.model_validate(job["proposal"])
+    res, agent, proposal = await _asked(job)
     call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "judge", proposal.id, call)
     answer = reply.value.model_dump() if reply is not None else {"answer": None, "abstained": True}
@@ -350,9 +352,7 @@ async def judge(job: Task) -> dict[str, Any]:
 async def rationalize(job: Task) -> dict[str, Any]:
     """A judge that missed a split problem writes reasoning that reaches the reference (STaR's
     rationalization): a training rationale, marked as such, never a vote."""
-    res = await _res()
-    agent = (await res.panel_of(job["run"]))[job["agent"]]
-    proposal = Proposal.model_validate(job["proposal"])
+    res, agent, proposal = await _asked(job)
     earlier = job["judgment"]["answer"]
     call = agent.rationalize(f"{judgment_id(proposal.key, agent.name)}/rationalize", proposal, earlier, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "rationalizer", f"{proposal.id}/rationalize", call)

@@ -115,7 +115,9 @@ def _proposals(state: DebateState) -> list[Proposal]:
 
 
 async def _image(res: Resources, proposal: Proposal) -> bytes | None:
-    return await asyncio.to_thread(res.blobs.get, proposal.image) if proposal.image else None
+    if not proposal.image:
+        return None
+    return res.blobs.recent(proposal.image) or await asyncio.to_thread(res.blobs.get, proposal.image)
 
 
 async def _paint(res: Resources, proposal: Proposal) -> Proposal:
@@ -210,6 +212,7 @@ async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str
         await res.ledger.start_run(run, config, RunConfig.model_validate(config).seed)
     await res.ledger.claim(run, lease_owner())  # the CLI holds it already; Studio's server takes it here
     await res.ledger.put_context(run, round_, context)
+    res.remember_context(run, round_, context)
     # Only what is not in the state yet: every value returned here is stored again with the step.
     missing = {"run": run, "config": config, "round": round_, "context": context.model_dump(mode="json"), "kept": 0}
     return {key: value for key, value in missing.items() if key not in state} | {"done": False}

@@ -45,7 +45,10 @@ class Resources:
         self._panels: dict[str, Panel] = {}
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._configs: dict[str, dict[str, Any]] = {}
-        self._contexts: dict[tuple[str, int], Context] = {}
+        self._run_panels: dict[str, Panel] = {}
+        # A future per (run, round): a round's problems all ask for its context at once, and one
+        # read answers them all.
+        self._contexts: dict[tuple[str, int], asyncio.Future[Context]] = {}
 
     @cached_property
     def blobs(self) -> BlobStore:
@@ -64,19 +67,34 @@ class Resources:
             self._configs[run] = record["config"]
         return self._configs[run]
 
+    def _keep_context(self, run: str, round_: int, slot: asyncio.Future[Context]) -> None:
+        self._contexts = {k: v for k, v in self._contexts.items() if k[0] != run}  # one round per run
+        self._contexts[(run, round_)] = slot
+
+    def remember_context(self, run: str, round_: int, context: Context) -> None:
+        """open_round has just stored the round's context: its tasks need not read it back."""
+        slot = asyncio.get_running_loop().create_future()
+        slot.set_result(context)
+        self._keep_context(run, round_, slot)
+
+    async def _read_context(self, run: str, round_: int) -> Context:
+        context = await self.ledger.context(run, round_)
+        if context is None:
+            raise LookupError(f"run {run!r} has no context for round {round_}")
+        return context
+
     async def round_context(self, run: str, round_: int) -> Context:
         """The context that steers the round (open_round stored it before any task of the round)."""
-        key = (run, round_)
-        if key not in self._contexts:
-            context = await self.ledger.context(run, round_)
-            if context is None:
-                raise LookupError(f"run {run!r} has no context for round {round_}")
-            self._contexts = {k: v for k, v in self._contexts.items() if k[0] != run}  # one round per run
-            self._contexts[key] = context
-        return self._contexts[key]
+        slot = self._contexts.get((run, round_))
+        if slot is None or (slot.done() and (slot.cancelled() or slot.exception() is not None)):  # a failed read is tried again
+            slot = asyncio.ensure_future(self._read_context(run, round_))
+            self._keep_context(run, round_, slot)
+        return await asyncio.shield(slot)  # a caller cancelled does not cancel the others' read
 
     async def panel_of(self, run: str) -> Panel:
-        return self.panel(await self.run_config(run))
+        if run not in self._run_panels:
+            self._run_panels[run] = self.panel(await self.run_config(run))
+        return self._run_panels[run]
 
     def panel(self, config: dict[str, Any]) -> Panel:
         """The run's panel, built once: every task of a run shares its agents and call gate, and

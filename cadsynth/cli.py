@@ -221,9 +221,9 @@ def _execute(
 
 
 def _summary(db: str, run_name: str) -> None:
-    from cadsynth.report import stats
+    from cadsynth.report import summary as run_summary
 
-    summary = _read(db, lambda ledger: stats(ledger, run_name))
+    summary = _read(db, lambda ledger: run_summary(ledger, run_name))
     console.print(
         f"\nkept {summary['kept']} samples ({summary['adversarial']} adversarial), discarded {summary['discarded']}, "
         f"{summary['model_calls']} model calls. Export with: cads export {run_name} --out {run_name}-data",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from cadsynth.agents.faults import FAULT_KEYS
@@ -32,6 +33,18 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     if not lanes:
         return await _stats_one(ledger, record)
     return _combined(record, [await _stats_one(ledger, lane) for lane in lanes])
+
+
+async def summary(ledger: Ledger, run: str) -> dict[str, Any]:
+    """The counts a finished `cads run` prints, from grouped queries: at paper scale, loading
+    every record as `stats` does would make the run's last moment its largest in memory."""
+    await _require_run(ledger, run)
+    outcomes: Counter[str] = Counter()
+    calls = 0
+    for member in await ledger.lane_progress(run):
+        outcomes.update(member["outcomes"])
+        calls += (await ledger.call_totals(member["run"]))["calls"]
+    return {**tally(outcomes.elements()), "model_calls": calls}  # type: ignore[arg-type]
 
 
 def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, Any]:

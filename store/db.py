@@ -137,8 +137,10 @@ def async_engine(url: str) -> AsyncEngine:
     options = _pool_options(url)
     if make_url(url).get_backend_name() == "sqlite" and ":memory:" not in url:
         # SQLite takes one writer at a time: more connections of one process would only wait for
-        # each other in its busy handler, and each new aiosqlite connection costs a thread.
-        options = {"pool_size": 1, "max_overflow": 0}
+        # each other in its busy handler, and each new aiosqlite connection costs a thread. Every
+        # task of every lane queues for that one connection: on a loaded machine the queue can
+        # take longer than SQLAlchemy's default 30 s, which would fail the run.
+        options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": CONNECT_WAIT}
     engine = create_async_engine(normalize_url(url, asynchronous=True), **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

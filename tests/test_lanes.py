@@ -21,7 +21,7 @@ LANES = ["--lanes", "3", "--seed", "7", "--rounds", "3", "--target", "1000"]
 @pytest.fixture(scope="module")
 def laned(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("lanes")
-    cads("run", "--run-id", "a", *LANES, cwd=work)
+    (work / "a.out").write_text(cads("run", "--run-id", "a", *LANES, cwd=work).stdout)
     cads("run", "--run-id", "b", *LANES, cwd=work)
     # The same run, killed twice mid-flight and resumed. Its calls take as long as a fast model's,
     # so that calls in flight at a kill are few and countable (the simulator answers the same).
@@ -49,6 +49,14 @@ def test_a_run_with_lanes_is_one_data_set(laned):
     assert questions[0] != questions[1] != questions[2]
     listed = cads("runs", cwd=laned).stdout
     assert "3 lanes" in listed and "a.lane0" not in listed  # lanes are listed with their run
+
+
+def test_the_line_a_run_ends_with_agrees_with_its_stats(laned):
+    s = stats("a", laned)
+    line = (laned / "a.out").read_text().strip().splitlines()[-1]
+    assert line.startswith(
+        f"kept {s['kept']} samples ({s['adversarial']} adversarial), discarded {s['discarded']}, {s['model_calls']} model calls."
+    ), line
 
 
 def test_the_same_seed_and_lanes_give_the_same_data_set(laned):

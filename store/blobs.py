@@ -16,7 +16,7 @@ class BlobStore:
     """PNGs under `root/blobs/`, by hash. The last `recent` images written or read stay in memory:
     a problem's image is read by every critic and judge right after it is painted."""
 
-    def __init__(self, root: Path, recent: int = 256):
+    def __init__(self, root: Path, recent: int = 128):
         self.root = Path(root)
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self._room = recent

@@ -28,7 +28,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel
 
 from cadsynth.agents.calls import estimate_tokens
@@ -45,6 +45,33 @@ from cadsynth.domain import (
     Verdict,
     Weight,
 )
+
+
+class _Structured(Runnable[Any, Any]):
+    """A simulated agent's structured answer. A plain Runnable rather than a RunnableLambda: the
+    lambda's per-call bookkeeping (signature inspection, a callback manager) cost the simulated
+    panel more than its answers do, and nothing downstream listens to its callbacks."""
+
+    def __init__(self, model: SimChatModel, schema: type[BaseModel], include_raw: bool):
+        self.model, self.schema, self.include_raw = model, schema, include_raw
+
+    def invoke(self, input: list[BaseMessage], config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        task = ((config or {}).get("metadata") or {}).get("cads_task")
+        if not isinstance(task, dict):
+            raise ValueError("the simulated panel needs the task payload the cadsynth agent layer attaches")
+        parsed = self.model.respond(task)
+        if not isinstance(parsed, self.schema):
+            raise TypeError(f"simulated {task['role']} produced {type(parsed).__name__}, not {self.schema.__name__}")
+        if not self.include_raw:
+            return parsed
+        text = parsed.model_dump_json()
+        raw = AIMessage(content=text, usage_metadata=_usage(estimate_tokens(input), text))
+        return {"raw": raw, "parsed": parsed, "parsing_error": None}
+
+    async def ainvoke(self, input: list[BaseMessage], config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if self.model.persona.latency:
+            await asyncio.sleep(self.model.persona.latency)  # a model's response time
+        return self.invoke(input, config)
 
 
 class SimProposalDraft(ProposalDraft):
@@ -81,26 +108,8 @@ class SimChatModel(BaseChatModel):
 
     def with_structured_output(  # type: ignore[override]
         self, schema: Any, *, include_raw: bool = False, **kwargs: Any
-    ) -> RunnableLambda:
-        def respond(messages: list[BaseMessage], config: RunnableConfig) -> Any:
-            task = (config.get("metadata") or {}).get("cads_task")
-            if not isinstance(task, dict):
-                raise ValueError("the simulated panel needs the task payload the cadsynth agent layer attaches")
-            parsed = self.respond(task)
-            if not isinstance(parsed, schema):
-                raise TypeError(f"simulated {task['role']} produced {type(parsed).__name__}, not {schema.__name__}")
-            if not include_raw:
-                return parsed
-            text = parsed.model_dump_json()
-            raw = AIMessage(content=text, usage_metadata=_usage(estimate_tokens(messages), text))
-            return {"raw": raw, "parsed": parsed, "parsing_error": None}
-
-        async def arespond(messages: list[BaseMessage], config: RunnableConfig) -> Any:
-            if self.persona.latency:
-                await asyncio.sleep(self.persona.latency)  # a model's response time
-            return respond(messages, config)
-
-        return RunnableLambda(respond, afunc=arespond, name=f"sim:{self.agent}")
+    ) -> Runnable[Any, Any]:
+        return _Structured(self, schema, include_raw)
 
     # --- behaviour ---------------------------------------------------------------------------
 

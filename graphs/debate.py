@@ -243,11 +243,19 @@ async def _asked(job: Task) -> tuple[Resources, Agent, Proposal]:
     return res, (await res.panel_of(job["run"]))[job["agent"]], Proposal.model_validate(job["proposal"])
 
 
+def model_call(func: Callable[[Task], Awaitable[dict[str, Any]]]) -> Any:
+    """`@task`, findable by LangGraph's runnable cache. LangGraph builds a task's runnable (and
+    inspects its signature) on every call unless it finds the function in its module by
+    qualified name; under `@task` that name holds the wrapper, whose `.func` is the function."""
+    func.__qualname__ = f"{func.__qualname__}.func"
+    return task(func)
+
+
 def _answer(made: Proposal | Critique | Judgment | None, calls: list[CallRecord]) -> dict[str, Any]:
     return {"made": made.model_dump(mode="json") if made is not None else None, "calls": [asdict(c) for c in calls]}
 
 
-@task
+@model_call
 async def propose(job: Task) -> dict[str, Any]:
     """The proposer writes a problem (none when its call gave up)."""
     res = await _res()
@@ -280,7 +288,7 @@ def _needs_painter(config: RunConfig, proposal: Proposal) -> bool:
     return proposal.image is None and (config.paint == "model" or proposal.image_spec is None)
 
 
-@task
+@model_call
 async def paint(job: Task) -> dict[str, Any]:
     """The proposal with its image: rendered from its spec, or drawn by a painter model (the
     painters take the round's slots in turn). Left unpainted when neither can: review drops it."""
@@ -297,7 +305,7 @@ async def paint(job: Task) -> dict[str, Any]:
     return _answer(proposal if reply is None else proposal.model_copy(update={"image": reply.value}), calls)
 
 
-@task
+@model_call
 async def critique(job: Task) -> dict[str, Any]:
     """One critic's review of the problem (none when its call gave up)."""
     res, agent, proposal = await _asked(job)
@@ -312,7 +320,7 @@ async def critique(job: Task) -> dict[str, Any]:
     return _answer(record, calls)
 
 
-@task
+@model_call
 async def revise(job: Task) -> dict[str, Any]:
     """The proposer answers its critics: the revised problem, or the same one when the call gave up."""
     res = await _res()
@@ -336,7 +344,7 @@ async def revise(job: Task) -> dict[str, Any]:
     return _answer(revised, calls)
 
 
-@task
+@model_call
 async def judge(job: Task) -> dict[str, Any]:
     """One judge answers the problem blind; a judge whose call gave up abstains."""
     res, agent, proposal = await _asked(job)
@@ -351,7 +359,7 @@ async def judge(job: Task) -> dict[str, Any]:
     return _answer(record, calls)
 
 
-@task
+@model_call
 async def rationalize(job: Task) -> dict[str, Any]:
     """A judge that missed a split problem writes reasoning that reaches the reference (STaR's
     rationalization): a training rationale, marked as such, never a vote."""

@@ -146,7 +146,7 @@ class NearDuplicatesConfig(BaseModel):
         default=20, ge=0, le=256, description="Perceptual hashes (256 bits) at most this many bits apart count as the same image"
     )
     question_similarity: float = Field(
-        default=0.5, gt=0.0, le=1.0, description="Questions whose word-pair Jaccard (MinHash) reaches this count as the same"
+        default=0.6, gt=0.0, le=1.0, description="Questions whose word-pair Jaccard similarity reaches this count as the same"
     )
 
 

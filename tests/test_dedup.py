@@ -197,3 +197,26 @@ def test_bad_gate_settings_are_one_line_naming_the_value(tmp_path, text, expecte
     assert expected in str(err.value) and "\n" not in str(err.value)
     run = cads("run", str(path), cwd=tmp_path, check=False)
     assert run.returncode != 0 and expected in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_version_5_database_gains_the_gate_tables(tmp_path):
+    from sqlalchemy import create_engine
+
+    from cadsynth.store import schema as t
+    from cadsynth.store.migrate import ensure_schema
+
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        ensure_schema(conn)
+    with sqlite3.connect(path) as db:  # back to the version 5 layout
+        db.execute("DROP TABLE cads_fingerprints")
+        db.execute("DROP TABLE cads_duplicates")
+        db.execute("UPDATE cads_schema SET version = 5")
+    with engine.begin() as conn:
+        ensure_schema(conn)
+    engine.dispose()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == t.SCHEMA_VERSION == 6
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"cads_fingerprints", "cads_duplicates"} <= tables

@@ -50,7 +50,7 @@ def question_shingles(question: str) -> set[str]:
 
 
 def question_minhash(question: str) -> list[int]:
-    from datasketch import MinHash
+    from datasketch import MinHash  # type: ignore[import-untyped]
 
     signature = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
     signature.update_batch([s.encode() for s in sorted(question_shingles(question))])
@@ -101,7 +101,7 @@ class Candidate:
 def near_duplicates(candidates: Iterable[Candidate], rule: NearDuplicatesConfig) -> list[Duplicate]:
     """The pass: walk in order, remove what duplicates an earlier survivor (the earliest such)."""
     import imagehash
-    from datasketch import LeanMinHash, MinHash, MinHashLSH
+    from datasketch import LeanMinHash, MinHash, MinHashLSH  # type: ignore[import-untyped]
 
     # LSH finds the questions likely above the threshold without comparing every pair; each
     # candidate it finds is then checked on both the estimated similarity and the images. Tuned
@@ -133,7 +133,7 @@ def near_duplicates(candidates: Iterable[Candidate], rule: NearDuplicatesConfig)
 @functools.cache
 def _bands(similarity: float) -> tuple[int, int]:
     """The LSH index's bands and rows for a rule, worked out once (datasketch integrates to find them)."""
-    from datasketch import MinHashLSH
+    from datasketch import MinHashLSH  # type: ignore[import-untyped]
 
     index = MinHashLSH(threshold=max(0.05, similarity - 0.2), num_perm=NUM_PERM, weights=(0.1, 0.9))
     return index.b, index.r

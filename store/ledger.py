@@ -381,11 +381,11 @@ class Ledger:
     async def put_duplicates(self, run: str, rows: Iterable[Duplicate]) -> None:
         """The run's removals as a whole pass found them: earlier passes' rows go."""
         await self.init()
-        rows = [{"run": run, **vars(d)} for d in rows]
+        found = [{"run": run, **vars(d)} for d in rows]
         async with self.engine.begin() as conn:
             await conn.execute(delete(t.duplicates).where(t.duplicates.c.run == run))
-            if rows:
-                await conn.execute(t.duplicates.insert(), rows)
+            if found:
+                await conn.execute(t.duplicates.insert(), found)
 
     async def duplicates(self, run: str) -> list[Duplicate]:
         await self.init()

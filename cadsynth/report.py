@@ -57,7 +57,7 @@ async def _quality(ledger: Ledger, run: str, members: list[str]) -> dict[str, An
             # The gate asks no model: its calls and cost are nil; it hashes what was judged.
             "near_duplicates": {
                 "enabled": rule.enabled,
-                "fingerprinted": sum([len(await ledger.fingerprints(m)) for m in members]),
+                "fingerprinted": sum([await ledger.fingerprinted(m) for m in members]),
                 "removed": len(removed),
                 "calls": 0,
                 "usd": 0.0,

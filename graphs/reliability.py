@@ -61,7 +61,7 @@ def run_votes(proposals: Iterable[Proposal], judgments: Iterable[Judgment]) -> l
     return [v for p in proposals if (v := votes(p, by_problem.get(p.id, []))).answers]
 
 
-def estimate(problems: Sequence[Votes], *, iterations: int = 200, tolerance: float = 1e-7) -> dict[str, Reliability]:
+def estimate(problems: Sequence[Votes], *, iterations: int = 200, tolerance: float = 1e-5) -> dict[str, Reliability]:
     """Each judge's estimated accuracy (one-coin Dawid-Skene, EM), in judge order."""
     judged: dict[str, int] = defaultdict(int)
     for v in problems:

@@ -377,6 +377,12 @@ class Ledger:
         async with self.engine.connect() as conn:
             return [Fingerprint(*row) for row in await conn.execute(query)]
 
+    async def fingerprinted(self, run: str) -> int:
+        await self.init()
+        query = select(func.count()).select_from(t.fingerprints).where(await self._where_lineage(t.fingerprints, run))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
     @whole
     async def put_duplicates(self, run: str, rows: Iterable[Duplicate]) -> None:
         """The run's removals as a whole pass found them: earlier passes' rows go."""

@@ -567,6 +567,19 @@ def stats_cmd(
     faults = {k: v for k, v in s["faults"].items() if v}
     if faults:
         console.print("faults: " + ", ".join(f"{k} {v}" for k, v in faults.items()), markup=False)
+    if s.get("judges"):
+        console.print(
+            "judges' estimated accuracy: "
+            + ", ".join(f"{name} {j['estimated_accuracy']:.1%} ({j['judged']} judged)" for name, j in s["judges"].items()),
+            markup=False,
+        )
+    dedup = s.get("gates", {}).get("near_duplicates", {})
+    if dedup.get("enabled"):
+        console.print(
+            f"near-duplicates: {s['duplicates_removed']} kept samples removed ({dedup['removed']} judged problems, "
+            f"of {dedup['fingerprinted']} fingerprinted)",
+            markup=False,
+        )
     if "truth" in s:
         truth = s["truth"]
         console.print(

@@ -130,6 +130,32 @@ class ConsensusConfig(BaseModel):
     pool_max_agree: int | None = Field(
         default=None, ge=1, description="C at or below this (and >= min_agree) joins the adversarial pool; default K-1"
     )
+    weighted: bool = Field(
+        default=False,
+        description="Weigh each judge by its estimated accuracy over the closed rounds (graphs.consensus); needs jury: full",
+    )
+
+
+class NearDuplicatesConfig(BaseModel):
+    """Near-duplicate removal over a whole run (graphs.dedup): a duplicate is close in image AND in question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    image_distance: int = Field(
+        default=20, ge=0, le=256, description="Perceptual hashes (256 bits) at most this many bits apart count as the same image"
+    )
+    question_similarity: float = Field(
+        default=0.6, gt=0.0, le=1.0, description="Questions whose word-pair Jaccard similarity reaches this count as the same"
+    )
+
+
+class GatesConfig(BaseModel):
+    """Quality gates beyond the consensus rule, each a switch of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    near_duplicates: NearDuplicatesConfig = Field(default_factory=NearDuplicatesConfig)
 
 
 class RayConfig(BaseModel):
@@ -171,6 +197,7 @@ class RunConfig(BaseModel):
     seed: int = 0
     seeds: Path | None = Field(default=None, description="JSONL file of seed problems or task descriptions")
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
     adversary: bool = True
     critique: bool = True
     rationalize: bool = Field(
@@ -200,6 +227,9 @@ class RunConfig(BaseModel):
                 raise ValueError(f"no agent has the role {role!r}; add it to some agent's roles")
         if self.adversary and not self.agents("adversary"):
             raise ValueError("adversary is on but no agent has the role 'adversary'; add it or set adversary: false")
+        if self.consensus.weighted and self.jury == "adaptive":
+            # An adaptive jury settles on counts; under weights a count cannot say the outcome is settled.
+            raise ValueError("consensus.weighted needs jury: full; an adaptive jury settles on unweighted counts")
         if self.paint == "model" and not self.agents("painter"):
             raise ValueError("paint is 'model' but no agent has the role 'painter'; add one or set paint: spec")
         for painter in self.agents("painter"):

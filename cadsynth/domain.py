@@ -223,6 +223,8 @@ class Consensus(Record):
     agreeing: list[str] = Field(default_factory=list)
     # An adaptive jury stops asking once the outcome is settled: the judges it never asked.
     unasked: list[str] = Field(default_factory=list)
+    # consensus: {weighted: true}: C_w, the score the outcome was decided on (graphs.consensus).
+    weighted_score: float | None = None
 
 
 class Context(Record):

@@ -7,8 +7,10 @@ from typing import Any
 
 from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
+from cadsynth.config import RunConfig
 from cadsynth.domain import Proposal
 from cadsynth.graphs.consensus import tally
+from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
 
 
@@ -31,8 +33,38 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     record = await _require_run(ledger, run)
     lanes = await ledger.lanes(run)
     if not lanes:
-        return await _stats_one(ledger, record)
-    return _combined(record, [await _stats_one(ledger, lane) for lane in lanes])
+        return await _stats_one(ledger, record) | await _quality(ledger, run, [run])
+    combined = _combined(record, [await _stats_one(ledger, lane) for lane in lanes])
+    return combined | await _quality(ledger, run, [lane["id"] for lane in lanes])
+
+
+async def _quality(ledger: Ledger, run: str, members: list[str]) -> dict[str, Any]:
+    """The quality gates' figures over the whole run: duplicates removed, each judge's estimated accuracy."""
+    proposals = [p for m in members for p in await ledger.proposals(m)]
+    judgments = [j for m in members for j in await ledger.judgments(m)]
+    outcomes = {c.proposal: c.outcome for m in members for c in await ledger.consensus(m)}
+    removed = await ledger.duplicates(run)
+    record = await ledger.run(run)
+    assert record is not None
+    rule = RunConfig.model_validate(record["config"]).gates.near_duplicates
+    return {
+        # Kept samples the near-duplicate gate took out of the data set (export = kept - this).
+        "duplicates_removed": sum(outcomes.get(d.proposal) in ("keep", "adversarial") for d in removed),
+        "judges": {
+            name: {"estimated_accuracy": r.estimated_accuracy, "judged": r.judged}
+            for name, r in estimate_reliability(run_votes(proposals, judgments)).items()
+        },
+        "gates": {
+            # The gate asks no model: its calls and cost are nil; it hashes what was judged.
+            "near_duplicates": {
+                "enabled": rule.enabled,
+                "fingerprinted": sum([await ledger.fingerprinted(m) for m in members]),
+                "removed": len(removed),
+                "calls": 0,
+                "usd": 0.0,
+            },
+        },
+    }
 
 
 async def summary(ledger: Ledger, run: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from langgraph.types import Command
 
 
 from cadsynth.config import RunConfig
+from cadsynth.graphs import dedup
 from cadsynth.graphs.debate import build_graph, failure_reason
 from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer, thread_id
@@ -288,6 +289,7 @@ async def execute(
             progress.phase = "stopped" if stops else "done"
             if run not in (lane.run for lane in lanes):  # the lanes' run: its status follows theirs
                 await ledger.set_status(run, "stopped" if stops else "done")
+            await dedup.settle(ledger, run)  # over every lane, once all have stopped: no timing in it
     finally:
         if heartbeat is not None:
             heartbeat.cancel()

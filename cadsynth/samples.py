@@ -115,8 +115,10 @@ async def lanes(ledger: Ledger, run: str) -> list[str]:
 
 
 async def samples(ledger: Ledger, run: str, outcomes: Iterable[Outcome]) -> list[Sample]:
-    """The run's samples with these outcomes, lane by lane, in the order they were proposed."""
+    """The run's samples with these outcomes, lane by lane, in the order they were proposed; never
+    one the near-duplicate gate removed (graphs.dedup), so no export holds both of a pair."""
     wanted = set(outcomes)
+    removed = {d.proposal for d in await ledger.duplicates(run)}
     out: list[Sample] = []
     for lane, member in enumerate(await lanes(ledger, run)):
         verdicts = {c.proposal: c for c in await ledger.consensus(member)}
@@ -126,7 +128,7 @@ async def samples(ledger: Ledger, run: str, outcomes: Iterable[Outcome]) -> list
         out.extend(
             _sample(p, verdicts[p.id], judgments[p.id], lane)
             for p in await ledger.proposals(member)
-            if p.id in verdicts and verdicts[p.id].outcome in wanted
+            if p.id in verdicts and verdicts[p.id].outcome in wanted and p.id not in removed
         )
     return out
 

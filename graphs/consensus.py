@@ -3,6 +3,16 @@
 C = number of judges whose answer matches the reference answer; K = judges that answered.
 C below `min_agree` discards the problem; C up to `pool_max_agree` (default K-1) keeps it and puts
 it in the adversarial pool (the panel split); higher C keeps it as an easy problem.
+
+Weighted (`consensus: {weighted: true}`): each judge counts by its estimated accuracy w
+(graphs.reliability, fitted on the lane's closed rounds, so a round's weights never depend on
+timing), and C becomes the agreeing judges' share of the answering judges' weight, scaled to K:
+    C_w = K * sum(w of agreeing judges) / sum(w of answering judges)
+C_w goes through the same thresholds as C. With equal weights C_w = C, so the outcomes are the
+unweighted ones (round 0, before any estimate, always is). What changes: a problem only judges
+less reliable than the average reach is discarded (C_w < 1), and a dissent from such a judge
+alone no longer makes a split (C_w > K-1: keep). A judge without an estimate weighs the mean of
+the others. Off (the default), nothing here is used and outcomes are exactly the unweighted ones.
 """
 
 from __future__ import annotations
@@ -21,25 +31,45 @@ def judge_agrees(judgment: Judgment, proposal: Proposal) -> bool:
     return answers_match(judgment.answer, proposal.reference_answer, proposal.answer_type, proposal.choices)
 
 
-def outcome_for(score: int, judges: int, rule: ConsensusConfig) -> Outcome:
+def outcome_for(score: float, judges: int, rule: ConsensusConfig) -> Outcome:
     if judges == 0 or score < rule.min_agree:
         return "discard"
     pool_max = rule.pool_max_agree if rule.pool_max_agree is not None else judges - 1
     return "adversarial" if score <= pool_max else "keep"
 
 
-def score(proposal: Proposal, judgments: list[Judgment], rule: ConsensusConfig, unasked: list[str] | None = None) -> Consensus:
+def weighted_score(answered: list[str], agreeing: list[str], weights: dict[str, float]) -> float:
+    """C_w = K * (agreeing judges' weight) / (answering judges' weight); C when weights are equal."""
+    if not answered:
+        return 0.0
+    known = [weights[j] for j in answered if j in weights]
+    default = sum(known) / len(known) if known else 1.0
+    weight = {j: weights.get(j, default) for j in answered}
+    total = sum(weight.values())
+    if total <= 0:
+        return float(len(agreeing))
+    return len(answered) * sum(weight[j] for j in agreeing) / total
+
+
+def score(
+    proposal: Proposal, judgments: list[Judgment], rule: ConsensusConfig, unasked: list[str] | None = None,
+    weights: dict[str, float] | None = None,
+) -> Consensus:
     answered = [j for j in judgments if not j.abstained]
     agreeing = sorted(j.judge for j in answered if judge_agrees(j, proposal))
+    weighted = None
+    if rule.weighted:  # rounded: equal weights must give C itself, not C less a rounding error
+        weighted = round(weighted_score([j.judge for j in answered], agreeing, weights or {}), 9)
     return Consensus(
         proposal=proposal.id,
         run=proposal.run,
         round=proposal.round,
         score=len(agreeing),
         judges=len(answered),
-        outcome=outcome_for(len(agreeing), len(answered), rule),
+        outcome=outcome_for(len(agreeing) if weighted is None else weighted, len(answered), rule),
         agreeing=agreeing,
         unasked=sorted(unasked or []),
+        weighted_score=weighted,
     )
 
 

@@ -55,6 +55,8 @@ from cadsynth.domain import (
     proposal_id,
 )
 from cadsynth.graphs import consensus as rule
+from cadsynth.graphs import dedup
+from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
 from cadsynth.graphs.plan import initial_context, plan_proposal
 from cadsynth.graphs.settings import Resources, Settings, resources, validated
 from cadsynth.graphs.state import DebateState, Task
@@ -223,8 +225,10 @@ def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
     config = validated(state["config"])
     slots = [(agent.name, index) for agent in config.agents("proposer") for index in range(config.proposals_per_agent)]
     jury = rule.jury_order([j.name for j in config.agents("judge")], state.get("judges", {}))
+    weights = {"weights": state.get("reliability", {})} if config.consensus.weighted else {}
     sends = [
-        Send("problem", _task(state, agent=name, index=index, slot=slot, jury=jury)) for slot, (name, index) in enumerate(slots)
+        Send("problem", _task(state, agent=name, index=index, slot=slot, jury=jury, **weights))
+        for slot, (name, index) in enumerate(slots)
     ]
     return sends or "consensus"
 
@@ -451,7 +455,7 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     else:
         judgments = await _jury(config, {**job, "proposal": proposal.model_dump(mode="json")}, proposal, took)
         unasked = [j.name for j in config.agents("judge") if j.name not in {x.judge for x in judgments}]
-        verdict = rule.score(proposal, judgments, config.consensus, unasked)
+        verdict = rule.score(proposal, judgments, config.consensus, unasked, job.get("weights"))
         judged = [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
     rationales: list[Judgment] = []
     if config.rationalize and verdict.outcome == "adversarial":
@@ -469,8 +473,14 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     }
 
 
-async def consensus(state: DebateState) -> dict[str, Any]:
-    return {}  # every problem of the round has its verdict: the consensus edges route each
+async def consensus(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
+    """Every problem of the round has its verdict: the consensus edges route each. The round's
+    judged problems are fingerprinted here for the near-duplicate gate (graphs.dedup)."""
+    if validated(state["config"]).gates.near_duplicates.enabled:
+        res = await resources(runtime.context)
+        verdicts = {pid: Consensus.model_validate(c) for pid, c in state.get("consensus", {}).items()}
+        await dedup.fingerprint_round(res.ledger, res.blobs, _proposals(state), verdicts)
+    return {}
 
 
 # The consensus edges: the node each verdict goes to. A problem the critics dropped is discarded.
@@ -570,12 +580,18 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     kept = state.get("kept", 0) + stats["kept"]
     judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
     judges = rule.judge_record(state.get("judges", {}), judgments)
+    reliability = {}
+    if config.consensus.weighted:  # the next round's weights: every closed round of this lane
+        estimate = estimate_reliability(run_votes(await res.ledger.proposals(run), await res.ledger.judgments(run)))
+        reliability = {"reliability": {name: r.estimated_accuracy for name, r in estimate.items()}}
     done = round_ + 1 >= config.rounds or kept >= config.target
     # The round's records are in the ledger: the state between rounds carries none of them, so
     # the checkpoints kept at round boundaries stay small.
     cleared = {"proposals": None, "critiques": None, "judgments": None, "consensus": None}
     if done:
         await _finish(res.ledger, run, kept)
+        if config.lane is None:  # a lane's run settles its duplicates over all lanes (cadsynth.runner)
+            await dedup.settle(res.ledger, run)
         return {"kept": kept, "done": True, **cleared}
     if config.adversary:
         agent = (await res.panel_of(run)).by_role("adversary")[0]
@@ -591,7 +607,8 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
         else:
             context = reply.value
     return {
-        "round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "judges": judges, "done": False, **cleared
+        "round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "judges": judges, "done": False,
+        **reliability, **cleared,
     }
 
 
@@ -603,7 +620,7 @@ def build_graph() -> StateGraph[DebateState, Settings, DebateState, DebateState]
     builder = StateGraph(DebateState, context_schema=Settings)
     builder.add_node("open_round", fails_the_run(open_round))
     builder.add_node("problem", fails_the_run(problem))  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
-    builder.add_node("consensus", consensus)
+    builder.add_node("consensus", fails_the_run(consensus))
     for outcome in OUTCOME_NODES:
         builder.add_node(outcome, fails_the_run(record_outcome(outcome)))  # a Send target too
     builder.add_node("adversary", fails_the_run(adversary))

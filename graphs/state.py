@@ -26,6 +26,7 @@ class DebateState(TypedDict, total=False):
     consensus: Annotated[dict[str, Any], merge_round]  # proposal id -> domain.Consensus
     kept: int  # samples kept over all rounds so far
     judges: dict[str, list[int]]  # consensus.JudgeRecord over the closed rounds: orders an adaptive jury
+    reliability: dict[str, float]  # consensus: {weighted: true}: each judge's estimated accuracy over the closed rounds
     done: bool
 
 
@@ -42,6 +43,7 @@ class Task(TypedDict, total=False):
     index: int  # the proposer's slot
     slot: int  # the problem's place in the round
     jury: list[str]  # the order an adaptive jury asks its judges in
+    weights: dict[str, float]  # consensus: {weighted: true}: judge -> estimated accuracy
     proposal: dict[str, Any]
     critiques: list[dict[str, Any]]
     consensus: dict[str, Any]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, and_, func, inspect, or_, select, update
+from sqlalchemy import Table, and_, delete, func, inspect, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cadsynth.store import schema as t
@@ -82,6 +82,27 @@ class CallRecord:
     fault: str | None = None  # rate_limited | server_error | timeout | malformed
     outcome: str | None = None  # after a fault: retried | abstained | dropped
     attempt: int = 0  # the request's place among the call's retries
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the near-duplicate gate compares of a judged problem: no image bytes, only hashes."""
+
+    proposal: str
+    run: str
+    round: int
+    image_hash: str  # perceptual hash, hex
+    question_minhash: list[int]
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A sample the run-wide pass removed, and the earlier sample it duplicates."""
+
+    proposal: str
+    duplicate_of: str
+    image_distance: int
+    question_similarity: float
 
 
 def _advanced_again(run: str) -> Any:
@@ -340,6 +361,46 @@ class Ledger:
 
     async def put_consensus(self, items: Iterable[Consensus]) -> None:
         await self.write(consensus=items)
+
+    # --- the near-duplicate gate (graphs.dedup decides; this keeps what it found) ---------------
+
+    async def put_fingerprints(self, rows: Iterable[Fingerprint]) -> None:
+        await self._put(t.fingerprints, [vars(f) for f in rows])
+
+    async def fingerprints(self, run: str) -> list[Fingerprint]:
+        """The run's fingerprints (a fork's include its parent's before the fork)."""
+        await self.init()
+        f = t.fingerprints.c
+        query = select(f.proposal, f.run, f.round, f.image_hash, f.question_minhash).where(
+            await self._where_lineage(t.fingerprints, run)
+        )
+        async with self.engine.connect() as conn:
+            return [Fingerprint(*row) for row in await conn.execute(query)]
+
+    async def fingerprinted(self, run: str) -> int:
+        await self.init()
+        query = select(func.count()).select_from(t.fingerprints).where(await self._where_lineage(t.fingerprints, run))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    @whole
+    async def put_duplicates(self, run: str, rows: Iterable[Duplicate]) -> None:
+        """The run's removals as a whole pass found them: earlier passes' rows go."""
+        await self.init()
+        found = [{"run": run, **vars(d)} for d in rows]
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(t.duplicates).where(t.duplicates.c.run == run))
+            if found:
+                await conn.execute(t.duplicates.insert(), found)
+
+    async def duplicates(self, run: str) -> list[Duplicate]:
+        await self.init()
+        if self._empty:
+            return []
+        d = t.duplicates.c
+        query = select(d.proposal, d.duplicate_of, d.image_distance, d.question_similarity).where(d.run == run)
+        async with self.engine.connect() as conn:
+            return [Duplicate(*row) for row in await conn.execute(query.order_by(d.proposal))]
 
     async def put_context(self, run: str, round_: int, context: Context) -> None:
         await self._put(

@@ -24,9 +24,10 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 5  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 6  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
-# 5: a named run's checkpoints under its UUID thread (store.thread_id)
+# 5: a named run's checkpoints under its UUID thread (store.thread_id);
+# 6: cads_fingerprints and cads_duplicates (the near-duplicate gate), new tables only
 
 metadata = MetaData()
 
@@ -121,6 +122,31 @@ consensus = Table(
     Column("score", Integer, nullable=True),
     Column("record", JSON, nullable=False),  # domain.Consensus
     Index("ix_cads_consensus_run_outcome", "run", "outcome"),
+)
+
+# --- the near-duplicate gate (graphs.dedup) -----------------------------------------------------
+# A judged problem's fingerprints, written at its round's barrier: never the image itself.
+fingerprints = Table(
+    "cads_fingerprints",
+    metadata,
+    Column("proposal", String(255), primary_key=True),
+    Column("run", String(128), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("image_hash", String(64), nullable=False),  # perceptual hash of the PNG, hex
+    Column("question_minhash", JSON, nullable=False),  # MinHash signature of the question's word pairs
+    Index("ix_cads_fingerprints_run_round", "run", "round"),
+)
+
+# The run-wide pass's removals: keyed by the run it went over (a run with lanes: the run, not a lane),
+# each naming the sample it duplicates.
+duplicates = Table(
+    "cads_duplicates",
+    metadata,
+    Column("run", String(128), primary_key=True),
+    Column("proposal", String(255), primary_key=True),
+    Column("duplicate_of", String(255), nullable=False),
+    Column("image_distance", Integer, nullable=False),
+    Column("question_similarity", Float, nullable=False),
 )
 
 # One row per request made (each retry adds a row: this is what was paid), and one per answer served

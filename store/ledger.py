@@ -6,6 +6,7 @@ crash) leaves exactly one row. Readers (`cads show/stats/export`) use the same c
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -112,18 +113,30 @@ def _advanced_again(run: str) -> Any:
     return update(t.runs).where(and_(runs.id == run, runs.status != "done")).values(status="running", reason=None)
 
 
-def _insert(conn: AsyncConnection, table: Table) -> Any:
-    """An INSERT that can say what to do on conflict, in the connection's dialect."""
+def _insert(dialect: str, table: Table) -> Any:
+    """An INSERT that can say what to do on conflict, in the dialect."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+# Statements built once per dialect and table: building one cost more than the write it made.
+@functools.cache
+def _upsert_statement(dialect: str, table: Table) -> Any:
+    stmt = _insert(dialect, table)
+    keys = [c.name for c in table.primary_key.columns]
+    changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+
+
+@functools.cache
+def _new_requests(dialect: str) -> Any:
+    """An INSERT of call rows that skips a request recorded already (its call re-run after a crash)."""
+    return _insert(dialect, t.calls).on_conflict_do_nothing(index_elements=t.CALL_KEY)
 
 
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    keys = [c.name for c in table.primary_key.columns]
-    stmt = _insert(conn, table)
-    changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), rows)
+    return conn.execute(_upsert_statement(conn.dialect.name, table), rows)
 
 
 class Ledger:
@@ -350,8 +363,8 @@ class Ledger:
             for table, rows in batches:
                 if rows:
                     await _upsert(conn, table, rows)
-            if requests:  # a request recorded already (its call re-run after a crash) is not added again
-                await conn.execute(_insert(conn, t.calls).on_conflict_do_nothing(index_elements=t.CALL_KEY), requests)
+            if requests:
+                await conn.execute(_new_requests(conn.dialect.name), requests)
 
     async def put_proposals(self, items: Iterable[Proposal]) -> None:
         await self.write(proposals=items)

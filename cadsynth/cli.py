@@ -478,7 +478,7 @@ def review(
         outcomes, noted = _ask_decisions(waiting)
     lane_of = {p["id"]: w["run"] for w in waiting for p in w["problems"]}
     computed = {p["id"]: p["outcome"] for w in waiting for p in w["problems"]}
-    answers: dict[str, Any] = {w["run"]: {"reviewer": reviewer or _reviewer(), "decisions": {}} for w in waiting}
+    answers: dict[str, Any] = {w["run"]: {"reviewer": _reviewer() if reviewer is None else reviewer, "decisions": {}} for w in waiting}
     for pid in [*outcomes, *noted]:
         if pid not in lane_of:
             option = "--set" if pid in outcomes else "--note"

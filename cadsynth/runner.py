@@ -191,7 +191,7 @@ async def _to_resume(graph: Debate, ledger: Ledger, run: str, answers: dict[str,
             continue
         state = await graph.aget_state(thread(member["id"]))
         # Killed before its first checkpoint, a lane starts over from its stored config.
-        start = None if state.values or state.interrupts else {"run": member["id"], "config": member["config"]}
+        start: Any = None if state.values or state.interrupts else {"run": member["id"], "config": member["config"]}
         if answers and member["id"] in answers and _review_pause(state.interrupts) is not None:
             start = Command(resume=answers[member["id"]])  # a person's decisions (`cads review`)
         lanes.append(Lane(member["id"], start))

@@ -468,7 +468,11 @@ def review(
     _check_writer(db, data)
     waiting = _read(db, lambda ledger: waiting_for_review(ledger, run_name), mode="write")
     if not waiting:
-        fail(f"run {run_name!r} has no round waiting for review in its checkpoints; `cads resume {run_name}` continues it")
+        # Its process stopped between marking the run and saving the pause: run it up to the pause.
+        console.print(f"run {run_name} has no round waiting in its checkpoints yet; continuing it to its pause", markup=False)
+        if not _execute(db, data, not no_cache, run_name):
+            _summary(db, run_name)
+        return
     outcomes, noted = _pairs("--set", decide or []), _pairs("--note", notes or [])
     asked = not (accept_all or outcomes or noted)
     if asked:

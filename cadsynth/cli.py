@@ -168,7 +168,9 @@ def _execute(
     fork: Fork | None = None,
     budget: float | None = None,
     ray: Any = None,
-) -> None:
+    review: dict[str, Any] | None = None,
+) -> bool:
+    """Advance the run; True when it paused for a person's review (exit 0: a pause, not a failure)."""
     from rich.live import Live
 
     from cadsynth.graphs.settings import Settings
@@ -197,7 +199,7 @@ def _execute(
     with live:
         try:
             progress = asyncio.run(
-                execute(settings, run, config, fork=fork, budget=budget, on_update=observe, lanes_on=lanes_on)
+                execute(settings, run, config, fork=fork, budget=budget, on_update=observe, lanes_on=lanes_on, review=review)
             )
         except (LeaseError, RunStateError) as exc:
             stop()
@@ -218,6 +220,15 @@ def _execute(
             f"and the last round cost ${why['next_round_usd']:.4f}. Continue with: cads resume {run} --budget USD",
             markup=False,
         )
+    if progress.waiting:
+        rounds = sorted({w["round"] for w in progress.waiting})
+        where = f" in {len(progress.waiting)} lanes" if len(progress.waiting) > 1 else ""
+        console.print(
+            f"\nround {', '.join(map(str, rounds))} is waiting for review{where}: decide its outcomes with "
+            f"cads review {run} (--accept-all, or --set ID=keep|discard|pool)",
+            markup=False,
+        )
+    return bool(progress.waiting)
 
 
 def _summary(db: str, run_name: str) -> None:
@@ -315,8 +326,8 @@ def run(
         config = config.model_copy(update={"ray": on_ray})
     run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
-    _execute(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray)
-    _summary(db, run_name)
+    if not _execute(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray):
+        _summary(db, run_name)
 
 
 def _dry_run(config: RunConfig) -> None:
@@ -353,17 +364,141 @@ def resume(
 ) -> None:
     """Continue an interrupted, failed or stopped run from its last checkpoint; finished calls are not made again."""
     from cadsynth.config import RunConfig
+    from cadsynth.store.ledger import WAITING_FOR_REVIEW
 
     record = _require_run(db, run_name, mode="write")
     if record["status"] == "done":
         fail(f"run {run_name!r} has finished; `cads replay {run_name} --round N` forks it into a new run")
+    if record["status"] == WAITING_FOR_REVIEW:
+        fail(f"run {run_name!r} is waiting for review; `cads review {run_name}` decides its outcomes and continues it")
     _check_keys(RunConfig.model_validate(record["config"]))
     if record["status"] == "stopped" and record["budget_usd"] is not None and (budget or 0) <= record["budget_usd"]:
         fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
     _check_writer(db, data)
     on_ray = _on_ray(db, ray, record["config"].get("ray"))
-    _execute(db, data, not no_cache, run_name, budget=budget, ray=on_ray)
-    _summary(db, run_name)
+    if not _execute(db, data, not no_cache, run_name, budget=budget, ray=on_ray):
+        _summary(db, run_name)
+
+
+def _reviewer() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "unknown"
+
+
+def _pairs(option: str, given: list[str]) -> dict[str, str]:
+    """`ID=VALUE` items of a repeatable option, by id; a malformed one is a one-line error."""
+    pairs = {}
+    for item in given:
+        pid, eq, value = item.partition("=")
+        if not eq or not pid:
+            fail(f"{option} {item!r}: write ID=VALUE, with ID as `cads review` lists it")
+        pairs[pid] = value
+    return pairs
+
+
+def _show_waiting(waiting: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from cadsynth.graphs.review import AS_DECISION
+
+    laned = len(waiting) > 1 or waiting[0]["lane"] is not None
+    table = Table(title=f"waiting for review: round {', '.join(sorted({str(w['round']) for w in waiting}))}")
+    for name in [*(["lane"] if laned else []), "problem", "question", "reference", "C/K", "outcome"]:
+        table.add_column(name, no_wrap=name in ("problem", "outcome"))
+    for w in waiting:
+        for p in w["problems"]:
+            question = p["question"] or ""
+            score = "-" if p["score"] is None else f"{p['score']}/{p['judges']}"
+            outcome = AS_DECISION.get(p["outcome"], p["outcome"])
+            table.add_row(*([str(w["lane"])] if laned else []), p["id"], question[:70] + ("…" if len(question) > 70 else ""),
+                          str(p["reference_answer"] or ""), score, outcome)
+        if w.get("error"):
+            console.print(f"lane {w['lane']}: an earlier answer was refused: {w['error']}", markup=False)
+    console.print(table)
+
+
+def _ask_decisions(waiting: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """At a terminal: each judged problem's outcome (Enter keeps it) and a note when it changes."""
+    from rich.prompt import Prompt
+
+    from cadsynth.graphs.review import AS_DECISION, reviewable
+
+    outcomes, notes = {}, {}
+    for w in waiting:
+        for p in reviewable(w):
+            computed = AS_DECISION[p["outcome"]]
+            chosen = Prompt.ask(f"{p['id']}", choices=["keep", "discard", "pool"], default=computed, console=console)
+            if chosen != computed:
+                outcomes[p["id"]] = chosen
+                note = Prompt.ask("  note (optional)", default="", console=console)
+                if note:
+                    notes[p["id"]] = note
+    return outcomes, notes
+
+
+@app.command()
+def review(
+    run_name: RunArgument,
+    accept_all: Annotated[bool, typer.Option("--accept-all", metavar="", help="Keep every computed outcome")] = False,
+    decide: Annotated[
+        list[str] | None, typer.Option("--set", metavar="ID=OUTCOME", help="Decide a problem: keep, discard or pool (repeatable)")
+    ] = None,
+    notes: Annotated[list[str] | None, typer.Option("--note", metavar="ID=TEXT", help="A note on a problem's decision (repeatable)")] = None,
+    reviewer: Annotated[str | None, typer.Option("--reviewer", help="Who decides, as the ledger records it (default: the OS user)")] = None,
+    db: DbOption = DEFAULT_DB,
+    data: DataOption = Path("cads-data"),
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Decide the outcomes of a round waiting for review (`review: true`), then continue the run."""
+    from cadsynth.config import RunConfig
+    from cadsynth.graphs.review import AS_DECISION, ReviewError, check
+    from cadsynth.runner import waiting_for_review
+    from cadsynth.store.ledger import WAITING_FOR_REVIEW, shown_status
+
+    record = _require_run(db, run_name, mode="write")
+    if record["status"] != WAITING_FOR_REVIEW:
+        fail(f"run {run_name!r} is not waiting for review (it is {shown_status(record)}); only a run with `review: true` pauses for one")
+    if accept_all and decide:
+        fail(f"--accept-all with --set {decide[0]!r}: accept all, or change some, not both")
+    _check_keys(RunConfig.model_validate(record["config"]))
+    _check_writer(db, data)
+    waiting = _read(db, lambda ledger: waiting_for_review(ledger, run_name), mode="write")
+    if not waiting:
+        # Its process stopped between marking the run and saving the pause: run it up to the pause.
+        console.print(f"run {run_name} has no round waiting in its checkpoints yet; continuing it to its pause", markup=False)
+        if not _execute(db, data, not no_cache, run_name):
+            _summary(db, run_name)
+        return
+    outcomes, noted = _pairs("--set", decide or []), _pairs("--note", notes or [])
+    asked = not (accept_all or outcomes or noted)
+    if asked:
+        if not sys.stdin.isatty():
+            fail("say what to decide: --accept-all, or --set ID=keep|discard|pool (and --note ID=TEXT)")
+        _show_waiting(waiting)
+        outcomes, noted = _ask_decisions(waiting)
+    lane_of = {p["id"]: w["run"] for w in waiting for p in w["problems"]}
+    computed = {p["id"]: p["outcome"] for w in waiting for p in w["problems"]}
+    answers: dict[str, Any] = {w["run"]: {"reviewer": _reviewer() if reviewer is None else reviewer, "decisions": {}} for w in waiting}
+    for pid in [*outcomes, *noted]:
+        if pid not in lane_of:
+            option = "--set" if pid in outcomes else "--note"
+            fail(f"{option} {pid!r}: no such problem waits for review in run {run_name!r}; the table above lists them")
+        # A note alone keeps the computed outcome and records why.
+        outcome = outcomes.get(pid, AS_DECISION.get(computed[pid], computed[pid]))
+        answers[lane_of[pid]]["decisions"][pid] = {"outcome": outcome, "note": noted.get(pid)}
+    for w in waiting:  # the graph checks the same way: nothing is sent unless every lane's answer holds
+        try:
+            check(answers[w["run"]], w)
+        except ReviewError as exc:
+            fail(str(exc))
+    if not asked:
+        _show_waiting(waiting)  # what was decided on, as a record in the terminal
+    if not _execute(db, data, not no_cache, run_name, review=answers):
+        _summary(db, run_name)
 
 
 def _rounds_opened(db: str, run: str, lane: int | None = None) -> list[int]:
@@ -413,8 +548,8 @@ def replay(
     new_run = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{new_run}[/bold] (fork of {run_name} at round {round_})")
     fork = Fork(parent=run_name, round=round_, config=config, lane=lane)
-    _execute(db, data, not no_cache, new_run, fork=fork, budget=budget)
-    _summary(db, new_run)
+    if not _execute(db, data, not no_cache, new_run, fork=fork, budget=budget):
+        _summary(db, new_run)
 
 
 def _status_note(record: dict[str, Any], status: str) -> str:
@@ -430,6 +565,8 @@ def _status_reason(record: dict[str, Any], status: str) -> str:
         return f"its process is gone; `cads resume {record['id']}` continues it"
     if status == "stopped":
         return f"at its budget; `cads resume {record['id']} --budget USD`"
+    if status == "waiting for review":
+        return f"`cads review {record['id']}` decides the round's outcomes and continues it"
     return ""
 
 

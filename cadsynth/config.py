@@ -204,6 +204,10 @@ class RunConfig(BaseModel):
         default=False,
         description="STaR: judges that missed an adversarial-pool problem are shown the reference and write a rationale reaching it",
     )
+    review: bool = Field(
+        default=False,
+        description="Pause after each round's consensus until a person keeps, discards or pools its problems (`cads review`, Studio)",
+    )
     paint: Literal["spec", "model"] = Field(
         default="spec", description="spec: render image_spec (a painter model only when a proposal has none); model: always the painter"
     )

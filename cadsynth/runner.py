@@ -21,7 +21,7 @@ from cadsynth.graphs.debate import build_graph, failure_reason
 from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer, thread_id
 from cadsynth.graphs.state import DebateState
-from cadsynth.store.ledger import LEASE_SECONDS, Ledger, LeaseError, lease_owner
+from cadsynth.store.ledger import LEASE_SECONDS, WAITING_FOR_REVIEW, Ledger, LeaseError, lease_owner
 
 
 Debate = CompiledStateGraph[DebateState, Settings, DebateState, DebateState]
@@ -66,6 +66,7 @@ class Progress:
     counts: Counter[str] = field(default_factory=Counter)
     lanes_done: int = 0
     stopped: dict[str, Any] | None = None  # why the run paused (its budget), when it did
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # the rounds paused for review (graphs.review)
 
     def observe(self, node: str, update: Any) -> None:
         self.phase = node
@@ -163,7 +164,22 @@ async def _start(ledger: Ledger, run: str, config: RunConfig) -> list[Lane]:
     return lanes
 
 
-async def _to_resume(graph: Debate, ledger: Ledger, run: str) -> list[Lane]:
+def _review_pause(interrupts: Any) -> dict[str, Any] | None:
+    """The review a thread waits at (its interrupt's payload), if it waits at one."""
+    return next((i.value for i in interrupts if isinstance(i.value, dict) and i.value.get("reason") == "review"), None)
+
+
+async def waiting_for_review(ledger: Ledger, run: str) -> list[dict[str, Any]]:
+    """The review pauses of a run: each waiting lane's (or the run's own) round and its problems."""
+    members = await ledger.lanes(run) or [r for r in [await ledger.run(run)] if r is not None]
+    async with open_checkpointer(engine=ledger.engine) as saver:
+        graph = build_graph().compile(checkpointer=saver)
+        pauses = [_review_pause((await graph.aget_state(thread(m["id"]))).interrupts) for m in members]
+    return [p for p in pauses if p is not None]
+
+
+async def _to_resume(graph: Debate, ledger: Ledger, run: str, answers: dict[str, Any] | None = None) -> list[Lane]:
+    """The unfinished lanes (or the run) to advance; `answers` answers the lanes waiting for review."""
     record = await ledger.run(run)
     if record is None:
         raise RunStateError(f"no run {run!r} in this database; `cads runs` lists the runs")
@@ -176,14 +192,16 @@ async def _to_resume(graph: Debate, ledger: Ledger, run: str) -> list[Lane]:
             continue
         state = await graph.aget_state(thread(member["id"]))
         # Killed before its first checkpoint, a lane starts over from its stored config.
-        start = None if state.values or state.interrupts else {"run": member["id"], "config": member["config"]}
+        start: Any = None if state.values or state.interrupts else {"run": member["id"], "config": member["config"]}
+        if answers and member["id"] in answers and _review_pause(state.interrupts) is not None:
+            start = Command(resume=answers[member["id"]])  # a person's decisions (`cads review`)
         lanes.append(Lane(member["id"], start))
     return lanes
 
 
 async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger, lane: Lane, budget: float | None,
                    progress: Progress, on_update: Callable[[Progress], None] | None) -> dict[str, Any] | None:
-    """Run one lane until it ends or pauses at its budget (returned: why); a failure marks it failed.
+    """Run one lane until it ends or pauses (at its budget, or for review: returned, why); a failure marks it failed.
 
     Unless the run keeps every checkpoint (`checkpoints: all`), a closed round's checkpoints go
     once the next round's boundary is saved: the boundaries are what resume and replay need.
@@ -191,7 +209,10 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     record = await ledger.run(lane.run)
     thin = record is not None and record["config"].get("checkpoints", "rounds") == "rounds"
     start = lane.start
-    if start is None and (await graph.aget_state(thread(lane.run))).interrupts:
+    pending = (await graph.aget_state(thread(lane.run))).interrupts if start is None else ()
+    if _review_pause(pending) is not None:
+        return _review_pause(pending)  # only a person's decisions move it on (`cads review`, Studio)
+    if pending:
         # Stopped at its budget: answer the interrupt (open_round checks the budget again).
         start = Command(resume={"budget_usd": budget})
     boundary: str | None = None  # the last round boundary saved
@@ -245,6 +266,7 @@ async def execute(
     on_update: Callable[[Progress], None] | None = None,
     budget: float | None = None,
     lanes_on: LaneRunner | None = None,
+    review: dict[str, Any] | None = None,
 ) -> Progress:
     """Start `run` with `config`; fork it from another run; or (neither) resume it where it stopped.
 
@@ -254,7 +276,8 @@ async def execute(
     lease of its own in the process advancing it); this process then holds the run's lease.
     `budget` (USD) is kept with the run and split evenly over its lanes; a run stopped at its
     budget continues when resumed with a higher one. Returns with `progress.phase == "stopped"`
-    when the run paused at its budget.
+    when the run paused at its budget, and "review" (with `progress.waiting`) when rounds wait for a
+    person's decisions; `review` maps each waiting lane (or the run) to its answer (graphs.review).
     """
     ledger = (await resources(settings)).ledger
     owner = lease_owner()
@@ -269,7 +292,7 @@ async def execute(
             elif config is not None:
                 lanes = await _start(ledger, run, config)
             else:
-                lanes = await _to_resume(graph, ledger, run)
+                lanes = await _to_resume(graph, ledger, run, review)
             members = [run, *(lane.run for lane in lanes if lane.run != run)]
             for member in members if lanes_on is None else [run]:
                 await ledger.acquire_lease(member, owner)
@@ -285,10 +308,13 @@ async def execute(
                 stops = await lanes_on(settings, run, [lane.run for lane in lanes], share, progress, on_update)
             else:
                 stops = await _advance_here(graph, saver, settings, ledger, run, lanes, share, progress, on_update)
-            progress.stopped = stops[0] if stops else None
-            progress.phase = "stopped" if stops else "done"
+            progress.waiting = [stop for stop in stops if stop.get("reason") == "review"]
+            budget_stops = [stop for stop in stops if stop.get("reason") != "review"]
+            progress.stopped = budget_stops[0] if budget_stops else None
+            status = WAITING_FOR_REVIEW if progress.waiting else "stopped" if stops else "done"
+            progress.phase = "review" if progress.waiting else "stopped" if stops else "done"
             if run not in (lane.run for lane in lanes):  # the lanes' run: its status follows theirs
-                await ledger.set_status(run, "stopped" if stops else "done")
+                await ledger.set_status(run, status)
             await dedup.settle(ledger, run)  # over every lane, once all have stopped: no timing in it
     finally:
         if heartbeat is not None:

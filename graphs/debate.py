@@ -1,7 +1,7 @@
 """How the debate flows, one round at a time.
 
-open_round -> problem (one per proposer and slot) -> consensus -> discard | keep | adversarial
-(one edge per problem, by its consensus score) -> adversary -> open_round or END.
+open_round -> problem (one per proposer and slot) -> consensus -> [human_review] -> discard | keep |
+adversarial (one edge per problem, by its outcome) -> adversary -> open_round or END.
 
 A problem goes through the round on its own: propose, paint, critique (one call per critic),
 revise if the critics asked, judge (one call per judge; an adaptive jury asks in waves until the
@@ -21,7 +21,8 @@ keeps the context. Every request, failed or not, is logged with its fault and wh
 
 A budget (`cads run --budget`) is checked where a round opens: if the last round's cost would take
 the run past it, the run is marked stopped and the graph interrupts; `cads resume --budget` answers
-the interrupt with the new budget.
+the interrupt with the new budget. With `review: true` the round pauses again after its consensus
+until a person decides its outcomes (graphs.review; `cads review` or Studio answers).
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ from cadsynth.graphs import consensus as rule
 from cadsynth.graphs import dedup
 from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
 from cadsynth.graphs.plan import initial_context, plan_proposal
+from cadsynth.graphs.review import human_review
 from cadsynth.graphs.settings import Resources, Settings, resources, validated
 from cadsynth.graphs.state import DebateState, Task
 from cadsynth.store.ledger import CallRecord, Ledger, lease_owner
@@ -158,7 +160,7 @@ def fails_the_run(node: N) -> N:
         try:
             return await node(given, runtime)
         except GraphBubbleUp:
-            raise  # an interrupt (the budget), not a failure
+            raise  # an interrupt (the budget, a review), not a failure
         except Exception as exc:
             run = given.get("run") or get_config()["configurable"]["thread_id"]
             res = await resources(runtime.context)
@@ -489,9 +491,16 @@ OUTCOME_NODES = ("discard", "keep", "adversarial")
 
 
 def route_by_consensus(state: DebateState) -> list[Send] | Literal["adversary"]:
-    """Each problem goes to the node for its outcome."""
+    """Each problem goes to the node for its outcome (as a reviewer decided it, under review)."""
     sends = [Send(OUTCOME_NODE[c["outcome"]], _task(state, consensus=c)) for _, c in sorted(state.get("consensus", {}).items())]
     return sends or "adversary"
+
+
+def after_consensus(state: DebateState) -> list[Send] | Literal["human_review", "adversary"]:
+    """A run under review waits for a person's decisions before any outcome is recorded."""
+    if validated(state["config"]).review and state.get("consensus"):
+        return "human_review"
+    return route_by_consensus(state)
 
 
 def record_outcome(node_name: str):  # type: ignore[no-untyped-def]
@@ -621,6 +630,7 @@ def build_graph() -> StateGraph[DebateState, Settings, DebateState, DebateState]
     builder.add_node("open_round", fails_the_run(open_round))
     builder.add_node("problem", fails_the_run(problem))  # type: ignore[call-overload, arg-type]  # a Send target takes a Task
     builder.add_node("consensus", fails_the_run(consensus))
+    builder.add_node("human_review", fails_the_run(human_review))
     for outcome in OUTCOME_NODES:
         builder.add_node(outcome, fails_the_run(record_outcome(outcome)))  # a Send target too
     builder.add_node("adversary", fails_the_run(adversary))
@@ -628,7 +638,8 @@ def build_graph() -> StateGraph[DebateState, Settings, DebateState, DebateState]
     builder.add_edge(START, "open_round")
     builder.add_conditional_edges("open_round", to_problems, ["problem", "consensus"])
     builder.add_edge("problem", "consensus")  # the round's one barrier: the adversary reads all of it
-    builder.add_conditional_edges("consensus", route_by_consensus, [*OUTCOME_NODES, "adversary"])
+    builder.add_conditional_edges("consensus", after_consensus, [*OUTCOME_NODES, "human_review", "adversary"])
+    builder.add_conditional_edges("human_review", route_by_consensus, [*OUTCOME_NODES, "adversary"])
     for outcome in OUTCOME_NODES:
         builder.add_edge(outcome, "adversary")
     builder.add_conditional_edges("adversary", next_round, ["open_round", END])

@@ -54,11 +54,16 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
+WAITING_FOR_REVIEW = "review"  # the stored status of a run paused for a person's decisions (`review: true`)
+
+
 def shown_status(record: dict[str, Any]) -> str:
     """The status a person should see: a `running` run whose holder is gone is `interrupted`.
 
     A run's process can die without a word (a kill, a crash, a closed terminal); its lease says so.
     """
+    if record["status"] == WAITING_FOR_REVIEW:
+        return "waiting for review"
     if record["status"] != "running":
         return str(record["status"])
     holder, until = record.get("lease_owner"), record.get("lease_until")
@@ -420,6 +425,18 @@ class Ledger:
             t.contexts,
             [{"run": run, "version": context.version, "round": round_, "record": context.model_dump(mode="json")}],
         )
+
+    async def put_reviews(self, rows: list[dict[str, Any]]) -> None:
+        """A person's decisions on a round (rows of `cads_reviews`); recorded again, they stay one row each."""
+        await self._put(t.reviews, rows)
+
+    async def reviews(self, run: str) -> list[dict[str, Any]]:
+        await self.init()
+        if self._empty:
+            return []
+        async with self.engine.connect() as conn:
+            query = select(t.reviews).where(t.reviews.c.run == run).order_by(t.reviews.c.round, t.reviews.c.proposal)
+            return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def put_round(self, summary: RoundSummary) -> None:
         await self._put(

@@ -27,7 +27,8 @@ from sqlalchemy import (
 SCHEMA_VERSION = 6  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
-# 6: cads_fingerprints and cads_duplicates (the near-duplicate gate), new tables only
+# 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
+# near-duplicate gate), cads_reviews (human review)
 
 metadata = MetaData()
 
@@ -44,7 +45,7 @@ runs = Table(
     "cads_runs",
     metadata,
     Column("id", String(128), primary_key=True),
-    Column("status", String(16), nullable=False),  # running | done | stopped | failed
+    Column("status", String(16), nullable=False),  # running | done | stopped | failed | review (waiting for a person)
     Column("reason", Text, nullable=True),  # why a failed run failed: one line, shown by `cads runs/show`
     Column("config", JSON, nullable=False),  # the validated config, secrets excluded
     Column("seed", BigInteger, nullable=False),
@@ -147,6 +148,21 @@ duplicates = Table(
     Column("duplicate_of", String(255), nullable=False),
     Column("image_distance", Integer, nullable=False),
     Column("question_similarity", Float, nullable=False),
+)
+
+# A person's decision on a problem's outcome (`review: true`): one row per problem of a reviewed
+# round, keyed by run and proposal so a decision recorded twice (a crash before the checkpoint) is one row.
+reviews = Table(
+    "cads_reviews",
+    metadata,
+    Column("run", String(128), primary_key=True),
+    Column("proposal", String(255), primary_key=True),
+    Column("round", Integer, nullable=False),
+    Column("computed", String(16), nullable=False),  # the consensus rule's outcome
+    Column("decided", String(16), nullable=False),  # the outcome the round goes on with
+    Column("note", Text, nullable=True),
+    Column("reviewer", String(128), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
 )
 
 # One row per request made (each retry adds a row: this is what was paid), and one per answer served

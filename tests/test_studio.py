@@ -144,3 +144,40 @@ def test_a_database_from_before_uuid_threads_is_upgraded(tmp_path):
     with sqlite3.connect(tmp_path / "cads.db") as db:
         threads = {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM cads_checkpoints")}
     assert threads == {thread_id("old"), thread_id("fork")}
+
+
+async def test_a_review_answered_through_the_sdk(studio):
+    """`review: true` in Studio: the round waits with its problems; a Command(resume=...) decides them."""
+    url, project = studio
+    client = get_client(url=url)
+    thread = (await client.threads.create())["thread_id"]
+    config = _config(rounds=1, target=1000, proposals_per_agent=2, review=True)
+    await client.runs.wait(thread, "cads", input={"config": config})
+    state = await client.threads.get_state(thread)
+    [pause] = [i["value"] for task in state["tasks"] for i in task["interrupts"]]
+    assert state["next"] == ["human_review"] and pause["reason"] == "review" and pause["round"] == 0
+    assert json.loads(cads("stats", thread, "--json", cwd=project).stdout)["status"] == "waiting for review"
+    kept = [p["id"] for p in pause["problems"] if p["outcome"] == "keep"]
+
+    def reviews() -> list[tuple]:
+        with sqlite3.connect(project / "cads.db") as db:
+            return db.execute("SELECT proposal, decided, note, reviewer FROM cads_reviews WHERE run = ?", (thread,)).fetchall()
+
+    # A bad answer is asked again, saying what was wrong; nothing is recorded.
+    await client.runs.wait(thread, "cads", command={"resume": {"reviewer": "ann", "decisions": {kept[0]: {"outcome": "bin"}}}})
+    state = await client.threads.get_state(thread)
+    [again] = [i["value"] for task in state["tasks"] for i in task["interrupts"]]
+    assert "'bin'" in again["error"] and kept[0] in again["error"] and reviews() == []
+
+    decisions = {kept[0]: {"outcome": "discard", "note": "unreadable axis"}, kept[1]: {"outcome": "pool"}}
+    await client.runs.wait(thread, "cads", command={"resume": {"reviewer": "ann", "decisions": decisions}})
+    state = await client.threads.get_state(thread)
+    assert state["values"]["done"] is True and state["next"] == []
+    everything = {s["id"]: s["outcome"] for s in export(thread, project, "--include", "all")}
+    assert everything[kept[0]] == "discard" and everything[kept[1]] == "adversarial"
+    assert all(everything[pid] == p["outcome"] for p in pause["problems"] if (pid := p["id"]) not in decisions
+               and p["outcome"] != "dropped")
+    assert kept[0] not in {s["id"] for s in export(thread, project)}
+    recorded = {r[0]: r[1:] for r in reviews()}
+    assert recorded[kept[0]] == ("discard", "unreadable axis", "ann") and recorded[kept[1]] == ("adversarial", None, "ann")
+    assert json.loads(cads("stats", thread, "--json", cwd=project).stdout)["status"] == "done"

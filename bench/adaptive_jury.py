@@ -3,18 +3,24 @@
 Prints each jury's judge calls, kept samples and (simulated) kept-sample correctness, and how many
 fewer judge calls the adaptive jury made. Figures are from the simulator, not from real models.
 
+Then an order study: the full jury's answers replayed under other orders an adaptive jury could
+use, each learned from the closed rounds only, to see how much of the ceiling any order reaches.
+
 Usage: python bench/adaptive_jury.py [--rounds 20] [--seed 11]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
 import json
 import sqlite3
 import tempfile
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from cads_process import cads, python
@@ -38,6 +44,8 @@ def main() -> None:
             stats = json.loads(cads("stats", jury, "--json", cwd=work, interpreter=py).stdout)
             with sqlite3.connect(Path(work) / "cads.db") as db:
                 calls = db.execute("SELECT count(*) FROM cads_calls WHERE run = ? AND role = 'judge'", (jury,)).fetchone()[0]
+            if jury == "full":
+                study = order_study(Path(work) / "cads.db")
             rows[jury] = {"calls": calls, "kept": stats["kept"], "correct": stats["truth"]["kept_correct_rate"],
                           "splits": stats["adversarial"]}
     print(f"simulated panel, seed {args.seed}, {args.rounds} rounds (simulated figures)")
@@ -51,6 +59,112 @@ def main() -> None:
     ceiling = full["splits"] * (JUDGES - 2) / full["calls"]
     print(f"  the most any order could save on this data: {ceiling:.1%} "
           f"({full['splits']} splits, each settled after 2 of {JUDGES} judges at best)")
+    print("  order study, the full jury's answers replayed (judge calls saved; simulated):")
+    for name, saved in study.items():
+        print(f"    {name:64s} {saved:.1%}")
+
+
+def order_study(db: Path) -> dict[str, float]:
+    """Calls an adaptive jury would save on the full jury's answers under several orders. Each
+    order is chosen per problem from the rounds before it, as the graph would."""
+    from cadsynth.domain import Judgment
+    from cadsynth.graphs.consensus import judge_record, jury_order
+
+    with sqlite3.connect(db) as conn:
+        proposals = {p["id"]: p for p in (json.loads(r) for (r,) in conn.execute("SELECT record FROM cads_proposals"))}
+        answers: dict[str, dict[str, Judgment]] = collections.defaultdict(dict)
+        for (r,) in conn.execute("SELECT record FROM cads_judgments"):
+            j = Judgment.model_validate_json(r)
+            if not j.rationalized and not j.abstained:
+                answers[j.proposal][j.judge] = j
+    judges = sorted({name for given in answers.values() for name in given})
+    problems = sorted((proposals[p]["round"], p) for p, given in answers.items() if len(given) == len(judges))
+    right = {p: {name: bool(answers[p][name].agrees) for name in judges} for _, p in problems}
+
+    def asked(order: list[str], problem: str) -> int:
+        """The adaptive rule with C >= 1 kept and C = K easy: a split settles it."""
+        first = right[problem][order[0]]
+        return next((i + 1 for i, name in enumerate(order[1:], 1) if right[problem][name] != first), len(order))
+
+    features = sorted({c for p in proposals.values() for c in p["capabilities"]})
+
+    def x(p: str) -> np.ndarray:
+        caps = proposals[p]["capabilities"]
+        return np.array([1.0, proposals[p]["difficulty"], *(c in caps for c in features)], dtype=float)
+
+    def logistic(rows: list[str], name: str) -> np.ndarray:
+        """Each judge's chance on a problem from its difficulty and capabilities (ridge, Newton)."""
+        X, y = np.array([x(p) for p in rows]), np.array([right[p][name] for p in rows], dtype=float)
+        w = np.zeros(X.shape[1])
+        for _ in range(20):
+            chance = 1 / (1 + np.exp(-X @ w))
+            hessian = (X.T * (chance * (1 - chance))) @ X + np.eye(len(w))
+            w -= np.linalg.solve(hessian, X.T @ (chance - y) + w)
+        return w
+
+    def expected(chances: list[float]) -> float:
+        """Judges asked on average in this order: a split settles it."""
+        total, p_same = 1.0, 1.0
+        for i in range(1, len(chances)):
+            total += p_same  # judge i is asked while all before agreed (all right or all wrong)
+            right_all = np.prod(chances[: i + 1])
+            wrong_all = np.prod([1 - c for c in chances[: i + 1]])
+            p_same = right_all + wrong_all
+        return total
+
+    def replay(choose) -> float:  # type: ignore[no-untyped-def]
+        saved = total = 0
+        for rnd, group in itertools.groupby(problems, key=lambda rp: rp[0]):
+            before = [p for r, p in problems if r < rnd]
+            learned = choose.learn(before) if before else None
+            for _, p in group:
+                order = choose.order(learned, p) if learned is not None else judges
+                saved += len(judges) - asked(order, p)
+                total += len(judges)
+        return saved / total
+
+    class Panel:  # no record: the panel's order every time
+        @staticmethod
+        def learn(before: list[str]) -> None:
+            return None
+
+    class InUse:  # the graph's: most and least reliable first
+        @staticmethod
+        def learn(before: list[str]):  # type: ignore[no-untyped-def]
+            return judge_record({}, [answers[p][n] for p in before for n in judges])
+
+        @staticmethod
+        def order(record, p: str) -> list[str]:  # type: ignore[no-untyped-def]
+            return jury_order(judges, record)
+
+    class PerProblem:  # each judge's chance from the problem's difficulty and capabilities
+        @staticmethod
+        def learn(before: list[str]):  # type: ignore[no-untyped-def]
+            return {n: logistic(before, n) for n in judges}
+
+        @staticmethod
+        def order(weights, p: str) -> list[str]:  # type: ignore[no-untyped-def]
+            chance = {n: float(1 / (1 + np.exp(-x(p) @ weights[n]))) for n in judges}
+            return list(min(itertools.permutations(judges), key=lambda o: expected([chance[n] for n in o])))
+
+    class Pairs:  # the pair that split most often so far first
+        @staticmethod
+        def learn(before: list[str]):  # type: ignore[no-untyped-def]
+            return {pair: sum(right[p][pair[0]] != right[p][pair[1]] for p in before) for pair in itertools.combinations(judges, 2)}
+
+        @staticmethod
+        def order(splits, p: str) -> list[str]:  # type: ignore[no-untyped-def]
+            first = max(splits, key=splits.get)
+            return [*first, *(n for n in judges if n not in first)]
+
+    splits = sum(len(set(right[p].values())) > 1 for _, p in problems)
+    return {
+        "panel order": replay(Panel),
+        "most and least reliable first (the graph's)": replay(InUse),
+        "the pair that split most often first": replay(Pairs),
+        "per problem, from a logistic fit on difficulty and capabilities": replay(PerProblem),
+        "any order, knowing the answers (the ceiling)": splits * (len(judges) - 2) / (len(judges) * len(problems)),
+    }
 
 
 if __name__ == "__main__":

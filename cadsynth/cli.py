@@ -567,6 +567,14 @@ def stats_cmd(
     faults = {k: v for k, v in s["faults"].items() if v}
     if faults:
         console.print("faults: " + ", ".join(f"{k} {v}" for k, v in faults.items()), markup=False)
+    for gate, g in s.get("gates", {}).items():
+        if g["on"] or g["removed"] or g["calls"]:
+            sent = f", {g['sent_back']} sent back for revision" if "sent_back" in g else ""
+            console.print(
+                f"gate {gate} ({'on' if g['on'] else 'off'}): {g['removed']} problems removed{sent}, "
+                f"{g['calls']} calls, ${g['usd']:.4f}",
+                markup=False,
+            )
     if "truth" in s:
         truth = s["truth"]
         console.print(
@@ -574,6 +582,13 @@ def stats_cmd(
             f"{(truth['kept_correct_rate'] or 0):.1%} of kept samples correct",
             markup=False,
         )
+        if truth.get("kept_text_answerable_rate") is not None:
+            console.print(
+                f"simulated truth of kept samples: {truth['kept_text_answerable_rate']:.1%} answerable from the text, "
+                f"{truth['kept_conflict_rate']:.1%} with an image that contradicts the question, "
+                f"{truth['kept_duplicate_pairs']} near-duplicate pairs",
+                markup=False,
+            )
 
 
 FORMAT_HELP = "jsonl (with provenance), llava, sharegpt (LLaMA-Factory), parquet or hf (a `datasets` folder)"

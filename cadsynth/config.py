@@ -52,6 +52,49 @@ class SimPersona(BaseModel):
     latency: float = Field(default=0.0, ge=0.0, le=60.0, description="Seconds each call takes, like a model's")
 
 
+class WorldConfig(BaseModel):
+    """The simulated world's failure modes, each at its own rate, each recorded in the simulator's
+    truth so stats can measure what reached the kept samples. Only simulated agents read these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, description="The world's own seed: shared by lanes, so proposers converge across them")
+    text_answerable_rate: float = Field(
+        default=0.08, ge=0.0, le=1.0, description="Chance a proposed question states the values it asks about"
+    )
+    conflict_rate: float = Field(
+        default=0.08, ge=0.0, le=1.0, description="Chance the image lacks or contradicts what the question refers to"
+    )
+    duplicate_rate: float = Field(
+        default=0.10, ge=0.0, le=1.0, description="Chance a proposer converges on a popular problem others also write"
+    )
+    blind_spot_share: float = Field(
+        default=0.15, ge=0.0, le=1.0, description="Share of templates on which the models share one mistake"
+    )
+    blind_spot_strength: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="Chance a judge makes the shared mistake on such a template"
+    )
+
+    @classmethod
+    def clean(cls) -> WorldConfig:
+        """The world without failure modes (before issue 11): for tests about something else."""
+        return cls(text_answerable_rate=0.0, conflict_rate=0.0, duplicate_rate=0.0, blind_spot_share=0.0)
+
+
+class GatesConfig(BaseModel):
+    """Quality gates beyond the consensus rule; each one costs calls and removes problems."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_necessity: bool = Field(
+        default=False, description="One blind judge per problem; a problem it solves without the image is dropped"
+    )
+    consistency: bool = Field(
+        default=False,
+        description="Critics check image, question and reference against each other; a conflict is revised once, then dropped",
+    )
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -180,6 +223,8 @@ class RunConfig(BaseModel):
     paint: Literal["spec", "model"] = Field(
         default="spec", description="spec: render image_spec (a painter model only when a proposal has none); model: always the painter"
     )
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig, description="The simulated world (provider sim only)")
     limits: list[Limit] = Field(default_factory=list)
     prices: dict[str, Price] = Field(default_factory=dict, description="Per model name, USD per million tokens")
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -205,6 +250,10 @@ class RunConfig(BaseModel):
         for painter in self.agents("painter"):
             if painter.provider == "sim" and painter.stand_in_for is None:
                 raise ValueError(f"agent {painter.name!r}: the simulator cannot paint; use provider openai or google")
+        if self.gates.consistency and not self.critique:
+            raise ValueError("gates.consistency is on but critique is off; the critics run the check, so turn critique on")
+        if self.gates.consistency and not self.agents("critic"):
+            raise ValueError("gates.consistency is on but no agent has the role 'critic'; add one or turn the gate off")
         seen = set()
         for limit in self.limits:
             key = (limit.provider, limit.model, limit.base_url)

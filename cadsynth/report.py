@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
-from cadsynth.domain import Proposal
+from cadsynth.domain import Consensus, Critique, Proposal
 from cadsynth.graphs.consensus import tally
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
 
@@ -19,10 +20,55 @@ async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
 
 
 def _correct(p: Proposal, *, raw: bool = False) -> bool:
-    """Whether the reference (as kept, or as first proposed) is the world's true answer."""
+    """Whether the reference (as kept, or as first proposed) is the world's true answer for the
+    image as drawn. An image that contradicts its question has no true answer: never correct."""
     assert p.sim is not None
     reference = p.sim.proposed_reference if raw else p.reference_answer
-    return answers_match(reference, p.sim.truth, p.answer_type, p.choices)
+    return p.sim.conflict is None and answers_match(reference, p.sim.truth, p.answer_type, p.choices)
+
+
+def _rate(hits: int, n: int) -> float | None:
+    return round(hits / n, 4) if n else None
+
+
+def _truth(proposals: list[Proposal], kept: list[Proposal]) -> dict[str, Any]:
+    """The simulator's truth about what was proposed and kept: correctness and the harder world's
+    failure modes (agents.sim.hazards). Only stats read it; no gate does."""
+    simulated = [p for p in proposals if p.sim is not None]
+    kept_sim = [p for p in kept if p.sim is not None]
+    groups = Counter(p.sim.duplicate_of for p in kept_sim if p.sim is not None and p.sim.duplicate_of)
+    return {
+        "proposal_correct_rate": round(sum(_correct(p, raw=True) for p in simulated) / len(simulated), 4),
+        "kept_correct_rate": _rate(sum(map(_correct, kept_sim)), len(kept_sim)),
+        "kept_text_answerable_rate": _rate(sum(bool(p.sim and p.sim.text_answerable) for p in kept_sim), len(kept_sim)),
+        "kept_conflict_rate": _rate(sum(bool(p.sim and p.sim.conflict) for p in kept_sim), len(kept_sim)),
+        # Kept pairs that are the same popular problem (near-duplicates by construction).
+        "kept_duplicate_pairs": sum(n * (n - 1) // 2 for n in groups.values()),
+    }
+
+
+# The gates (config `gates:`), what each removes (a drop reason), and the ledger roles of the calls
+# each adds. The consistency checks themselves ride on the critics' calls; its own calls are the
+# rechecks after a revision.
+GATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "image_necessity": ("text_answerable", ("blind_judge",)),
+    "consistency": ("inconsistent", ("consistency_recheck",)),
+}
+
+
+def _gates(config: dict[str, Any], verdicts: list[Consensus], critiques: list[Critique], by_role: dict[str, Any]) -> dict[str, Any]:
+    reasons = Counter(v.reason for v in verdicts if v.outcome == "dropped")
+    out: dict[str, Any] = {}
+    for gate, (reason, roles) in GATES.items():
+        out[gate] = {
+            "on": bool((config.get("gates") or {}).get(gate, False)),
+            "removed": reasons.get(reason, 0),
+            "calls": sum(by_role.get(r, {}).get("calls", 0) for r in roles),
+            "usd": round(sum(by_role.get(r, {}).get("usd", 0.0) for r in roles), 6),
+        }
+    # Problems the critics' consistency checks sent back for a revision.
+    out["consistency"]["sent_back"] = len({c.proposal for c in critiques if c.conflict and not c.recheck})
+    return out
 
 
 async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
@@ -86,15 +132,27 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             for i, s in enumerate(lanes)
         ],
     }
+    out["gates"] = {
+        gate: {
+            key: any(s["gates"][gate][key] for s in lanes) if key == "on" else round(sum(s["gates"][gate][key] for s in lanes), 6)
+            for key in lanes[0]["gates"][gate]
+        }
+        for gate in lanes[0]["gates"]
+    } if lanes else {}
     if all("truth" in s for s in lanes):
         kept = [s for s in lanes if s["truth"]["kept_correct_rate"] is not None]
+
+        def kept_rate(key: str) -> float | None:
+            return round(sum(s["truth"][key] * s["kept"] for s in kept) / max(1, out["kept"]), 4) if kept else None
+
         out["truth"] = {
             "proposal_correct_rate": round(
                 sum(s["truth"]["proposal_correct_rate"] * s["proposals"] for s in lanes) / max(1, out["proposals"]), 4
             ),
-            "kept_correct_rate": round(sum(s["truth"]["kept_correct_rate"] * s["kept"] for s in kept) / max(1, out["kept"]), 4)
-            if kept
-            else None,
+            **{key: kept_rate(key) for key in ("kept_correct_rate", "kept_text_answerable_rate", "kept_conflict_rate")},
+            # Pairs within a lane; lanes converge on the same popular problems too, which only the
+            # export (all lanes together) shows.
+            "kept_duplicate_pairs": sum(s["truth"]["kept_duplicate_pairs"] for s in lanes),
         }
     return out
 
@@ -136,13 +194,9 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
             },
         },
     }
-    simulated = [p for p in proposals if p.sim is not None]
-    if simulated:
-        kept_sim = [p for p in kept if p.sim is not None]
-        out["truth"] = {
-            "proposal_correct_rate": round(sum(_correct(p, raw=True) for p in simulated) / len(simulated), 4),
-            "kept_correct_rate": round(sum(map(_correct, kept_sim)) / len(kept_sim), 4) if kept_sim else None,
-        }
+    out["gates"] = _gates(record.get("config") or {}, list(verdicts.values()), await ledger.critiques(run), breakdown["by_role"])
+    if any(p.sim is not None for p in proposals):
+        out["truth"] = _truth(proposals, kept)
     return out
 
 

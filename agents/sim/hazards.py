@@ -29,7 +29,7 @@ from cadsynth.config import WorldConfig
 _NAMING = ("label", "name", "x_labels", "columns", "rows", "color", "shape", "side_labels", "angle_labels")
 _WORDS = [*FRUITS, *CITIES, *NAMES, *PRODUCTS, *TEAMS, *MONTHS]
 POPULAR = 6  # the problems proposers tend to converge on, whatever they were asked for
-_PREFIXES = ("", "Look at the image. ", "Using the image, answer: ")
+_PREFIXES = ("", "", "Look closely: ")  # the wording drifts a little between proposers
 
 
 class Hazards:
@@ -46,13 +46,16 @@ class Hazards:
 
     def converge(self, rng: random.Random, problem: Problem) -> tuple[Problem, str] | None:
         """With duplicate_rate, one of the world's few popular problems instead (models share their
-        clichés): the same spec and question up to a wording prefix and a few pixels of canvas, so
+        clichés): the same spec and question up to a wording prefix and the title's punctuation, so
         near, not exact, duplicates."""
         if rng.random() >= self.config.duplicate_rate:
             return None
         k = rng.randrange(POPULAR)
         popular = self.world.seed(rng_for(self.config.seed, "popular", k))
-        spec = popular.spec.model_copy(update={"width": popular.spec.width + rng.choice((0, 0, 8, -8))})
+        title = popular.spec.title
+        if title:  # a title worded a little differently: near-identical pixels, same content
+            title = rng.choice((title, title + ".", title.replace(" ", "  ", 1)))
+        spec = popular.spec.model_copy(update={"title": title})
         question = rng.choice(_PREFIXES) + popular.question
         return replace(popular, spec=spec, question=question, visual_prompt=describe(spec)), f"popular#{k}"
 
@@ -126,6 +129,20 @@ def _break(rng: random.Random, spec: ImageSpec, question: str) -> tuple[ImageSpe
     elif numbers:
         path, value = rng.choice(numbers)
         _set(data, path, re.sub(r"\d+(\.\d+)?", lambda m: str(int(float(m.group()) * 1.5) + 1), value, count=1))
+        how = "changed_value"
+    elif any(item.get("label") for item in data.get("shapes", [])):
+        for item in data["shapes"]:  # the labels the question reads are missing from the image
+            item["label"] = None
+        how = "missing_label"
+    elif any(key in data for key in ("bars", "slices", "series")):
+        # The values drawn are not those the reference was computed from: reversed and scaled, so
+        # lookups, orders and counts above a threshold all change.
+        items = data.get("bars") or data.get("slices") or []
+        values = [it["value"] for it in items][::-1]
+        for it, v in zip(items, values):
+            it["value"] = round(v * 1.3 + 1, 1)
+        for series in data.get("series", []):
+            series["values"] = [round(v * 1.3 + 1, 1) for v in series["values"][::-1]]
         how = "changed_value"
     else:
         return None

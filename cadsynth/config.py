@@ -48,6 +48,10 @@ class SimPersona(BaseModel):
     flaw_rate: float = Field(default=0.15, ge=0.0, le=1.0, description="Chance a proposal's reference is wrong")
     capability_skill: dict[Capability, float] = Field(default_factory=dict)
     detect_rate: float = Field(default=0.6, ge=0.0, le=1.0, description="Chance a critic spots a wrong reference")
+    check_rate: float = Field(
+        default=0.85, ge=0.0, le=1.0,
+        description="Chance a critic asked the consistency gate's explicit checks spots a conflict or a wrong reference",
+    )
     fix_rate: float = Field(default=0.8, ge=0.0, le=1.0, description="Chance a revision fixes a wrong reference")
     latency: float = Field(default=0.0, ge=0.0, le=60.0, description="Seconds each call takes, like a model's")
 

@@ -3,10 +3,10 @@
 open_round -> problem (one per proposer and slot) -> consensus -> discard | keep | adversarial
 (one edge per problem, by its consensus score) -> adversary -> open_round or END.
 
-A problem goes through the round on its own: propose, paint, the blind pass (the image necessity
-gate: one judge without the image; a problem it solves is dropped), critique (one call per critic;
-with the consistency gate, explicit image/question/reference checks, and a conflict is revised once
-and checked again, then dropped), revise if the critics asked, judge (one call per judge; an adaptive jury asks in waves until the
+A problem goes through the round on its own: propose, paint, critique (one call per critic; with
+the consistency gate, explicit image/question/reference checks, and a conflict is revised once and
+checked again, then dropped), revise if the critics asked, the blind pass (the image necessity gate:
+one judge without the image; a problem it solves is dropped), judge (one call per judge; an adaptive jury asks in waves until the
 outcome is settled), score. It never waits for another problem; only the adversary waits for the
 whole round, since it reads the round's pool.
 
@@ -439,8 +439,9 @@ async def _jury(config: RunConfig, job: Task, proposal: Proposal, took: Took) ->
 
 
 async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """One problem from proposal to verdict: propose, paint, the gates that are on (a blind pass;
-    the critics' consistency checks), critique, revise if the critics ask, judge, score. It moves on as soon as its own last step is done, never waiting for another
+    """One problem from proposal to verdict: propose, paint, critique (with the consistency checks
+    when that gate is on), revise if the critics ask, the blind pass (image necessity gate), judge,
+    score. It moves on as soon as its own last step is done, never waiting for another
     problem of the round.
 
     Every model call is a task whose result LangGraph keeps as it finishes, so a crash repeats only
@@ -465,12 +466,6 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         proposal = Proposal.model_validate(took(await paint({**job, "proposal": proposal.model_dump(mode="json")})))
     about = {**job, "proposal": proposal.model_dump(mode="json")}
     dropped: DropReason | None = None if proposal.image is not None else "unpainted"
-    blind: Judgment | None = None
-    if config.gates.image_necessity and dropped is None:
-        made = took(await blind_judge({**about, "agent": _blind_judge_for(config, proposal, job.get("slot", 0))}))
-        blind = Judgment.model_validate(made) if made is not None else None
-        if blind is not None and blind.agrees:
-            dropped = "text_answerable"  # MMEvol's elimination: it does not need its image
     critiques: list[Critique] = []
     if config.critique and dropped is None:
         critiques = await _critics(config, about, proposal, took)
@@ -490,6 +485,14 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
                 dropped = "inconsistent"
     elif decision == "drop" and dropped is None:
         dropped = "critics"
+    blind: Judgment | None = None
+    if config.gates.image_necessity and dropped is None:
+        # On the problem as the judges will see it: a revision may have changed its reference.
+        ask = {**job, "proposal": proposal.model_dump(mode="json"), "agent": _blind_judge_for(config, proposal, job.get("slot", 0))}
+        made = took(await blind_judge(ask))
+        blind = Judgment.model_validate(made) if made is not None else None
+        if blind is not None and blind.agrees:
+            dropped = "text_answerable"  # MMEvol's elimination: it does not need its image
     judged: list[Judgment] = []
     if dropped is not None:
         verdict = Consensus(

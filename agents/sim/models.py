@@ -13,8 +13,9 @@ How it behaves, per role:
   a popular problem, state its data in the question, or come with an image that contradicts it; on
   a blind-spot template the proposer's wrong reference is the mistake every model tends to make;
 - critic: spots a wrong reference with probability `detect_rate` (much less on a blind spot); asked
-  the consistency checks, it also spots an image that contradicts the question at that rate, and
-  recomputing from the image cuts a blind spot's pull to a third; unasked, it rarely notices a conflict;
+  the consistency checks, it spots a wrong reference or an image that contradicts the question
+  with `check_rate`, and recomputing from the image cuts a blind spot's pull to a third; unasked,
+  it rarely notices a conflict;
 - reviser: fixes a spotted wrong reference with probability `fix_rate`; it cannot redraw an image;
 - judge: answers right with probability sigmoid(3.5 + skill + capability skill - 5 * difficulty),
   otherwise gives one of the world's plausible wrong answers; on a blind-spot template it makes
@@ -190,14 +191,16 @@ class SimChatModel(BaseChatModel):
         proposal = task["proposal"]
         sim = proposal.get("sim") or {}
         checks = task.get("consistency", False)
-        detect = self.persona.detect_rate
+        # A pointed question (is this label in the image? is this the value drawn?) is easier to
+        # get right than a general review.
+        detect = self.persona.check_rate if checks else self.persona.detect_rate
         if sim.get("blind_spot") is not None and proposal["reference_answer"] == sim["blind_spot"]:
             # The critic shares the mistake; reading each value off the image for the check helps.
             pull = self.world_config.blind_spot_strength
             detect *= 1.0 - (pull / 3 if checks else pull)
         wrong = bool(sim.get("flawed")) and rng.random() < detect
         # Unasked, a critic seldom compares what the question names with what the image shows.
-        conflict = bool(sim.get("conflict")) and rng.random() < (self.persona.detect_rate if checks else 0.2 * self.persona.detect_rate)
+        conflict = bool(sim.get("conflict")) and rng.random() < (self.persona.check_rate if checks else 0.2 * self.persona.detect_rate)
         issues = []
         if wrong:
             issues.append(f"The reference answer {proposal['reference_answer']!r} does not match the image; I get {sim['truth']!r}.")

@@ -513,7 +513,8 @@ def _print_transcript(t: dict[str, Any]) -> None:
         console.print(f"reference: {p.reference_answer}", markup=False)
         for c in t["critiques"]:
             if c.proposal == p.id:
-                console.print(f"  critic {c.critic}: {c.verdict} {'; '.join(c.issues)}", markup=False)
+                check = " (recheck)" if c.recheck else ""
+                console.print(f"  critic {c.critic}{check}: {c.verdict} {'; '.join(c.issues)}", markup=False)
         for j in t["judgments"]:
             if j.proposal == p.id:
                 mark = "-" if j.abstained else ("=" if j.agrees else "x")
@@ -521,7 +522,10 @@ def _print_transcript(t: dict[str, Any]) -> None:
         if verdict is None:
             console.print("consensus: pending", markup=False)
         elif verdict.score is None:
-            console.print(f"consensus: none (dropped by the critics); outcome {verdict.outcome}", markup=False)
+            why = {"text_answerable": f"a blind judge answered {verdict.blind_answer!r} without the image",
+                   "inconsistent": "image, question and reference still conflict after a revision",
+                   "unpainted": "no image"}.get(verdict.reason or "", "dropped by the critics")
+            console.print(f"consensus: none ({why}); outcome {verdict.outcome}", markup=False)
         else:
             console.print(f"consensus: C={verdict.score} of K={verdict.judges} judges; outcome {verdict.outcome}", markup=False)
     if t["context_after"] is not None:

@@ -31,19 +31,25 @@ def _rate(hits: int, n: int) -> float | None:
     return round(hits / n, 4) if n else None
 
 
-def _truth(proposals: list[Proposal], kept: list[Proposal]) -> dict[str, Any]:
+def _pairs(groups: Counter[str]) -> int:
+    return sum(n * (n - 1) // 2 for n in groups.values())
+
+
+def _truth(proposals: list[Proposal], kept: list[Proposal], duplicates: Counter[str]) -> dict[str, Any]:
     """The simulator's truth about what was proposed and kept: correctness and the harder world's
-    failure modes (agents.sim.hazards). Only stats read it; no gate does."""
+    failure modes (agents.sim.hazards). Only stats read it; no gate does. `duplicates` gathers the
+    kept samples' popular problems (over a run's lanes, too)."""
     simulated = [p for p in proposals if p.sim is not None]
     kept_sim = [p for p in kept if p.sim is not None]
     groups = Counter(p.sim.duplicate_of for p in kept_sim if p.sim is not None and p.sim.duplicate_of)
+    duplicates.update(groups)
     return {
         "proposal_correct_rate": round(sum(_correct(p, raw=True) for p in simulated) / len(simulated), 4),
         "kept_correct_rate": _rate(sum(map(_correct, kept_sim)), len(kept_sim)),
         "kept_text_answerable_rate": _rate(sum(bool(p.sim and p.sim.text_answerable) for p in kept_sim), len(kept_sim)),
         "kept_conflict_rate": _rate(sum(bool(p.sim and p.sim.conflict) for p in kept_sim), len(kept_sim)),
         # Kept pairs that are the same popular problem (near-duplicates by construction).
-        "kept_duplicate_pairs": sum(n * (n - 1) // 2 for n in groups.values()),
+        "kept_duplicate_pairs": _pairs(groups),
     }
 
 
@@ -52,12 +58,12 @@ def _truth(proposals: list[Proposal], kept: list[Proposal]) -> dict[str, Any]:
 # rechecks after a revision.
 GATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "image_necessity": ("text_answerable", ("blind_judge",)),
-    "consistency": ("inconsistent", ("consistency_recheck",)),
+    "consistency": ("inconsistent", ("recheck",)),
 }
 
 
 def _gates(config: dict[str, Any], verdicts: list[Consensus], critiques: list[Critique], by_role: dict[str, Any]) -> dict[str, Any]:
-    reasons = Counter(v.reason for v in verdicts if v.outcome == "dropped")
+    reasons: Counter[str] = Counter(str(v.reason) for v in verdicts if v.outcome == "dropped")
     out: dict[str, Any] = {}
     for gate, (reason, roles) in GATES.items():
         out[gate] = {
@@ -76,8 +82,12 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     record = await _require_run(ledger, run)
     lanes = await ledger.lanes(run)
     if not lanes:
-        return await _stats_one(ledger, record)
-    return _combined(record, [await _stats_one(ledger, lane) for lane in lanes])
+        return await _stats_one(ledger, record, Counter())
+    duplicates: Counter[str] = Counter()
+    out = _combined(record, [await _stats_one(ledger, lane, duplicates) for lane in lanes])
+    if "truth" in out:
+        out["truth"]["kept_duplicate_pairs"] = _pairs(duplicates)  # lanes converge on the same problems too
+    return out
 
 
 def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -150,14 +160,12 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
                 sum(s["truth"]["proposal_correct_rate"] * s["proposals"] for s in lanes) / max(1, out["proposals"]), 4
             ),
             **{key: kept_rate(key) for key in ("kept_correct_rate", "kept_text_answerable_rate", "kept_conflict_rate")},
-            # Pairs within a lane; lanes converge on the same popular problems too, which only the
-            # export (all lanes together) shows.
-            "kept_duplicate_pairs": sum(s["truth"]["kept_duplicate_pairs"] for s in lanes),
+            "kept_duplicate_pairs": sum(s["truth"]["kept_duplicate_pairs"] for s in lanes),  # within lanes
         }
     return out
 
 
-async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
+async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter[str]) -> dict[str, Any]:
     run = record["id"]
     proposals = await ledger.proposals(run)
     verdicts = {c.proposal: c for c in await ledger.consensus(run)}
@@ -196,7 +204,7 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
     }
     out["gates"] = _gates(record.get("config") or {}, list(verdicts.values()), await ledger.critiques(run), breakdown["by_role"])
     if any(p.sim is not None for p in proposals):
-        out["truth"] = _truth(proposals, kept)
+        out["truth"] = _truth(proposals, kept, duplicates)
     return out
 
 

@@ -307,7 +307,7 @@ async def critique(job: Task) -> dict[str, Any]:
     call = agent.critique(
         critique_id(proposal.key, agent.name) + suffix, proposal, await _image(res, proposal), consistency=consistency
     )
-    role = "consistency_recheck" if recheck else "critic"
+    role = "recheck" if recheck else "critic"  # the cads_calls role column holds 16 characters
     reply, calls = await _ask(res, agent, job, role, proposal.id + suffix, call)
     if reply is None:
         return _answer(None, calls)

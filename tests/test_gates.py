@@ -16,6 +16,8 @@ import yaml
 
 from cadsynth.config import ConfigError, WorldConfig, parse_config
 from cadsynth.domain import ConsistencyCritiqueDraft
+from cadsynth.report import GATES as REPORT_GATES
+from cadsynth.store import schema
 from tests.helpers import cads, stats
 
 # Failure modes common enough that a short run shows them; duplicates are the dedup gate's.
@@ -99,8 +101,10 @@ def test_the_consistency_gate_asks_the_explicit_checks_and_rechecks_a_revised_co
     critiques = [json.loads(r) for (r,) in _query(runs, "SELECT record FROM cads_critiques WHERE run = 'consistency'")]
     assert critiques and all(c["image_matches_question"] is not None and c["reference_matches_image"] is not None for c in critiques)
     rechecks = [c for c in critiques if c["recheck"]]
-    recheck_calls = _query(runs, "SELECT count(*) FROM cads_calls WHERE run = 'consistency' AND role = 'consistency_recheck'")[0][0]
+    recheck_calls = _query(runs, "SELECT count(*) FROM cads_calls WHERE run = 'consistency' AND role = 'recheck'")[0][0]
     assert len(rechecks) == recheck_calls == gate["calls"] > 0
+    # Gate roles fit the ledger's role column (PostgreSQL enforces its length; SQLite does not).
+    assert all(len(role) <= schema.calls.c.role.type.length for _, roles in REPORT_GATES.values() for role in roles)
     # A problem dropped as inconsistent had a conflict named again after its revision.
     for (record,) in _query(runs, "SELECT record FROM cads_consensus WHERE run = 'consistency'"):
         v = json.loads(record)
@@ -116,6 +120,10 @@ def test_stats_for_people_name_each_gate_and_the_failure_modes_kept(runs: Path) 
     assert "gate image_necessity (on):" in out and "problems removed" in out
     assert "answerable from the text" in out and "contradicts the question" in out
     assert "gate consistency" not in out  # off and idle: nothing to say
+    shown = "\n".join(cads("show", "image", "--round", str(r), cwd=runs).stdout for r in range(3))
+    assert "without the image); outcome dropped" in shown
+    rechecked = "\n".join(cads("show", "consistency", "--round", str(r), cwd=runs).stdout for r in range(3))
+    assert "(recheck):" in rechecked
 
 
 @pytest.mark.parametrize(
@@ -143,3 +151,23 @@ def test_the_consistency_schema_suits_strict_structured_output() -> None:
     assert strict_schema_problems(strict) == []
     assert set(strict["required"]) >= {"verdict", "issues", "image_matches_question", "reference_matches_image"}
     ConsistencyCritiqueDraft.model_validate(schema_instance(strict))
+
+
+def test_near_duplicate_pairs_are_counted_across_lanes(tmp_path: Path) -> None:
+    config = _config({}) | {"rounds": 2, "world": WorldConfig.clean().model_copy(update={"duplicate_rate": 0.5}).model_dump()}
+    (tmp_path / "dup.yaml").write_text(yaml.safe_dump(config))
+    cads("run", "dup.yaml", "--run-id", "dup", "--lanes", "2", cwd=tmp_path)
+    groups: dict[str, int] = {}
+    with sqlite3.connect(tmp_path / "cads.db") as db:
+        rows = db.execute(
+            "SELECT p.record, c.record FROM cads_proposals p JOIN cads_consensus c ON c.proposal = p.id WHERE p.run LIKE 'dup%'"
+        ).fetchall()
+    lanes_of: dict[str, set[str]] = {}
+    for proposal, verdict in rows:
+        p, v = json.loads(proposal), json.loads(verdict)
+        key = p["sim"]["duplicate_of"]
+        if key and v["outcome"] in ("keep", "adversarial"):
+            groups[key] = groups.get(key, 0) + 1
+            lanes_of.setdefault(key, set()).add(p["run"])
+    assert any(len(runs) == 2 for runs in lanes_of.values())  # the lanes converged on the same problem
+    assert stats("dup", tmp_path)["truth"]["kept_duplicate_pairs"] == sum(n * (n - 1) // 2 for n in groups.values()) > 0

@@ -1375,6 +1375,8 @@ def recast(rng: random.Random, p: Problem) -> Problem:
         return replace(p, question=f"{p.question} Pick one option.", answer_type="choice", choices=options,
                        truth=letter, distractors=others, solution=solution)
     assert p.choices is not None
+    if "of these" in p.question:
+        return p  # the question asks about its options: without them it has no single answer
     text = p.choices[LETTERS.index(p.truth)]
     wrong = [p.choices[LETTERS.index(x)] for x in p.distractors if x in LETTERS[: len(p.choices)]]
     try:

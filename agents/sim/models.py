@@ -146,8 +146,8 @@ class SimChatModel(BaseChatModel):
         base: Problem | None = self.world.seed(rng_for(self.seed, "seed", seed["world_key"])) if seed.get("world_key") else None
         target = min(1.0, max(0.0, task["difficulty_target"] + rng.gauss(0.0, 0.08)))
         problem = self.world.evolve(rng, base, task["strategy"], task["capabilities"], target)
-        # The world's failure modes draw from their own generator: with every rate 0 a run is the
-        # one the world made before they existed.
+        # The world's failure modes draw from their own generator, so changing their rates leaves
+        # every other draw of the proposal (and of the run) as it was.
         hazard_rng = rng_for(self.seed, "hazards", self.agent, task["key"])
         converged = self.hazards.converge(hazard_rng, problem)
         if converged:

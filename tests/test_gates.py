@@ -171,3 +171,35 @@ def test_near_duplicate_pairs_are_counted_across_lanes(tmp_path: Path) -> None:
             lanes_of.setdefault(key, set()).add(p["run"])
     assert any(len(runs) == 2 for runs in lanes_of.values())  # the lanes converged on the same problem
     assert stats("dup", tmp_path)["truth"]["kept_duplicate_pairs"] == sum(n * (n - 1) // 2 for n in groups.values()) > 0
+
+
+def test_real_providers_take_the_same_gates(tmp_path: Path) -> None:
+    """Against a fake OpenAI-compatible server, in every structured-output mode: the blind pass and
+    the consistency checks are ordinary calls the graph makes of any agent, simulated or not."""
+    import os
+
+    from tests.fakes import FakeOpenAI
+    from tests.fakes.panelist import Panelist
+
+    key = "sk-cads-gates-test"
+    with FakeOpenAI(Panelist(), api_key=key) as server:
+        common = {"base_url": server.base_url, "api_key_env": "CADS_GATES_KEY"}
+        config = {
+            "rounds": 1, "target": 1000, "proposals_per_agent": 2, "seed": 2, "adversary": False,
+            "gates": {"image_necessity": True, "consistency": True},
+            "panel": [
+                {"name": "gpt", "provider": "openai", "model": "gpt-4o", "roles": ["proposer", "critic", "judge"], **common},
+                {"name": "mini", "provider": "openai", "model": "gpt-4o-mini", "structured_output": "function_calling",
+                 "roles": ["proposer", "critic", "judge"], **common},
+                {"name": "qwen", "provider": "openai", "model": "qwen2.5-vl-7b", "structured_output": "json_text",
+                 "roles": ["critic", "judge"], **common},
+            ],
+        }
+        (tmp_path / "real.yaml").write_text(yaml.safe_dump(config))
+        cads("run", "real.yaml", "--run-id", "real", cwd=tmp_path, env={"CADS_GATES_KEY": key})
+        s = stats("real", tmp_path)
+    assert "truth" not in s  # real proposals carry no simulator truth
+    assert s["gates"]["image_necessity"]["calls"] == s["proposals"] - s["dropped"] + s["gates"]["image_necessity"]["removed"] > 0
+    critiques = [json.loads(r) for (r,) in _query(tmp_path, "SELECT record FROM cads_critiques WHERE run = 'real'")]
+    assert critiques and all(isinstance(c["image_matches_question"], bool) for c in critiques)
+    assert os.environ.get("CADS_GATES_KEY") is None

@@ -18,7 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
 from cadsynth.agents.faults import Malformed
-from cadsynth.config import AgentConfig, RunConfig
+from cadsynth.config import AgentConfig, RunConfig, WorldConfig
 
 
 class MissingKeyError(RuntimeError):
@@ -46,11 +46,13 @@ def api_key(agent: AgentConfig) -> str | None:
     return os.environ[var] if var else None
 
 
-def make_chat_model(agent: AgentConfig, *, seed: int = 0) -> BaseChatModel:
+def make_chat_model(agent: AgentConfig, *, seed: int = 0, world: WorldConfig | None = None) -> BaseChatModel:
     if agent.provider == "sim":
         from cadsynth.agents.sim.models import SimChatModel
 
-        return SimChatModel(agent=agent.name, model_name=agent.model, persona=agent.sim, seed=seed)
+        return SimChatModel(
+            agent=agent.name, model_name=agent.model, persona=agent.sim, seed=seed, world_config=world or WorldConfig()
+        )
     if agent.provider == "openai":
         import httpx
         from langchain_openai import ChatOpenAI

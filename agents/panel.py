@@ -38,6 +38,7 @@ from cadsynth.agents.models import ImageModel, make_chat_model, make_image_model
 from cadsynth.config import AgentConfig, RetryConfig, RunConfig
 from cadsynth.domain import (
     Capability,
+    ConsistencyCritiqueDraft,
     Context,
     ContextDraft,
     Critique,
@@ -258,9 +259,13 @@ class Agent:
         }
         return await self._ask(ProposalDraft, prompt, [seed.image] if seed.image else [], task)
 
-    async def critique(self, key: str, proposal: Proposal, image: bytes | None) -> Reply[CritiqueDraft]:
+    async def critique(
+        self, key: str, proposal: Proposal, image: bytes | None, *, consistency: bool = False
+    ) -> Reply[CritiqueDraft]:
+        """A critic's review; with `consistency` (the gate) it also answers the explicit checks."""
         prompt = render_prompt(
             "critique",
+            consistency=render_prompt("consistency") if consistency else "",
             question=proposal.question,
             answer_type=proposal.answer_type,
             choices=_choices_line(proposal.choices),
@@ -268,8 +273,9 @@ class Agent:
             solution=proposal.solution,
             visual_prompt=proposal.visual_prompt,
         )
-        task = {"role": "critique", "key": key, "proposal": proposal.model_dump(mode="json")}
-        return await self._ask(CritiqueDraft, prompt, [image] if image else [], task)
+        task = {"role": "critique", "key": key, "proposal": proposal.model_dump(mode="json"), "consistency": consistency}
+        schema: type[CritiqueDraft] = ConsistencyCritiqueDraft if consistency else CritiqueDraft
+        return await self._ask(schema, prompt, [image] if image else [], task)
 
     async def revise(
         self, key: str, proposal: Proposal, critiques: list[Critique], image: bytes | None
@@ -302,6 +308,24 @@ class Agent:
             "sim": _sim_view(proposal.sim),
         }
         return await self._ask(JudgmentDraft, prompt, [image] if image else [], task)
+
+    async def blind_judge(self, key: str, proposal: Proposal) -> Reply[JudgmentDraft]:
+        """The image necessity gate (MMEvol's elimination): the question without its image. A
+        question a judge can answer this way does not need its image."""
+        prompt = render_prompt(
+            "blind_judge",
+            question=proposal.question,
+            answer_type=proposal.answer_type,
+            choices=_choices_line(proposal.choices),
+        )
+        task = {
+            "role": "blind_judge",
+            "key": key,
+            "capabilities": list(proposal.capabilities),
+            "choices": proposal.choices,
+            "sim": _sim_view(proposal.sim),
+        }
+        return await self._ask(JudgmentDraft, prompt, [], task)
 
     async def rationalize(self, key: str, proposal: Proposal, earlier: str | None, image: bytes | None) -> Reply[JudgmentDraft]:
         """STaR's rationalization: a judge that missed the reference is shown it and asked for
@@ -377,7 +401,7 @@ class Panel:
         self.agents = {
             a.name: Agent(
                 a,
-                None if a.roles == ["painter"] else make_chat_model(a, seed=config.seed),
+                None if a.roles == ["painter"] else make_chat_model(a, seed=config.seed, world=config.world),
                 gate,
                 run=config,
                 cache=cache,

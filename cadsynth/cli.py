@@ -650,7 +650,8 @@ def _print_transcript(t: dict[str, Any]) -> None:
         console.print(f"reference: {p.reference_answer}", markup=False)
         for c in t["critiques"]:
             if c.proposal == p.id:
-                console.print(f"  critic {c.critic}: {c.verdict} {'; '.join(c.issues)}", markup=False)
+                check = " (recheck)" if c.recheck else ""
+                console.print(f"  critic {c.critic}{check}: {c.verdict} {'; '.join(c.issues)}", markup=False)
         for j in t["judgments"]:
             if j.proposal == p.id:
                 mark = "-" if j.abstained else ("=" if j.agrees else "x")
@@ -658,7 +659,10 @@ def _print_transcript(t: dict[str, Any]) -> None:
         if verdict is None:
             console.print("consensus: pending", markup=False)
         elif verdict.score is None:
-            console.print(f"consensus: none (dropped by the critics); outcome {verdict.outcome}", markup=False)
+            why = {"text_answerable": f"a blind judge answered {verdict.blind_answer!r} without the image",
+                   "inconsistent": "image, question and reference still conflict after a revision",
+                   "unpainted": "no image"}.get(verdict.reason or "", "dropped by the critics")
+            console.print(f"consensus: none ({why}); outcome {verdict.outcome}", markup=False)
         else:
             console.print(f"consensus: C={verdict.score} of K={verdict.judges} judges; outcome {verdict.outcome}", markup=False)
     if t["context_after"] is not None:
@@ -710,13 +714,16 @@ def stats_cmd(
             + ", ".join(f"{name} {j['estimated_accuracy']:.1%} ({j['judged']} judged)" for name, j in s["judges"].items()),
             markup=False,
         )
-    dedup = s.get("gates", {}).get("near_duplicates", {})
-    if dedup.get("enabled"):
-        console.print(
-            f"near-duplicates: {s['duplicates_removed']} kept samples removed ({dedup['removed']} judged problems, "
-            f"of {dedup['fingerprinted']} fingerprinted)",
-            markup=False,
-        )
+    for gate, g in s.get("gates", {}).items():
+        if g["on"] or g["removed"] or g["calls"]:
+            sent = f", {g['sent_back']} sent back for revision" if "sent_back" in g else ""
+            console.print(
+                f"gate {gate} ({'on' if g['on'] else 'off'}): {g['removed']} problems removed{sent}, "
+                f"{g['calls']} calls, ${g['usd']:.4f}",
+                markup=False,
+            )
+    if s.get("gates", {}).get("near_duplicates", {}).get("on"):
+        console.print(f"near-duplicates: {s['duplicates_removed']} kept samples removed", markup=False)
     if "truth" in s:
         truth = s["truth"]
         console.print(
@@ -724,6 +731,13 @@ def stats_cmd(
             f"{(truth['kept_correct_rate'] or 0):.1%} of kept samples correct",
             markup=False,
         )
+        if truth.get("kept_text_answerable_rate") is not None:
+            console.print(
+                f"simulated truth of kept samples: {truth['kept_text_answerable_rate']:.1%} answerable from the text, "
+                f"{truth['kept_conflict_rate']:.1%} with an image that contradicts the question, "
+                f"{truth['kept_duplicate_pairs']} near-duplicate pairs",
+                markup=False,
+            )
 
 
 FORMAT_HELP = "jsonl (with provenance), llava, sharegpt (LLaMA-Factory), parquet or hf (a `datasets` folder)"

@@ -48,8 +48,41 @@ class SimPersona(BaseModel):
     flaw_rate: float = Field(default=0.15, ge=0.0, le=1.0, description="Chance a proposal's reference is wrong")
     capability_skill: dict[Capability, float] = Field(default_factory=dict)
     detect_rate: float = Field(default=0.6, ge=0.0, le=1.0, description="Chance a critic spots a wrong reference")
+    check_rate: float = Field(
+        default=0.85, ge=0.0, le=1.0,
+        description="Chance a critic asked the consistency gate's explicit checks spots a conflict or a wrong reference",
+    )
     fix_rate: float = Field(default=0.8, ge=0.0, le=1.0, description="Chance a revision fixes a wrong reference")
     latency: float = Field(default=0.0, ge=0.0, le=60.0, description="Seconds each call takes, like a model's")
+
+
+class WorldConfig(BaseModel):
+    """The simulated world's failure modes, each at its own rate, each recorded in the simulator's
+    truth so stats can measure what reached the kept samples. Only simulated agents read these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, description="The world's own seed: shared by lanes, so proposers converge across them")
+    text_answerable_rate: float = Field(
+        default=0.08, ge=0.0, le=1.0, description="Chance a proposed question states the values it asks about"
+    )
+    conflict_rate: float = Field(
+        default=0.08, ge=0.0, le=1.0, description="Chance the image lacks or contradicts what the question refers to"
+    )
+    duplicate_rate: float = Field(
+        default=0.10, ge=0.0, le=1.0, description="Chance a proposer converges on a popular problem others also write"
+    )
+    blind_spot_share: float = Field(
+        default=0.15, ge=0.0, le=1.0, description="Share of templates on which the models share one mistake"
+    )
+    blind_spot_strength: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="Chance a judge makes the shared mistake on such a template"
+    )
+
+    @classmethod
+    def clean(cls) -> WorldConfig:
+        """The world without failure modes (before issue 11): for tests about something else."""
+        return cls(text_answerable_rate=0.0, conflict_rate=0.0, duplicate_rate=0.0, blind_spot_share=0.0)
 
 
 class AgentConfig(BaseModel):
@@ -151,10 +184,18 @@ class NearDuplicatesConfig(BaseModel):
 
 
 class GatesConfig(BaseModel):
-    """Quality gates beyond the consensus rule, each a switch of its own."""
+    """Quality gates beyond the consensus rule, each a switch of its own; each costs calls (or
+    hashing) and removes problems."""
 
     model_config = ConfigDict(extra="forbid")
 
+    image_necessity: bool = Field(
+        default=False, description="One blind judge per problem; a problem it solves without the image is dropped"
+    )
+    consistency: bool = Field(
+        default=False,
+        description="Critics check image, question and reference against each other; a conflict is revised once, then dropped",
+    )
     near_duplicates: NearDuplicatesConfig = Field(default_factory=NearDuplicatesConfig)
 
 
@@ -197,7 +238,6 @@ class RunConfig(BaseModel):
     seed: int = 0
     seeds: Path | None = Field(default=None, description="JSONL file of seed problems or task descriptions")
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
-    gates: GatesConfig = Field(default_factory=GatesConfig)
     adversary: bool = True
     critique: bool = True
     rationalize: bool = Field(
@@ -211,6 +251,8 @@ class RunConfig(BaseModel):
     paint: Literal["spec", "model"] = Field(
         default="spec", description="spec: render image_spec (a painter model only when a proposal has none); model: always the painter"
     )
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig, description="The simulated world (provider sim only)")
     limits: list[Limit] = Field(default_factory=list)
     prices: dict[str, Price] = Field(default_factory=dict, description="Per model name, USD per million tokens")
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -239,6 +281,10 @@ class RunConfig(BaseModel):
         for painter in self.agents("painter"):
             if painter.provider == "sim" and painter.stand_in_for is None:
                 raise ValueError(f"agent {painter.name!r}: the simulator cannot paint; use provider openai or google")
+        if self.gates.consistency and not self.critique:
+            raise ValueError("gates.consistency is on but critique is off; the critics run the check, so turn critique on")
+        if self.gates.consistency and not self.agents("critic"):
+            raise ValueError("gates.consistency is on but no agent has the role 'critic'; add one or turn the gate off")
         seen = set()
         for limit in self.limits:
             key = (limit.provider, limit.model, limit.base_url)

@@ -15,9 +15,17 @@ from cadsynth.agents.painter.specs import ImageSpec
 
 Role = Literal["proposer", "critic", "judge", "adversary", "painter"]
 
-# The four CAD-Generate meta-strategies.
-Strategy = Literal["numerical_variation", "logic_reversion", "auxiliary_extension", "isomorphic_transfer"]
+# The four CAD-Generate meta-strategies, then MMEvol's three evolution operators (fine-grained
+# perception, cognitive reasoning, interaction: a change of format). The context weighs them all.
+MetaStrategy = Literal["numerical_variation", "logic_reversion", "auxiliary_extension", "isomorphic_transfer"]
+EvolutionOperator = Literal["fine_grained_perception", "cognitive_reasoning", "interaction"]
+Strategy = Literal[
+    "numerical_variation", "logic_reversion", "auxiliary_extension", "isomorphic_transfer",
+    "fine_grained_perception", "cognitive_reasoning", "interaction",
+]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+META_STRATEGIES: tuple[MetaStrategy, ...] = get_args(MetaStrategy)
+EVOLUTION_OPERATORS: tuple[EvolutionOperator, ...] = get_args(EvolutionOperator)
 
 # COMPACT's ten atomic visual capabilities, plus the two reasoning skills charts and figures need.
 Capability = Literal[
@@ -39,8 +47,11 @@ CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 AnswerType = Literal["number", "integer", "choice", "text"]
 Verdict = Literal["keep", "revise", "drop"]
 # discard: nobody agreed with the reference; keep: everyone (or enough) did;
-# adversarial: kept, and the panel split on it; dropped: the critics removed it before judging.
+# adversarial: kept, and the panel split on it; dropped: removed before judging (why: DropReason).
 Outcome = Literal["discard", "keep", "adversarial", "dropped"]
+# critics: a majority said drop; unpainted: no image; text_answerable: the blind judge solved it
+# (image necessity gate); inconsistent: image, question and reference still conflict after a revision.
+DropReason = Literal["critics", "unpainted", "text_answerable", "inconsistent"]
 
 
 class Record(BaseModel):
@@ -122,6 +133,17 @@ class CritiqueDraft(Draft):
     issues: list[str] = Field(default_factory=list)
 
 
+class ConsistencyCritiqueDraft(CritiqueDraft):
+    """A critique with the consistency gate's explicit checks (asked only when the gate is on)."""
+
+    image_matches_question: bool = Field(description="Everything the question refers to is in the image, as the question says")
+    reference_matches_image: bool = Field(description="Recomputed from the image, the answer is the reference answer")
+
+    @property
+    def conflict(self) -> bool:
+        return not (self.image_matches_question and self.reference_matches_image)
+
+
 class JudgmentDraft(Draft):
     """A judge's blind answer: it never sees the reference answer."""
 
@@ -169,6 +191,11 @@ class SimTruth(Record):
     proposed_reference: str  # the reference as first proposed, before any revision
     template: str
     kind: str
+    # The harder world's failure modes (WorldConfig): what the problem really is, for stats only.
+    text_answerable: bool = False  # the question states the values it asks about
+    conflict: str | None = None  # how the image contradicts the question (missing_label, ...), if it does
+    duplicate_of: str | None = None  # the popular problem it converged on, if it did
+    blind_spot: str | None = None  # the mistake the models share on this template, if they share one
 
 
 class Proposal(ProposalDraft):
@@ -194,6 +221,14 @@ class Critique(CritiqueDraft):
     round: int
     critic: str
     proposal: str
+    # The consistency gate's checks; None when the gate was off.
+    image_matches_question: bool | None = None
+    reference_matches_image: bool | None = None
+    recheck: bool = False  # the consistency gate's second look, after a revision
+
+    @property
+    def conflict(self) -> bool:
+        return self.image_matches_question is False or self.reference_matches_image is False
 
 
 class Judgment(Record):
@@ -220,6 +255,8 @@ class Consensus(Record):
     score: int | None  # C: judges whose answer matches the reference; None when dropped
     judges: int  # K: judges that answered (abstentions shrink it)
     outcome: Outcome
+    reason: DropReason | None = None  # why a dropped problem was dropped
+    blind_answer: str | None = None  # the image necessity gate's answer without the image, when it ran
     agreeing: list[str] = Field(default_factory=list)
     # An adaptive jury stops asking once the outcome is settled: the judges it never asked.
     unasked: list[str] = Field(default_factory=list)

@@ -8,7 +8,7 @@ from typing import Any
 from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
 from cadsynth.config import RunConfig
-from cadsynth.domain import Proposal
+from cadsynth.domain import Consensus, Critique, Proposal
 from cadsynth.graphs.consensus import tally
 from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
@@ -22,49 +22,101 @@ async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
 
 
 def _correct(p: Proposal, *, raw: bool = False) -> bool:
-    """Whether the reference (as kept, or as first proposed) is the world's true answer."""
+    """Whether the reference (as kept, or as first proposed) is the world's true answer for the
+    image as drawn. An image that contradicts its question has no true answer: never correct."""
     assert p.sim is not None
     reference = p.sim.proposed_reference if raw else p.reference_answer
-    return answers_match(reference, p.sim.truth, p.answer_type, p.choices)
+    return p.sim.conflict is None and answers_match(reference, p.sim.truth, p.answer_type, p.choices)
+
+
+def _rate(hits: int, n: int) -> float | None:
+    return round(hits / n, 4) if n else None
+
+
+def _pairs(groups: Counter[str]) -> int:
+    return sum(n * (n - 1) // 2 for n in groups.values())
+
+
+def _truth(proposals: list[Proposal], kept: list[Proposal], duplicates: Counter[str]) -> dict[str, Any]:
+    """The simulator's truth about what was proposed and kept: correctness and the harder world's
+    failure modes (agents.sim.hazards). Only stats read it; no gate does. `duplicates` gathers the
+    kept samples' popular problems (over a run's lanes, too)."""
+    simulated = [p for p in proposals if p.sim is not None]
+    kept_sim = [p for p in kept if p.sim is not None]
+    groups = Counter(p.sim.duplicate_of for p in kept_sim if p.sim is not None and p.sim.duplicate_of)
+    duplicates.update(groups)
+    return {
+        "proposal_correct_rate": round(sum(_correct(p, raw=True) for p in simulated) / len(simulated), 4),
+        "kept_correct_rate": _rate(sum(map(_correct, kept_sim)), len(kept_sim)),
+        "kept_text_answerable_rate": _rate(sum(bool(p.sim and p.sim.text_answerable) for p in kept_sim), len(kept_sim)),
+        "kept_conflict_rate": _rate(sum(bool(p.sim and p.sim.conflict) for p in kept_sim), len(kept_sim)),
+        # Kept pairs that are the same popular problem (near-duplicates by construction).
+        "kept_duplicate_pairs": _pairs(groups),
+    }
+
+
+# The gates (config `gates:`), what each removes (a drop reason), and the ledger roles of the calls
+# each adds. The consistency checks themselves ride on the critics' calls; its own calls are the
+# rechecks after a revision.
+GATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "image_necessity": ("text_answerable", ("blind_judge",)),
+    "consistency": ("inconsistent", ("recheck",)),
+}
+
+
+def _gates(config: dict[str, Any], verdicts: list[Consensus], critiques: list[Critique], by_role: dict[str, Any]) -> dict[str, Any]:
+    reasons: Counter[str] = Counter(str(v.reason) for v in verdicts if v.outcome == "dropped")
+    out: dict[str, Any] = {}
+    for gate, (reason, roles) in GATES.items():
+        out[gate] = {
+            "on": bool((config.get("gates") or {}).get(gate, False)),
+            "removed": reasons.get(reason, 0),
+            "calls": sum(by_role.get(r, {}).get("calls", 0) for r in roles),
+            "usd": round(sum(by_role.get(r, {}).get("usd", 0.0) for r in roles), 6),
+        }
+    # Problems the critics' consistency checks sent back for a revision.
+    out["consistency"]["sent_back"] = len({c.proposal for c in critiques if c.conflict and not c.recheck})
+    return out
 
 
 async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     """A run's figures; for a run with lanes, summed over them, with each lane's under `lanes`."""
     record = await _require_run(ledger, run)
     lanes = await ledger.lanes(run)
+    # The near-duplicate gate removes samples over the whole run: the truth figures are the export's.
+    removed = {d.proposal for d in await ledger.duplicates(run)}
     if not lanes:
-        return await _stats_one(ledger, record) | await _quality(ledger, run, [run])
-    combined = _combined(record, [await _stats_one(ledger, lane) for lane in lanes])
-    return combined | await _quality(ledger, run, [lane["id"] for lane in lanes])
+        return await _quality(ledger, run, [record], await _stats_one(ledger, record, Counter(), removed))
+    duplicates: Counter[str] = Counter()
+    out = _combined(record, [await _stats_one(ledger, lane, duplicates, removed) for lane in lanes])
+    if "truth" in out:
+        out["truth"]["kept_duplicate_pairs"] = _pairs(duplicates)  # lanes converge on the same problems too
+    return await _quality(ledger, run, lanes, out)
 
 
-async def _quality(ledger: Ledger, run: str, members: list[str]) -> dict[str, Any]:
-    """The quality gates' figures over the whole run: duplicates removed, each judge's estimated accuracy."""
+async def _quality(ledger: Ledger, run: str, lanes: list[dict[str, Any]], out: dict[str, Any]) -> dict[str, Any]:
+    """`out` with the figures only the whole run gives: duplicates removed, each judge's estimated accuracy."""
+    members = [m["id"] for m in lanes]
     proposals = [p for m in members for p in await ledger.proposals(m)]
     judgments = [j for m in members for j in await ledger.judgments(m)]
     outcomes = {c.proposal: c.outcome for m in members for c in await ledger.consensus(m)}
     removed = await ledger.duplicates(run)
-    record = await ledger.run(run)
-    assert record is not None
-    rule = RunConfig.model_validate(record["config"]).gates.near_duplicates
-    return {
-        # Kept samples the near-duplicate gate took out of the data set (export = kept - this).
-        "duplicates_removed": sum(outcomes.get(d.proposal) in ("keep", "adversarial") for d in removed),
-        "judges": {
-            name: {"estimated_accuracy": r.estimated_accuracy, "judged": r.judged}
-            for name, r in estimate_reliability(run_votes(proposals, judgments)).items()
-        },
-        "gates": {
-            # The gate asks no model: its calls and cost are nil; it hashes what was judged.
-            "near_duplicates": {
-                "enabled": rule.enabled,
-                "fingerprinted": sum([await ledger.fingerprinted(m) for m in members]),
-                "removed": len(removed),
-                "calls": 0,
-                "usd": 0.0,
-            },
-        },
+    rule = RunConfig.model_validate(lanes[0]["config"]).gates.near_duplicates
+    # Kept samples the near-duplicate gate took out of the data set (export = kept - this).
+    out["duplicates_removed"] = sum(outcomes.get(d.proposal) in ("keep", "adversarial") for d in removed)
+    out["judges"] = {
+        name: {"estimated_accuracy": r.estimated_accuracy, "judged": r.judged}
+        for name, r in estimate_reliability(run_votes(proposals, judgments)).items()
     }
+    # The gate asks no model: its calls and cost are nil; it hashes what was judged.
+    out.setdefault("gates", {})["near_duplicates"] = {
+        "on": rule.enabled,
+        "fingerprinted": sum([await ledger.fingerprinted(m) for m in members]),
+        "removed": len(removed),
+        "calls": 0,
+        "usd": 0.0,
+    }
+    return out
 
 
 async def summary(ledger: Ledger, run: str) -> dict[str, Any]:
@@ -131,20 +183,30 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             for i, s in enumerate(lanes)
         ],
     }
+    out["gates"] = {
+        gate: {
+            key: any(s["gates"][gate][key] for s in lanes) if key == "on" else round(sum(s["gates"][gate][key] for s in lanes), 6)
+            for key in lanes[0]["gates"][gate]
+        }
+        for gate in lanes[0]["gates"]
+    } if lanes else {}
     if all("truth" in s for s in lanes):
         kept = [s for s in lanes if s["truth"]["kept_correct_rate"] is not None]
+
+        def kept_rate(key: str) -> float | None:
+            return round(sum(s["truth"][key] * s["kept"] for s in kept) / max(1, out["kept"]), 4) if kept else None
+
         out["truth"] = {
             "proposal_correct_rate": round(
                 sum(s["truth"]["proposal_correct_rate"] * s["proposals"] for s in lanes) / max(1, out["proposals"]), 4
             ),
-            "kept_correct_rate": round(sum(s["truth"]["kept_correct_rate"] * s["kept"] for s in kept) / max(1, out["kept"]), 4)
-            if kept
-            else None,
+            **{key: kept_rate(key) for key in ("kept_correct_rate", "kept_text_answerable_rate", "kept_conflict_rate")},
+            "kept_duplicate_pairs": sum(s["truth"]["kept_duplicate_pairs"] for s in lanes),  # within lanes
         }
     return out
 
 
-async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
+async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter[str], removed: set[str]) -> dict[str, Any]:
     run = record["id"]
     proposals = await ledger.proposals(run)
     verdicts = {c.proposal: c for c in await ledger.consensus(run)}
@@ -181,13 +243,9 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any]) -> dict[str, Any]:
             },
         },
     }
-    simulated = [p for p in proposals if p.sim is not None]
-    if simulated:
-        kept_sim = [p for p in kept if p.sim is not None]
-        out["truth"] = {
-            "proposal_correct_rate": round(sum(_correct(p, raw=True) for p in simulated) / len(simulated), 4),
-            "kept_correct_rate": round(sum(map(_correct, kept_sim)) / len(kept_sim), 4) if kept_sim else None,
-        }
+    out["gates"] = _gates(record.get("config") or {}, list(verdicts.values()), await ledger.critiques(run), breakdown["by_role"])
+    if any(p.sim is not None for p in proposals):
+        out["truth"] = _truth(proposals, [p for p in kept if p.id not in removed], duplicates)
     return out
 
 

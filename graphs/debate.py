@@ -3,8 +3,10 @@
 open_round -> problem (one per proposer and slot) -> consensus -> [human_review] -> discard | keep |
 adversarial (one edge per problem, by its outcome) -> adversary -> open_round or END.
 
-A problem goes through the round on its own: propose, paint, critique (one call per critic),
-revise if the critics asked, judge (one call per judge; an adaptive jury asks in waves until the
+A problem goes through the round on its own: propose, paint, critique (one call per critic; with
+the consistency gate, explicit image/question/reference checks, and a conflict is revised once and
+checked again, then dropped), revise if the critics asked, the blind pass (the image necessity gate:
+one judge without the image; a problem it solves is dropped), judge (one call per judge; an adaptive jury asks in waves until the
 outcome is settled), score. It never waits for another problem; only the adversary waits for the
 whole round, since it reads the round's pool.
 
@@ -48,6 +50,7 @@ from cadsynth.domain import (
     Consensus,
     Context,
     Critique,
+    DropReason,
     Judgment,
     Proposal,
     RoundSummary,
@@ -313,17 +316,40 @@ async def paint(job: Task) -> dict[str, Any]:
 
 @model_call
 async def critique(job: Task) -> dict[str, Any]:
-    """One critic's review of the problem (none when its call gave up)."""
+    """One critic's review of the problem (none when its call gave up). With the consistency gate
+    it answers the explicit checks too; a recheck is the gate's second look after a revision."""
     res, agent, proposal = await _asked(job)
-    call = agent.critique(critique_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    reply, calls = await _ask(res, agent, job, "critic", proposal.id, call)
+    consistency, recheck = job.get("consistency", False), job.get("recheck", False)
+    suffix = "/recheck" if recheck else ""
+    call = agent.critique(
+        critique_id(proposal.key, agent.name) + suffix, proposal, await _image(res, proposal), consistency=consistency
+    )
+    role = "recheck" if recheck else "critic"  # the cads_calls role column holds 16 characters
+    reply, calls = await _ask(res, agent, job, role, proposal.id + suffix, call)
     if reply is None:
         return _answer(None, calls)
     record = Critique(
         **reply.value.model_dump(),
-        id=critique_id(proposal.id, agent.name), run=proposal.run, round=proposal.round, critic=agent.name, proposal=proposal.id,
+        id=critique_id(proposal.id, agent.name) + suffix, run=proposal.run, round=proposal.round, critic=agent.name,
+        proposal=proposal.id, recheck=recheck,
     )
     return _answer(record, calls)
+
+
+@model_call
+async def blind_judge(job: Task) -> dict[str, Any]:
+    """The image necessity gate's one call: a judge answers the question without its image (none
+    when the call gave up: the problem then goes on, as the gate could not look)."""
+    res, agent, proposal = await _asked(job)
+    call = agent.blind_judge(judgment_id(proposal.key, agent.name) + "/blind", proposal)
+    reply, calls = await _ask(res, agent, job, "blind_judge", proposal.id + "/blind", call)
+    if reply is None:
+        return _answer(None, calls)
+    record = Judgment(
+        **reply.value.model_dump(), id=judgment_id(proposal.id, agent.name) + "/blind", run=proposal.run,
+        round=proposal.round, judge=agent.name, proposal=proposal.id,
+    )
+    return _answer(record.model_copy(update={"agrees": rule.judge_agrees(record, proposal)}), calls)
 
 
 @model_call
@@ -398,6 +424,19 @@ def review_decision(proposal: Proposal, critiques: list[Critique]) -> Literal["k
 Took = Callable[[dict[str, Any]], Any]
 
 
+def _blind_judge_for(config: RunConfig, proposal: Proposal, slot: int) -> str:
+    """Who takes the blind pass: the judges in turn by slot, never the problem's own proposer."""
+    judges = [j.name for j in config.agents("judge") if j.name != proposal.proposer] or [j.name for j in config.agents("judge")]
+    return judges[slot % len(judges)]
+
+
+async def _critics(config: RunConfig, about: dict[str, Any], proposal: Proposal, took: Took, *, recheck: bool = False) -> list[Critique]:
+    critics = [c for c in config.agents("critic") if c.name != proposal.proposer]
+    ask = {**about, "proposal": proposal.model_dump(mode="json"), "consistency": config.gates.consistency, "recheck": recheck}
+    reviews = await asyncio.gather(*(critique({**ask, "agent": c.name}) for c in critics))
+    return [Critique.model_validate(made) for made in map(took, reviews) if made is not None]
+
+
 async def _jury(config: RunConfig, job: Task, proposal: Proposal, took: Took) -> list[Judgment]:
     """Every judge at once (a full jury), or in the panel's order, each wave the fewest whose
     answers could settle the outcome, until it is settled (an adaptive one)."""
@@ -417,8 +456,9 @@ async def _jury(config: RunConfig, job: Task, proposal: Proposal, took: Took) ->
 
 
 async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
-    """One problem from proposal to verdict: propose, paint, critique, revise if the critics ask,
-    judge, score. It moves on as soon as its own last step is done, never waiting for another
+    """One problem from proposal to verdict: propose, paint, critique (with the consistency checks
+    when that gate is on), revise if the critics ask, the blind pass (image necessity gate), judge,
+    score. It moves on as soon as its own last step is done, never waiting for another
     problem of the round.
 
     Every model call is a task whose result LangGraph keeps as it finishes, so a crash repeats only
@@ -442,22 +482,46 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     if proposal.image is None:
         proposal = Proposal.model_validate(took(await paint({**job, "proposal": proposal.model_dump(mode="json")})))
     about = {**job, "proposal": proposal.model_dump(mode="json")}
+    dropped: DropReason | None = None if proposal.image is not None else "unpainted"
     critiques: list[Critique] = []
-    if config.critique and proposal.image is not None:
-        critics = [c for c in config.agents("critic") if c.name != proposal.proposer]
-        reviews = await asyncio.gather(*(critique({**about, "agent": c.name}) for c in critics))
-        critiques = [Critique.model_validate(made) for made in map(took, reviews) if made is not None]
+    if config.critique and dropped is None:
+        critiques = await _critics(config, about, proposal, took)
     decision = review_decision(proposal, critiques)
+    # The consistency gate: a conflict the critics name is never waved through to the judges.
+    conflicted = config.gates.consistency and any(c.conflict for c in critiques)
+    if decision == "keep" and conflicted:
+        decision = "revise"
     if decision == "revise":
         revision = {**about, "critiques": [c.model_dump(mode="json") for c in critiques]}
         proposal = Proposal.model_validate(took(await revise(revision)))
+        if conflicted:
+            # One more look at the revised problem; a conflict any critic still sees drops it.
+            rechecks = await _critics(config, about, proposal, took, recheck=True)
+            critiques += rechecks
+            if any(c.conflict for c in rechecks):
+                dropped = "inconsistent"
+    elif decision == "drop" and dropped is None:
+        dropped = "critics"
+    blind: Judgment | None = None
+    if config.gates.image_necessity and dropped is None:
+        # On the problem as the judges will see it: a revision may have changed its reference.
+        ask = {**job, "proposal": proposal.model_dump(mode="json"), "agent": _blind_judge_for(config, proposal, job.get("slot", 0))}
+        made = took(await blind_judge(ask))
+        blind = Judgment.model_validate(made) if made is not None else None
+        if blind is not None and blind.agrees:
+            dropped = "text_answerable"  # MMEvol's elimination: it does not need its image
     judged: list[Judgment] = []
-    if decision == "drop":
-        verdict = Consensus(proposal=proposal.id, run=proposal.run, round=proposal.round, score=None, judges=0, outcome="dropped")
+    if dropped is not None:
+        verdict = Consensus(
+            proposal=proposal.id, run=proposal.run, round=proposal.round, score=None, judges=0, outcome="dropped",
+            reason=dropped, blind_answer=blind.answer if blind is not None else None,
+        )
     else:
         judgments = await _jury(config, {**job, "proposal": proposal.model_dump(mode="json")}, proposal, took)
         unasked = [j.name for j in config.agents("judge") if j.name not in {x.judge for x in judgments}]
         verdict = rule.score(proposal, judgments, config.consensus, unasked, job.get("weights"))
+        if blind is not None:
+            verdict = verdict.model_copy(update={"blind_answer": blind.answer})
         judged = [j.model_copy(update={"agrees": rule.judge_agrees(j, proposal)}) for j in judgments]
     rationales: list[Judgment] = []
     if config.rationalize and verdict.outcome == "adversarial":

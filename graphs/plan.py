@@ -14,6 +14,18 @@ from cadsynth.agents.sim.rng import rng_for, weighted_choice, weighted_sample
 from cadsynth.agents.sim.world import World
 from cadsynth.config import RunConfig
 from cadsynth.domain import CAPABILITIES, STRATEGIES, Capability, Context, Strategy
+
+# Where the context's strategy weights start: the meta-strategies alike; MMEvol's operators in its
+# own proportions (perception 0.5, reasoning 0.25, interaction 0.25), perception as one strategy.
+INITIAL_STRATEGY_WEIGHTS: dict[str, float] = {
+    "numerical_variation": 1.0,
+    "logic_reversion": 1.0,
+    "auxiliary_extension": 1.0,
+    "isomorphic_transfer": 1.0,
+    "fine_grained_perception": 1.0,
+    "cognitive_reasoning": 0.5,
+    "interaction": 0.5,
+}
 from cadsynth.seeds import Seed, load_seeds
 
 
@@ -29,7 +41,7 @@ def initial_context() -> Context:
         version=0,
         guidance="Evolve the seed into a problem that needs careful reading of the image.",
         capability_weights={c: 1.0 for c in CAPABILITIES},
-        strategy_weights={s: 1.0 for s in STRATEGIES},
+        strategy_weights={s: INITIAL_STRATEGY_WEIGHTS[s] for s in STRATEGIES},
         difficulty_target=0.3,
     )
 

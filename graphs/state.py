@@ -48,3 +48,5 @@ class Task(TypedDict, total=False):
     critiques: list[dict[str, Any]]
     consensus: dict[str, Any]
     judgment: dict[str, Any]  # a judge's earlier answer, for its rationalization
+    consistency: bool  # gates.consistency: a critic answers the explicit checks too
+    recheck: bool  # the consistency gate's second look after a revision

@@ -8,9 +8,13 @@ reproducible data set.
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
+import yaml
+
+from cadsynth.config import WorldConfig
 
 from tests.helpers import cads, content, export, stats
 
@@ -22,7 +26,12 @@ ROUNDS = "6"
 def runs(tmp_path_factory) -> Path:
     """Three runs on one seed: adversary on (twice) and off. Targets are out of reach so every round runs."""
     work = tmp_path_factory.mktemp("runs")
-    common = ["--seed", SEED, "--rounds", ROUNDS, "--target", "1000"]
+    # The clean world: what these tests measure (the jury, the adversary, replay) is the debate's
+    # own, not the harder world's failure modes or the gates (tests/test_gates.py has those).
+    config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
+    config.update(world=WorldConfig.clean().model_dump(), gates={})
+    (work / "clean.yaml").write_text(yaml.safe_dump(config))
+    common = ["clean.yaml", "--seed", SEED, "--rounds", ROUNDS, "--target", "1000"]
     cads("run", "--run-id", "adv", *common, cwd=work)
     cads("run", "--run-id", "adv-again", *common, cwd=work)
     cads("run", "--run-id", "flat", "--no-adversary", *common, cwd=work)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import io
+import json
 import math
 import random
 import re
@@ -9,10 +12,15 @@ from collections import Counter
 from statistics import mean
 from typing import Callable
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cadsynth.agents.painter.render import render
-from cadsynth.agents.sim.world import TEMPLATES, Problem, World
+from cadsynth.agents.sim.hazards import Hazards
+from cadsynth.agents.sim.models import SimChatModel
+from cadsynth.agents.sim.world import PERCEPTION, REASONING, TEMPLATES, Problem, World
+from cadsynth.config import SimPersona, WorldConfig
 from cadsynth.domain import CAPABILITIES, STRATEGIES
 
 WORLD = World()
@@ -318,6 +326,16 @@ def test_each_strategy_changes_the_problem_its_way(strategy: str) -> None:
         elif strategy == "auxiliary_extension":
             assert p.kind == seed.kind
             assert len(p.capabilities) > len(seed.capabilities) or p.difficulty >= seed.difficulty
+        elif strategy == "fine_grained_perception":
+            assert p.kind == seed.kind and set(p.capabilities) & PERCEPTION
+        elif strategy == "cognitive_reasoning":
+            # More reasoning: another problem on the same image kind, richer or harder than the seed.
+            assert p.kind == seed.kind and p.template != seed.template
+            assert len(p.capabilities) > len(seed.capabilities) or p.difficulty >= seed.difficulty
+        elif strategy == "interaction":
+            # The same problem in the other answer format (unless it asks about its own options).
+            assert p.template == seed.template
+            assert (p.answer_type == "choice") != (seed.answer_type == "choice") or "of these" in p.question
         else:
             assert p.kind != seed.kind
 
@@ -334,3 +352,96 @@ def test_specs_render() -> None:
     for i, t in enumerate(sorted(TEMPLATES)):
         p = WORLD.generate(random.Random(i), t, 0.8)
         assert render(p.spec).startswith(b"\x89PNG")
+
+
+# --- the harder world: its failure modes at their configured rates ------------------------------
+
+
+def _proposals(world: WorldConfig, n: int, seed: int = 0) -> list:
+    """What a simulated proposer writes over n tasks: its drafts with the simulator's truth."""
+    model = SimChatModel(agent="sim-a", persona=SimPersona(flaw_rate=0.0), seed=seed, world_config=world)
+    tasks = [
+        {"role": "propose", "key": f"r{i // 8}/sim-a/{i % 8}", "strategy": STRATEGIES[i % len(STRATEGIES)],
+         "capabilities": [CAPABILITIES[i % len(CAPABILITIES)]], "difficulty_target": 0.4, "seed": {}}
+        for i in range(n)
+    ]
+    return [model.respond(t) for t in tasks]
+
+
+def test_a_clean_world_has_no_failure_modes() -> None:
+    for p in _proposals(WorldConfig.clean(), 120):
+        assert not p.sim.text_answerable and p.sim.conflict is None and p.sim.duplicate_of is None and p.sim.blind_spot is None
+
+
+def test_text_answerable_questions_state_their_data_at_the_configured_rate() -> None:
+    drafts = _proposals(WorldConfig.clean().model_copy(update={"text_answerable_rate": 0.2}), 400)
+    given = [p for p in drafts if p.sim.text_answerable]
+    assert 0.15 <= len(given) / len(drafts) <= 0.25
+    for p in given:
+        # The question itself carries the image's description: every value a blind reader needs.
+        assert p.visual_prompt in p.question
+    assert not any(p.visual_prompt in p.question for p in drafts if not p.sim.text_answerable)
+
+
+def test_conflicting_images_lack_what_the_question_names_at_about_the_configured_rate() -> None:
+    drafts = _proposals(WorldConfig.clean().model_copy(update={"conflict_rate": 0.2}), 400)
+    conflicts = [p for p in drafts if p.sim.conflict]
+    # Every image that names what its question asks about can be broken; a few (e.g. "the largest
+    # shape") cannot, so the rate is a little under the configured one, never over it.
+    assert 0.12 <= len(conflicts) / len(drafts) <= 0.25
+    assert {p.sim.conflict for p in conflicts} == {"missing_label", "legend_mismatch", "changed_value"}
+    hazards = Hazards(WorldConfig(conflict_rate=1.0), WORLD)
+    for s in range(60):
+        rng = random.Random(s)
+        p = WORLD.seed(rng)
+        broken = hazards.conflict(rng, p)
+        if broken is None:
+            continue
+        q, how = broken
+        assert q.question == p.question and q.truth == p.truth and q.spec != p.spec
+        render(q.spec)  # still drawable
+        if how == "missing_label":
+            before, after = _strings(p.spec.model_dump(mode="json")), _strings(q.spec.model_dump(mode="json"))
+            # Something the question names was in the image and is gone from it (or every label is).
+            named = {t for t in before if re.search(rf"\b{re.escape(t.lower())}s?\b", p.question.lower())}
+            assert named - after or "label" in p.question, (p.question, before, after)
+
+
+def _strings(node: object) -> set[str]:
+    if isinstance(node, dict):
+        return {t for v in node.values() for t in _strings(v)}
+    if isinstance(node, list):
+        return {t for v in node for t in _strings(v)}
+    return {node} if isinstance(node, str) and len(node) > 1 else set()
+
+
+def test_near_duplicates_converge_within_and_across_lanes_and_look_alike() -> None:
+    world = WorldConfig.clean().model_copy(update={"duplicate_rate": 0.2})
+    lane_a, lane_b = _proposals(world, 300, seed=1), _proposals(world, 300, seed=2)  # two lanes' seeds
+    dups_a = [p for p in lane_a if p.sim.duplicate_of]
+    assert 0.14 <= len(dups_a) / len(lane_a) <= 0.26
+    keys_a, keys_b = Counter(p.sim.duplicate_of for p in dups_a), Counter(p.sim.duplicate_of for p in lane_b if p.sim.duplicate_of)
+    assert max(keys_a.values()) >= 3 and set(keys_a) & set(keys_b)  # within a lane and across lanes
+    same = [p for p in [*lane_a, *lane_b] if p.sim.duplicate_of == max(keys_a, key=keys_a.__getitem__)]
+    first = np.asarray(Image.open(io.BytesIO(render(same[0].image_spec))).convert("L"), dtype=float)
+    for p in same[1:]:
+        assert difflib.SequenceMatcher(None, p.question, same[0].question).ratio() > 0.8
+        pixels = np.asarray(Image.open(io.BytesIO(render(p.image_spec))).convert("L"), dtype=float)
+        assert pixels.shape == first.shape and np.mean(np.abs(pixels - first)) < 2.0  # near-identical images
+        assert p.reference_answer == same[0].reference_answer
+
+
+def test_blind_spots_make_most_judges_agree_on_a_wrong_reference() -> None:
+    world = WorldConfig.clean().model_copy(update={"blind_spot_share": 0.3, "blind_spot_strength": 0.7})
+    hazards = Hazards(world, WORLD)
+    spotted = [t for t in TEMPLATES if hazards.blind_spot(WORLD.generate(random.Random(0), t, 0.5))]
+    assert 0.12 <= len(spotted) / len(TEMPLATES) <= 0.5
+    judges = [SimChatModel(agent=f"judge-{k}", persona=SimPersona(skill=1.0), world_config=world) for k in range(4)]
+    scores = []
+    for s in range(60):
+        p = WORLD.generate(random.Random(s), spotted[s % len(spotted)], 0.5)
+        sim = {"truth": p.truth, "distractors": p.distractors, "difficulty": p.difficulty, "blind_spot": p.distractors[0]}
+        answers = [j.respond({"role": "judge", "key": f"k{s}", "capabilities": list(p.capabilities), "sim": sim}).answer for j in judges]
+        scores.append(sum(a == p.distractors[0] for a in answers))  # C for a reference that is the shared mistake
+    assert 0.55 <= mean(scores) / 4 <= 0.85
+    assert min(scores) >= 0 and scores.count(4) >= 5 and sum(c >= 1 for c in scores) >= 50

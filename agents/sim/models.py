@@ -9,10 +9,20 @@ How it behaves, per role:
 - proposer: asks the world for a problem with the planned strategy, capabilities and difficulty;
   with probability `flaw_rate` (higher for harder problems) its reference answer is a plausible
   wrong one;
-- critic: spots a wrong reference with probability `detect_rate`;
-- reviser: fixes a spotted wrong reference with probability `fix_rate`;
+- the harder world (`agents.sim.hazards`, rates in the run's `world:`): a proposal may converge on
+  a popular problem, state its data in the question, or come with an image that contradicts it; on
+  a blind-spot template the proposer's wrong reference is the mistake every model tends to make;
+- critic: spots a wrong reference with probability `detect_rate` (much less on a blind spot); asked
+  the consistency checks, it spots a wrong reference or an image that contradicts the question
+  with `check_rate`, and recomputing from the image cuts a blind spot's pull to a third; unasked,
+  it rarely notices a conflict;
+- reviser: fixes a spotted wrong reference with probability `fix_rate`; it cannot redraw an image;
 - judge: answers right with probability sigmoid(3.5 + skill + capability skill - 5 * difficulty),
-  otherwise gives one of the world's plausible wrong answers;
+  otherwise gives one of the world's plausible wrong answers; on a blind-spot template it makes
+  the shared mistake with probability `blind_spot_strength`; where the image lacks what the
+  question names it guesses, often the intended answer;
+- blind judge (no image): solves a question that states its data; otherwise mostly says it cannot
+  tell, and sometimes guesses;
 - adversary: moves capability and strategy weights toward what split the panel and the difficulty
   target toward where the panel splits.
 """
@@ -32,10 +42,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel
 
 from cadsynth.agents.calls import estimate_tokens
+from cadsynth.agents.sim.hazards import Hazards
 from cadsynth.agents.sim.rng import rng_for, sigmoid
-from cadsynth.agents.sim.world import Problem, World
-from cadsynth.config import SimPersona
+from cadsynth.agents.sim.world import LETTERS, Problem, World
+from cadsynth.config import SimPersona, WorldConfig
 from cadsynth.domain import (
+    ConsistencyCritiqueDraft,
     ContextDraft,
     CritiqueDraft,
     Exemplar,
@@ -85,6 +97,7 @@ class SimChatModel(BaseChatModel):
     model_name: str = "sim"
     persona: SimPersona = SimPersona()
     seed: int = 0
+    world_config: WorldConfig = WorldConfig()
 
     @property
     def _llm_type(self) -> str:
@@ -93,6 +106,10 @@ class SimChatModel(BaseChatModel):
     @cached_property
     def world(self) -> World:
         return World()
+
+    @cached_property
+    def hazards(self) -> Hazards:
+        return Hazards(self.world_config, self.world)
 
     def _generate(
         self,
@@ -124,6 +141,8 @@ class SimChatModel(BaseChatModel):
             return self._revise(rng, task)
         if role == "judge":
             return self._judge(rng, task)
+        if role == "blind_judge":
+            return self._blind_judge(rng, task)
         if role == "rationalize":
             return self._rationalize(rng, task)
         if role == "reflect":
@@ -136,9 +155,27 @@ class SimChatModel(BaseChatModel):
         base: Problem | None = self.world.seed(rng_for(self.seed, "seed", seed["world_key"])) if seed.get("world_key") else None
         target = min(1.0, max(0.0, task["difficulty_target"] + rng.gauss(0.0, 0.08)))
         problem = self.world.evolve(rng, base, task["strategy"], task["capabilities"], target)
-        # Harder problems are easier to get wrong.
-        flawed = rng.random() < self.persona.flaw_rate * (0.5 + problem.difficulty)
-        reference = problem.distractors[0 if rng.random() < 0.6 else 1] if flawed else problem.truth
+        # The world's failure modes draw from their own generator, so changing their rates leaves
+        # every other draw of the proposal (and of the run) as it was.
+        hazard_rng = rng_for(self.seed, "hazards", self.agent, task["key"])
+        converged = self.hazards.converge(hazard_rng, problem)
+        if converged:
+            problem = converged[0]
+        conflicted = self.hazards.conflict(hazard_rng, problem)
+        if conflicted:
+            problem = conflicted[0]
+        given_away = self.hazards.give_away(hazard_rng, problem)
+        problem = given_away or problem
+        blind_spot = self.hazards.blind_spot(problem)
+        # Harder problems are easier to get wrong; on a blind spot the proposer is a model too.
+        flaw = self.persona.flaw_rate * (0.5 + problem.difficulty)
+        if blind_spot is not None:
+            flaw += (1.0 - flaw) * 0.3 * self.world_config.blind_spot_strength
+        flawed = rng.random() < flaw
+        if flawed and blind_spot is not None:
+            reference = blind_spot
+        else:
+            reference = problem.distractors[0 if rng.random() < 0.6 else 1] if flawed else problem.truth
         solution = problem.solution if not flawed else f"{problem.solution}\nSo the answer is {reference}."
         return SimProposalDraft(
             strategy=task["strategy"],
@@ -151,19 +188,44 @@ class SimChatModel(BaseChatModel):
             reference_answer=reference,
             solution=solution,
             difficulty=round(problem.difficulty, 3),
-            sim=_truth(problem, flawed, reference),
+            sim=_truth(problem, flawed, reference).model_copy(update={
+                "text_answerable": given_away is not None,
+                "conflict": conflicted[1] if conflicted else None,
+                "duplicate_of": converged[1] if converged else None,
+                "blind_spot": blind_spot,
+            }),
         )
 
     def _critique(self, rng: Any, task: dict[str, Any]) -> CritiqueDraft:
         proposal = task["proposal"]
-        sim = proposal.get("sim")
-        if sim and sim["flawed"] and rng.random() < self.persona.detect_rate:
+        sim = proposal.get("sim") or {}
+        checks = task.get("consistency", False)
+        # A pointed question (is this label in the image? is this the value drawn?) is easier to
+        # get right than a general review.
+        detect = self.persona.check_rate if checks else self.persona.detect_rate
+        if sim.get("blind_spot") is not None and proposal["reference_answer"] == sim["blind_spot"]:
+            # The critic shares the mistake; reading each value off the image for the check helps.
+            pull = self.world_config.blind_spot_strength
+            detect *= 1.0 - (pull / 3 if checks else pull)
+        wrong = bool(sim.get("flawed")) and rng.random() < detect
+        # Unasked, a critic seldom compares what the question names with what the image shows.
+        conflict = bool(sim.get("conflict")) and rng.random() < (self.persona.check_rate if checks else 0.2 * self.persona.detect_rate)
+        issues = []
+        if wrong:
+            issues.append(f"The reference answer {proposal['reference_answer']!r} does not match the image; I get {sim['truth']!r}.")
+        if conflict:
+            issues.append("The image does not show what the question refers to, as the question says it.")
+        if issues:
             verdict: Verdict = "drop" if rng.random() < 0.25 else "revise"
-            issue = f"The reference answer {proposal['reference_answer']!r} does not match the image; I get {sim['truth']!r}."
-            return CritiqueDraft(verdict=verdict, issues=[issue])
-        if rng.random() < 0.04:
-            return CritiqueDraft(verdict="revise", issues=["The solution skips a step; spell out the arithmetic."])
-        return CritiqueDraft(verdict="keep", issues=[])
+        elif rng.random() < 0.04:
+            verdict, issues = "revise", ["The solution skips a step; spell out the arithmetic."]
+        else:
+            verdict = "keep"
+        if checks:
+            return ConsistencyCritiqueDraft(
+                verdict=verdict, issues=issues, image_matches_question=not conflict, reference_matches_image=not wrong
+            )
+        return CritiqueDraft(verdict=verdict, issues=issues)
 
     def _revise(self, rng: Any, task: dict[str, Any]) -> SimProposalDraft:
         proposal = dict(task["proposal"])
@@ -184,6 +246,14 @@ class SimChatModel(BaseChatModel):
         caps = task["capabilities"]
         cap_skill = sum(self.persona.capability_skill.get(c, 0.0) for c in caps) / max(1, len(caps))
         p = sigmoid(3.5 + self.persona.skill + cap_skill - 5.0 * sim["difficulty"])
+        if sim.get("conflict"):
+            p *= 0.5  # what the question names is not in the image: it reads the nearest thing instead
+        if sim.get("blind_spot") is not None and rng.random() < self.world_config.blind_spot_strength:
+            answer = sim["blind_spot"]
+            confidence = max(0.3, p)  # the shared mistake feels right
+            quality = int(min(5, max(1, round(1.5 + 4 * sim["difficulty"]))))
+            return JudgmentDraft(answer=answer, rationale=f"Reading the values off the image gives {answer}.",
+                                 confidence=round(confidence, 3), quality=quality)
         if rng.random() < p:
             answer = sim["truth"]
             rationale = f"Reading the values off the image and working it through gives {answer}."
@@ -197,6 +267,22 @@ class SimChatModel(BaseChatModel):
         confidence = min(1.0, max(0.0, confidence + rng.gauss(0.0, 0.08)))
         quality = int(min(5, max(1, round(1.5 + 4 * sim["difficulty"] + rng.gauss(0.0, 0.6)))))
         return JudgmentDraft(answer=answer, rationale=rationale, confidence=round(confidence, 3), quality=quality)
+
+    def _blind_judge(self, rng: Any, task: dict[str, Any]) -> JudgmentDraft:
+        sim = task.get("sim")
+        if not sim:
+            return JudgmentDraft(answer="unanswerable", rationale="The simulator has no ground truth here.", confidence=0.0, quality=1)
+        # The question states the values: like judging with nothing to misread, only the reasoning.
+        p = sigmoid(4.5 + self.persona.skill - 3.0 * sim["difficulty"])
+        if sim.get("text_answerable") and rng.random() < p:
+            answer = sim["truth"]
+            return JudgmentDraft(answer=answer, rationale=f"The question gives the values; they give {answer}.", confidence=0.9, quality=1)
+        if rng.random() < 0.85:
+            return JudgmentDraft(answer="unanswerable", rationale="The question needs the image.", confidence=0.9, quality=3)
+        # A guess: a letter for a multiple-choice question, a plausible value otherwise.
+        choices = task.get("choices") or []
+        guess = rng.choice(LETTERS[: len(choices)]) if choices else (sim["distractors"] or ["unknown"])[0]
+        return JudgmentDraft(answer=guess, rationale="A guess without the image.", confidence=0.2, quality=2)
 
     def _rationalize(self, rng: Any, task: dict[str, Any]) -> JudgmentDraft:
         # Told the answer, the simulated judge writes reasoning that reaches it, right or not: a

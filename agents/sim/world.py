@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence, cast
 
@@ -1254,7 +1254,13 @@ STRATEGY_BONUS: dict[str, float] = {
     "logic_reversion": 0.05,
     "auxiliary_extension": 0.05,
     "isomorphic_transfer": 0.03,
+    "fine_grained_perception": 0.03,
+    "cognitive_reasoning": 0.06,
+    "interaction": 0.02,
 }
+# MMEvol's fine-grained perception asks about details: the capabilities that read them off the image.
+PERCEPTION: frozenset[str] = frozenset({"color", "shape", "text_recognition", "counting", "spatial_recognition"})
+REASONING: frozenset[str] = frozenset({"numeric_reasoning", "geometric_reasoning", "spatial_relationship"})
 
 
 @lru_cache(maxsize=None)
@@ -1303,8 +1309,10 @@ class World:
     ) -> Problem:
         """Apply a meta-strategy to the seed, steering toward the capabilities and difficulty asked for."""
         target = max(0.0, min(1.0, difficulty_target))
-        if seed is not None and strategy == "auxiliary_extension":
+        if seed is not None and strategy in ("auxiliary_extension", "cognitive_reasoning"):
             target = max(target, seed.difficulty + 0.1)  # extension never makes it easier
+        if strategy == "fine_grained_perception":
+            target = min(1.0, target + 0.1)  # more, smaller details to read
         candidates = self._candidates(seed, strategy)
         bonus = STRATEGY_BONUS[strategy]
         t = _pick(rng, candidates, [c for c in capabilities if c in CAPABILITIES], target - bonus)
@@ -1316,10 +1324,12 @@ class World:
             if best is None or abs(p.difficulty - target) < abs(best.difficulty - target):
                 best = p
         assert best is not None
-        return best
+        return recast(rng, best) if strategy == "interaction" else best
 
     def _candidates(self, seed: Problem | None, strategy: Strategy) -> list[Template]:
         every = list(TEMPLATES.values())
+        if strategy in ("fine_grained_perception", "cognitive_reasoning", "interaction"):
+            return _operator_candidates(every, None if seed is None else TEMPLATES[seed.template], strategy)
         if seed is None:
             if strategy == "logic_reversion":
                 return [t for t in every if t.reverse]
@@ -1336,6 +1346,47 @@ class World:
             return richer or [t for t in every if t.kind == s.kind and t.floor >= s.floor and t.id != s.id] or [s]
         same = [t for t in every if t.family == s.family and t.kind != s.kind]
         return same or [t for t in every if t.kind != s.kind and not t.reverse]
+
+
+def _operator_candidates(every: list[Template], seed: Template | None, strategy: Strategy) -> list[Template]:
+    """Where MMEvol's operators go: perception stays on the seed's image kind and reads finer
+    details; reasoning adds steps on the same kind; interaction keeps the problem, changes its format."""
+    if strategy == "interaction":
+        return [seed] if seed is not None else every
+    near = [t for t in every if seed is None or t.kind == seed.kind]
+    if strategy == "fine_grained_perception":
+        return [t for t in near if PERCEPTION & set(t.caps)] or near
+    richer = [
+        t for t in near
+        if REASONING & set(t.caps) and (seed is None or (t.id != seed.id and (len(t.caps) > len(seed.caps) or t.floor > seed.floor)))
+    ]
+    return richer or [t for t in near if seed is None or t.id != seed.id] or near
+
+
+def recast(rng: random.Random, p: Problem) -> Problem:
+    """MMEvol's interaction operator: the same problem in another answer format. An open question
+    becomes multiple choice (the world's plausible wrong answers as the other options); a multiple
+    choice question becomes open (the chosen option is the answer)."""
+    if p.answer_type != "choice":
+        if len(p.distractors) < 3:
+            return p
+        options, letter, others = _choice(rng, p.truth, p.distractors)
+        solution = f"{p.solution}\nOf the options, {p.truth} is ({letter})."
+        return replace(p, question=f"{p.question} Pick one option.", answer_type="choice", choices=options,
+                       truth=letter, distractors=others, solution=solution)
+    assert p.choices is not None
+    if "of these" in p.question:
+        return p  # the question asks about its options: without them it has no single answer
+    text = p.choices[LETTERS.index(p.truth)]
+    wrong = [p.choices[LETTERS.index(x)] for x in p.distractors if x in LETTERS[: len(p.choices)]]
+    try:
+        value = float(text)
+        kind: AnswerType = _num_kind(value)
+    except ValueError:
+        kind = "text"
+    question = p.question if p.question.rstrip().endswith("?") else p.question.rstrip() + "?"
+    return replace(p, question=f"{question} Answer without options.", answer_type=kind, choices=None,
+                   truth=text, distractors=wrong, solution=f"{p.solution}\nThe answer itself: {text}.")
 
 
 def _pick(rng: random.Random, candidates: list[Template], caps: list[Capability], target: float) -> Template:

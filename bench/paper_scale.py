@@ -7,7 +7,10 @@ For each size it prints (figures of the simulated panel, which answers at once):
   * peak memory of the run process, and its ratio to the smallest size's;
   * the store on disk per kept sample, and the checkpoint tables' share of it.
 
-Usage: python bench/paper_scale.py [--sizes 2000 20000] [--lanes 8]
+With --clean the run is the clean world with the quality gates off (no failure modes, no blind
+pass, no rechecks): the pipeline's own cost per sample, as before the gates existed.
+
+Usage: python bench/paper_scale.py [--sizes 2000 20000] [--lanes 8] [--clean]
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 
-from cads_process import cads, python
+import yaml
+
+from cads_process import cads, python, reexec_with_cadsynth
+
+reexec_with_cadsynth()
+from cadsynth.config import WorldConfig  # noqa: E402
 
 RENDER_AGAIN = """
 import sqlite3, sys, time, json
@@ -36,9 +45,14 @@ print(len(specs), time.perf_counter() - start)
 """
 
 
-def run_once(py: str, target: int, lanes: int, work: Path) -> dict[str, float]:
+def run_once(py: str, target: int, lanes: int, work: Path, clean: bool) -> dict[str, float]:
     cmd = [py, "-m", "cadsynth.cli", "run", "--run-id", "big", "--target", str(target), "--rounds", "1000",
            "--lanes", str(lanes)]
+    if clean:
+        config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
+        config.update(gates={}, world=WorldConfig.clean().model_dump(mode="json"))
+        (work / "clean.yaml").write_text(yaml.safe_dump(config))
+        cmd.insert(4, "clean.yaml")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -73,13 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--lanes", type=int, default=8)
+    parser.add_argument("--clean", action="store_true", help="the clean world, quality gates off")
     args = parser.parse_args()
     py = python()
-    print(f"simulated panel, {args.lanes} lanes; one `cads run` per size (figures of the simulator, not of any model)")
+    world = "the clean world, gates off" if args.clean else "the built-in config (harder world, its gates on)"
+    print(f"simulated panel, {world}, {args.lanes} lanes; one `cads run` per size (figures of the simulator, not of any model)")
     rows = []
     for target in args.sizes:
         with tempfile.TemporaryDirectory() as work:
-            rows.append(run_once(py, target, args.lanes, Path(work)))
+            rows.append(run_once(py, target, args.lanes, Path(work), args.clean))
         r = rows[-1]
         print(
             f"  target {target:6d}: kept {r['kept']:6d} in {r['wall']:7.1f} s ({r['kept'] / r['wall']:5.1f} kept/s); "

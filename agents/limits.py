@@ -1,9 +1,12 @@
 """Provider limits, shared by every agent and task that calls the same model.
 
 A `Limiter` is keyed by (provider, model, base_url): two agents on one gpt-4o account draw from one
-budget of requests, tokens and connections. Requests per minute use LangChain's token bucket;
-concurrency is an asyncio semaphore; tokens per minute are a sliding window of reservations, made
-from an estimate before the call and corrected with the provider's usage after it.
+budget of requests, tokens and connections. Concurrency is an asyncio semaphore. Requests and
+tokens are sliding windows of reservations (`Window`): at most `rpm` requests in any minute and
+`rpm / 60` (at least one) in any second, since providers enforce a minute's limit in slices of a
+second; at most `tpm` tokens in any minute, reserved from an estimate before the call and corrected
+with the provider's usage after it. (LangChain's token bucket cannot say both: a bucket of one
+spaces every burst out, a bigger one lets twice the second's share through.)
 
 In one process the limiter holds that budget itself. On a cluster (`cadsynth.cluster`) each limited
 endpoint has one `PermitDesk`, kept by one Ray actor, and every worker's limiter asks it for a
@@ -21,46 +24,57 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from langchain_core.rate_limiters import InMemoryRateLimiter
-
 from cadsynth.config import Limit
 
 WINDOW = 60.0
 
 
-class TokenWindow:
-    """Tokens used in the last minute; a call waits until its estimate fits under the limit."""
+class Window:
+    """Reservations in the last `span` seconds, of at most `capacity` in all."""
 
-    def __init__(self, tpm: int, window: float = WINDOW):
-        self.tpm = tpm
-        self.window = window
-        self.entries: deque[list[float]] = deque()  # [time, tokens]
+    def __init__(self, capacity: int, span: float = WINDOW):
+        self.capacity = capacity
+        self.span = span
+        self.entries: deque[list[float]] = deque()  # [time, weight]
+        self.used = 0.0  # the entries' weights, kept as they come and go
 
-    def _used(self, now: float) -> float:
-        while self.entries and self.entries[0][0] <= now - self.window:
-            self.entries.popleft()
-        return sum(tokens for _, tokens in self.entries)
+    def wait(self, weight: int, now: float) -> float:
+        """0 when `weight` fits now (or the window is empty), else how long until its oldest leaves."""
+        while self.entries and self.entries[0][0] <= now - self.span:
+            self.used -= self.entries.popleft()[1]
+        if self.used + weight <= self.capacity or not self.entries:
+            return 0.0
+        return self.entries[0][0] + self.span - now
 
-    async def reserve(self, tokens: int) -> list[float]:
-        while True:
-            now = time.monotonic()
-            # One event loop runs the calls, so nothing can slip in between the check and the append.
-            if self._used(now) + tokens <= self.tpm or not self.entries:
-                entry = [now, float(tokens)]
-                self.entries.append(entry)
-                return entry
-            await asyncio.sleep(min(1.0, max(0.01, self.entries[0][0] + self.window - now)))
+    def take(self, weight: int, now: float) -> list[float]:
+        entry = [now, float(weight)]
+        self.entries.append(entry)
+        self.used += weight
+        return entry
 
-    @staticmethod
-    def settle(entry: list[float], tokens: int) -> None:
-        entry[1] = float(tokens)
+    def settle(self, entry: list[float], weight: int) -> None:
+        if self.entries and entry[0] >= self.entries[0][0]:  # still counted (entries leave oldest first)
+            self.used += weight - entry[1]
+        entry[1] = float(weight)
+
+
+async def reserve(*asks: tuple[Window, int]) -> list[list[float]]:
+    """Wait until every window has room for its weight, then take them all at one moment: the
+    request leaves right after, so each window counts it when it is sent."""
+    while True:
+        now = time.monotonic()
+        longest = max((window.wait(weight, now) for window, weight in asks), default=0.0)
+        # One event loop runs the calls, so nothing can slip in between the check and the take.
+        if longest == 0.0:
+            return [window.take(weight, now) for window, weight in asks]
+        await asyncio.sleep(min(1.0, max(0.005, longest)))
 
 
 @dataclass
 class Ticket:
     """One admitted request; `settle` replaces its token estimate with the real usage."""
 
-    window: TokenWindow | None = None
+    window: Window | None = None
     entry: list[float] | None = None
     on_settle: Callable[[int], None] | None = None  # a permit's desk, on a cluster
 
@@ -86,12 +100,10 @@ class Limiter:
         self.limit = limit
         # On a cluster the desk holds the endpoint's budget; this process only asks it.
         self.desk, self.holder = desk, holder
-        self.requests = (
-            InMemoryRateLimiter(requests_per_second=limit.rpm / 60.0, check_every_n_seconds=0.02, max_bucket_size=1)
-            if limit and limit.rpm
-            else None
+        self.requests: list[Window] = (
+            [Window(limit.rpm), Window(max(1, limit.rpm // 60), span=1.0)] if limit and limit.rpm else []
         )
-        self.tokens = TokenWindow(limit.tpm) if limit and limit.tpm else None
+        self.tokens = Window(limit.tpm) if limit and limit.tpm else None
         # Calls in a row that gave up without one answer from this server (see Caller.call).
         self.unanswered_calls = 0
         # Semaphores belong to an event loop; a process normally has one, tests have several.
@@ -122,10 +134,11 @@ class Limiter:
                 if gate is not None:
                     await gate.acquire()
                     held.append(gate)
-            entry = await self.tokens.reserve(estimated_tokens) if self.tokens else None
-            if self.requests is not None:
-                await self.requests.aacquire()
-            yield Ticket(self.tokens, entry)
+            asks = [(window, 1) for window in self.requests]
+            if self.tokens is not None:
+                asks.append((self.tokens, estimated_tokens))
+            taken = await reserve(*asks)
+            yield Ticket(self.tokens, taken[-1] if self.tokens is not None else None)
         finally:
             for gate in reversed(held):
                 gate.release()

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ValidationError
 
 from cadsynth.agents import jsontext
@@ -149,6 +150,7 @@ class Agent:
         self.cache = cache if config.provider != "sim" else None
         self.images = images
         self._image_model: ImageModel | None = None
+        self._structured: dict[type[BaseModel], Runnable[Any, Any]] = {}
 
     @property
     def name(self) -> str:
@@ -172,7 +174,9 @@ class Agent:
                 exc.usage = usage  # type: ignore[attr-defined]
                 raise
         method = "function_calling" if self.mode == "function_calling" else "json_schema"
-        runnable = self.model.with_structured_output(schema, method=method, include_raw=True)
+        runnable = self._structured.get(schema)
+        if runnable is None:  # built once per schema: building one converts the schema every time
+            runnable = self._structured[schema] = self.model.with_structured_output(schema, method=method, include_raw=True)
         out = cast(dict[str, Any], await runnable.ainvoke(messages, config=config))  # type: ignore[arg-type]
         usage = usage_of(out.get("raw"))
         if out.get("parsing_error") is not None or out.get("parsed") is None:

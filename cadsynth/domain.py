@@ -6,6 +6,8 @@ crash overwrites the same record instead of adding a second copy.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -108,7 +110,18 @@ class Draft(Record):
         # Provider SDKs call model_json_schema() with no generator: they get the portable one.
         if schema_generator is GenerateJsonSchema:
             schema_generator = PortableJsonSchema
-        return super().model_json_schema(by_alias, ref_template, schema_generator, mode, **kwargs)
+        if kwargs:
+            return super().model_json_schema(by_alias, ref_template, schema_generator, mode, **kwargs)
+        # Asked for on every call (structured output, the call cache's key): generated once per
+        # class, copied because callers may edit what they get.
+        return copy.deepcopy(cls._schema(by_alias, ref_template, schema_generator, mode))
+
+    @classmethod
+    @functools.cache
+    def _schema(
+        cls, by_alias: bool | None, ref_template: str, schema_generator: type[GenerateJsonSchema], mode: JsonSchemaMode
+    ) -> dict[str, Any]:
+        return super().model_json_schema(by_alias, ref_template, schema_generator, mode)
 
 
 class ProposalDraft(Draft):

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cadsynth.agents.calls import CallFailed, ModelCallError
-from cadsynth.agents.limits import TokenWindow
+from cadsynth.agents.limits import Window, reserve
 from cadsynth.agents.models import missing_keys
 from cadsynth.agents.panel import Agent, Panel
 from cadsynth.config import RunConfig
@@ -239,17 +239,21 @@ async def test_a_rejected_key_is_fatal_and_not_retried(fake_openai, tmp_path, mo
 # --- limits ------------------------------------------------------------------------------------
 
 
-def test_rpm_spaces_the_requests(fake_openai, tmp_path):
+def test_rpm_lets_a_seconds_share_go_at_once_and_no_more(fake_openai, tmp_path):
     fake_openai.responder = lambda body: JUDGMENT
     agent = make_agent(fake_openai, tmp_path, limits=[{"provider": "openai", "model": "gpt-4o", "rpm": 300}])
 
     async def burst() -> None:
-        await asyncio.gather(*(agent._ask(JudgmentDraft, f"q{i}", [], TASK) for i in range(6)))
+        await asyncio.gather(*(agent._ask(JudgmentDraft, f"q{i}", [], TASK) for i in range(12)))
 
     asyncio.run(burst())
     starts = sorted(r.started for r in fake_openai.requests)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert len(starts) == 6 and min(gaps) >= 0.15  # 300 rpm = one request per 0.2 s
+    assert len(starts) == 12
+    # 300 rpm is 5 a second: the first five leave together, and no second ever holds more.
+    assert starts[4] - starts[0] < 0.5
+    busiest = max(sum(1 for t in starts[i:] if t < start + 0.95) for i, start in enumerate(starts))
+    assert busiest == 5
+    assert starts[-1] - starts[0] >= 1.9  # the third five waits two seconds
 
 
 def test_concurrency_bounds_requests_in_flight(fake_openai, tmp_path):
@@ -282,11 +286,11 @@ def test_agents_on_one_model_share_its_limit(fake_openai, tmp_path):
 
 def test_token_window_waits_for_room_and_settles_to_real_usage():
     async def go() -> float:
-        window = TokenWindow(tpm=1000, window=0.5)
-        first = await window.reserve(800)
+        window = Window(1000, span=0.5)
+        [first] = await reserve((window, 800))
         window.settle(first, 900)  # the provider counted more than estimated
         t0 = time.monotonic()
-        await window.reserve(200)  # 900 + 200 > 1000: waits until the first leaves the window
+        await reserve((window, 200))  # 900 + 200 > 1000: waits until the first leaves the window
         return time.monotonic() - t0
 
     assert 0.3 <= asyncio.run(go()) < 1.5

@@ -90,6 +90,8 @@ def _upgrade(conn: Connection, found: int) -> None:
         _threads_to_uuids(conn)
     for index in t.calls.indexes:  # rows from before version 4 have no attempt: NULLs never collide
         index.create(conn, checkfirst=True)
+    if found < 7:
+        conn.execute(text("DROP INDEX IF EXISTS ix_cads_calls_run"))
     if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
         conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))

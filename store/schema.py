@@ -24,11 +24,12 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 6  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 7  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
-# near-duplicate gate), cads_reviews (human review)
+# near-duplicate gate), cads_reviews (human review); 7: cads_calls loses ix_cads_calls_run (the
+# request key's index starts with run and serves those reads)
 
 metadata = MetaData()
 
@@ -187,7 +188,6 @@ calls = Table(
     Column("outcome", String(16), nullable=True),  # after a fault: retried | abstained | dropped
     Column("attempt", Integer, nullable=True),  # the request's place among its call's retries
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
-    Index("ix_cads_calls_run", "run"),
     Index("ux_cads_calls_request", "run", "agent", "role", "target", "attempt", unique=True),
 )
 CALL_KEY = ("run", "agent", "role", "target", "attempt")  # a call is its agent's role on a target

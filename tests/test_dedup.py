@@ -213,11 +213,14 @@ def test_a_version_5_database_gains_the_gate_tables(tmp_path):
     with sqlite3.connect(path) as db:  # back to the version 5 layout
         db.execute("DROP TABLE cads_fingerprints")
         db.execute("DROP TABLE cads_duplicates")
+        db.execute("CREATE INDEX ix_cads_calls_run ON cads_calls (run)")  # dropped in version 7
         db.execute("UPDATE cads_schema SET version = 5")
     with engine.begin() as conn:
         ensure_schema(conn)
     engine.dispose()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == t.SCHEMA_VERSION == 6
+        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == t.SCHEMA_VERSION == 7
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"cads_fingerprints", "cads_duplicates"} <= tables
+    assert "ix_cads_calls_run" not in indexes and "ux_cads_calls_request" in indexes

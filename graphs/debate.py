@@ -46,7 +46,7 @@ from langgraph.types import Send, interrupt
 
 from cadsynth.agents.calls import Attempt, EndpointUnreachable, ModelCallError, Reply
 from cadsynth.agents.panel import Agent, CallFailed
-from cadsynth.agents.painter.render import render
+from cadsynth.agents.painter.workers import render_async
 from cadsynth.config import RunConfig, load_config
 from cadsynth.domain import (
     Consensus,
@@ -134,7 +134,7 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
     if proposal.image_spec is None:
         return proposal
     try:
-        png = await asyncio.to_thread(render, proposal.image_spec)
+        png = await render_async(proposal.image_spec)
     except ValueError:
         return proposal.model_copy(update={"image": None})
     return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png)})
@@ -276,7 +276,7 @@ async def propose(job: Task) -> dict[str, Any]:
     key = f"r{job['round']}/{agent.name}/{job['index']}"
     # A simulated agent standing in for a real one (dry runs) is shown the seed image it would be.
     with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
-    plan = plan_proposal(panel.config, context, key, with_image=with_image)
+    plan = await plan_proposal(panel.config, context, key, with_image=with_image)
     pid = proposal_id(job["run"], job["round"], agent.name, job["index"])
     reply, calls = await _ask(res, agent, job, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
     if reply is None:

@@ -5,6 +5,7 @@ Drawn per task from the run's seed, so a proposal's plan does not depend on sche
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -51,7 +52,7 @@ def _seed_file(path: str) -> tuple[Seed, ...]:
     return tuple(load_seeds(Path(path)))
 
 
-def _seed_view(config: RunConfig, key: str, with_image: bool) -> SeedView:
+async def _seed_view(config: RunConfig, key: str, with_image: bool) -> SeedView:
     if config.seeds is not None:
         seeds = _seed_file(str(config.seeds))
         if config.lane is not None:  # a lane draws from its own share, when there are seeds enough
@@ -61,23 +62,23 @@ def _seed_view(config: RunConfig, key: str, with_image: bool) -> SeedView:
             return SeedView(id=seed.id, text=f"Task: {seed.task}")
         assert seed.image is not None
         text = f"Seed problem: {seed.question}\nIts answer: {seed.answer}\n(The seed's image is attached.)"
-        return SeedView(id=seed.id, text=text, image=seed.image.read_bytes() if with_image else None)
+        return SeedView(id=seed.id, text=text, image=await asyncio.to_thread(seed.image.read_bytes) if with_image else None)
     # No seed file: the simulated world supplies a seed, regenerated from its key wherever needed.
     problem = World().seed(rng_for(config.seed, "seed", key))
     text = f"Seed problem: {problem.question}\nIts answer: {problem.truth}\nThe image: {problem.visual_prompt}"
     image = None
     if with_image:
-        from cadsynth.agents.painter.render import render
+        from cadsynth.agents.painter.workers import render_async
 
-        image = render(problem.spec)
+        image = await render_async(problem.spec)
     return SeedView(id=f"world:{key}", text=text, image=image, world_key=key)
 
 
-def plan_proposal(config: RunConfig, context: Context, key: str, *, with_image: bool) -> Plan:
+async def plan_proposal(config: RunConfig, context: Context, key: str, *, with_image: bool) -> Plan:
     rng = rng_for(config.seed, "plan", key)
     strategy = weighted_choice(rng, STRATEGIES, context.strategy_weights)
     t = context.difficulty_target
     # Harder targets compose more capabilities (COMPACT's k in 1..3).
     k = rng.choices([1, 2, 3], weights=[max(0.05, 1.1 - t), 0.6, 0.15 + t])[0]
     capabilities = weighted_sample(rng, CAPABILITIES, context.capability_weights, k)
-    return Plan(strategy, capabilities, _seed_view(config, key, with_image))
+    return Plan(strategy, capabilities, await _seed_view(config, key, with_image))

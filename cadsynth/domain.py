@@ -7,7 +7,6 @@ crash overwrites the same record instead of adding a second copy.
 from __future__ import annotations
 
 import copy
-import functools
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,14 +113,13 @@ class Draft(Record):
             return super().model_json_schema(by_alias, ref_template, schema_generator, mode, **kwargs)
         # Asked for on every call (structured output, the call cache's key): generated once per
         # class, copied because callers may edit what they get.
-        return copy.deepcopy(cls._schema(by_alias, ref_template, schema_generator, mode))
+        key = (cls, by_alias, ref_template, schema_generator, mode)
+        if key not in _SCHEMAS:
+            _SCHEMAS[key] = super().model_json_schema(by_alias, ref_template, schema_generator, mode)
+        return copy.deepcopy(_SCHEMAS[key])
 
-    @classmethod
-    @functools.cache
-    def _schema(
-        cls, by_alias: bool | None, ref_template: str, schema_generator: type[GenerateJsonSchema], mode: JsonSchemaMode
-    ) -> dict[str, Any]:
-        return super().model_json_schema(by_alias, ref_template, schema_generator, mode)
+
+_SCHEMAS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 class ProposalDraft(Draft):

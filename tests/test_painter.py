@@ -219,3 +219,95 @@ def test_geometry_is_drawn_to_scale() -> None:
     width = max(p[0] for p in fill) - min(p[0] for p in fill)
     height = max(p[1] for p in fill) - min(p[1] for p in fill)
     assert abs(width - height) <= 3
+
+
+# --- the worker processes the graph renders in --------------------------------------------------
+
+WORKER_CHILD = """
+import asyncio, os, sys, time
+from cadsynth.agents.painter import workers
+from cadsynth.agents.painter.specs import parse_spec
+
+async def main():
+    png = await workers.render_async(parse_spec({"kind": "pie_chart", "slices": [{"label": "A", "value": 1}]}))
+    print(" ".join(str(p.pid) for p in workers._pool._processes.values()), len(png), flush=True)
+    time.sleep(60)  # killed here
+
+if __name__ == "__main__":  # spawned workers import this file too
+    asyncio.run(main())
+"""
+
+
+UNGUARDED = """
+import asyncio
+from cadsynth.agents.painter import workers
+from cadsynth.agents.painter.specs import parse_spec
+
+spec = parse_spec({"kind": "pie_chart", "slices": [{"label": "A", "value": 1}]})
+print(len(asyncio.run(workers.render_async(spec))), flush=True)
+"""
+
+
+def test_the_workers_draw_the_same_bytes_and_a_killed_worker_costs_no_image() -> None:
+    import asyncio
+    import os
+    import signal
+
+    from cadsynth.agents.painter import workers
+
+    specs = [parse_spec(data) for data in SAMPLES.values()]
+
+    async def draw() -> list[bytes]:
+        return [await workers.render_async(spec) for spec in specs]
+
+    assert asyncio.run(draw()) == [render(spec) for spec in specs]
+    assert workers._pool is not None
+    for pid in list(workers._pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    # The broken pool's image is drawn here, and the next one gets a new pool.
+    assert asyncio.run(draw()) == [render(spec) for spec in specs]
+    assert workers._pool is not None and all(p.is_alive() for p in workers._pool._processes.values())
+
+
+def test_the_workers_end_when_their_parent_is_killed(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "child.py"
+    script.write_text(WORKER_CHILD)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = parent.stdout.readline().split()  # type: ignore[union-attr]
+        pids, png_size = [int(p) for p in line[:-1]], int(line[-1])
+        assert pids and png_size > 0
+        assert all(os.path.exists(f"/proc/{pid}") for pid in pids)
+    finally:
+        parent.kill()
+        parent.wait()
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def test_a_script_whose_workers_cannot_start_still_paints(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"  # no __main__ guard: spawned workers cannot start
+    script.write_text(UNGUARDED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and int(done.stdout.split()[-1]) > 0
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -20,6 +20,7 @@ from cadsynth.agents.painter.specs import ImageSpec
 
 _pool: ProcessPoolExecutor | None = None
 _starting = threading.Lock()
+_no_workers = False  # workers could not start here (a script without a __main__ guard): threads
 
 
 def _end_with(parent: int) -> None:
@@ -34,18 +35,24 @@ def _end_with(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _started() -> ProcessPoolExecutor:
-    """The process's pool, its workers up (started in a thread: spawning blocks)."""
-    global _pool
+def _started() -> ProcessPoolExecutor | None:
+    """The process's pool, its workers up (started in a thread: spawning blocks); None when
+    workers cannot start in this process."""
+    global _pool, _no_workers
     with _starting:
-        if _pool is None:
+        if _pool is None and not _no_workers:
             workers = max(1, min(4, (os.cpu_count() or 2) - 1))  # one core stays the event loop's
             # spawn: workers start clean, not as a fork of a process running threads.
             pool = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with, initargs=(os.getpid(),)
             )
-            for started in [pool.submit(int) for _ in range(workers)]:
-                started.result()
+            try:
+                for started in [pool.submit(int) for _ in range(workers)]:
+                    started.result()
+            except BrokenProcessPool:
+                _no_workers = True
+                pool.shutdown(wait=False)
+                return None
             _pool = pool
         return _pool
 
@@ -54,6 +61,8 @@ async def render_async(spec: ImageSpec) -> bytes:
     """The spec's PNG, rendered in a worker process (the same bytes as `render`)."""
     global _pool
     pool = _pool or await asyncio.to_thread(_started)
+    if pool is None:
+        return await asyncio.to_thread(render, spec)
     try:
         return await asyncio.get_running_loop().run_in_executor(pool, render, spec)
     except BrokenProcessPool:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from cadsynth.agents.painter import workers
 from cadsynth.agents.painter.render import render, spec_digest
 from cadsynth.agents.painter.specs import (
     PALETTE,
@@ -224,7 +231,7 @@ def test_geometry_is_drawn_to_scale() -> None:
 # --- the worker processes the graph renders in --------------------------------------------------
 
 WORKER_CHILD = """
-import asyncio, os, sys, time
+import asyncio, time
 from cadsynth.agents.painter import workers
 from cadsynth.agents.painter.specs import parse_spec
 
@@ -249,12 +256,6 @@ print(len(asyncio.run(workers.render_async(spec))), flush=True)
 
 
 def test_the_workers_draw_the_same_bytes_and_a_killed_worker_costs_no_image() -> None:
-    import asyncio
-    import os
-    import signal
-
-    from cadsynth.agents.painter import workers
-
     specs = [parse_spec(data) for data in SAMPLES.values()]
 
     async def draw() -> list[bytes]:
@@ -270,12 +271,6 @@ def test_the_workers_draw_the_same_bytes_and_a_killed_worker_costs_no_image() ->
 
 
 def test_the_workers_end_when_their_parent_is_killed(tmp_path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     script = tmp_path / "child.py"
     script.write_text(WORKER_CHILD)
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
@@ -295,9 +290,6 @@ def test_the_workers_end_when_their_parent_is_killed(tmp_path) -> None:
 
 
 def test_a_script_whose_workers_cannot_start_still_paints(tmp_path) -> None:
-    import subprocess
-    import sys
-
     script = tmp_path / "unguarded.py"  # no __main__ guard: spawned workers cannot start
     script.write_text(UNGUARDED)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)

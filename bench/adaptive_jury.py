@@ -5,6 +5,9 @@ fewer judge calls the adaptive jury made. Figures are from the simulator, not fr
 
 Then an order study: the full jury's answers replayed under other orders an adaptive jury could
 use, each learned from the closed rounds only, to see how much of the ceiling any order reaches.
+Two limits close it: the best order for each problem given each judge's true chance to agree (the
+simulator's own, which no jury can know better; the most any order can save on average), and the
+ceiling of an order that knew the answers.
 
 Usage: python bench/adaptive_jury.py [--rounds 20] [--seed 11]
 """
@@ -61,22 +64,31 @@ def main() -> None:
           f"({full['splits']} splits, each settled after 2 of {JUDGES} judges at best)")
     print("  order study, the full jury's answers replayed (judge calls saved; simulated):")
     for name, saved in study.items():
-        print(f"    {name:64s} {saved:.1%}")
+        print(f"    {name:76s} {saved:.1%}")
 
 
 def order_study(db: Path) -> dict[str, float]:
     """Calls an adaptive jury would save on the full jury's answers under several orders. Each
     order is chosen per problem from the rounds before it, as the graph would."""
+    from cadsynth.agents.matching import answers_match
+    from cadsynth.agents.sim.models import answer_chances
+    from cadsynth.config import RunConfig
     from cadsynth.domain import Judgment
     from cadsynth.graphs.consensus import judge_record, jury_order
+    from cadsynth.store.schema import RECORD_COLUMNS
+
+    def records(conn: sqlite3.Connection, table: str) -> list[dict]:  # the JSON with the columns it leaves out
+        conn.row_factory = sqlite3.Row
+        return [json.loads(r["record"]) | {k: r[k] for k in RECORD_COLUMNS[table]} for r in conn.execute(f"SELECT * FROM {table}")]
 
     with sqlite3.connect(db) as conn:
-        proposals = {p["id"]: p for p in (json.loads(r) for (r,) in conn.execute("SELECT record FROM cads_proposals"))}
+        proposals = {p["id"]: p for p in records(conn, "cads_proposals")}
         answers: dict[str, dict[str, Judgment]] = collections.defaultdict(dict)
-        for (r,) in conn.execute("SELECT record FROM cads_judgments"):
-            j = Judgment.model_validate_json(r)
+        for r in records(conn, "cads_judgments"):
+            j = Judgment.model_validate(r)
             if not j.rationalized and not j.abstained:
                 answers[j.proposal][j.judge] = j
+        config = RunConfig.model_validate(json.loads(conn.execute("SELECT config FROM cads_runs WHERE id = 'full'").fetchone()[0]))
     judges = sorted({name for given in answers.values() for name in given})
     problems = sorted((proposals[p]["round"], p) for p, given in answers.items() if len(given) == len(judges))
     right = {p: {name: bool(answers[p][name].agrees) for name in judges} for _, p in problems}
@@ -157,12 +169,27 @@ def order_study(db: Path) -> dict[str, float]:
             first = max(splits, key=splits.get)
             return [*first, *(n for n in judges if n not in first)]
 
+    personas = {a.name: a.sim for a in config.panel}
+
+    def agreement(p: str, name: str) -> float:
+        """The simulator's own chance that this judge's answer matches the problem's reference."""
+        q = proposals[p]
+        chances = answer_chances(personas[name], config.world, q["capabilities"], q["sim"])
+        return sum(c for answer, c in chances.items()
+                   if answers_match(answer, q["reference_answer"], q["answer_type"], q["choices"]))
+
+    def known_chances() -> float:
+        """No order can do better on average than the best one for each problem's true chances."""
+        asked = sum(min(expected([agreement(p, n) for n in o]) for o in itertools.permutations(judges)) for _, p in problems)
+        return 1 - asked / (len(judges) * len(problems))
+
     splits = sum(len(set(right[p].values())) > 1 for _, p in problems)
     return {
         "panel order": replay(Panel),
         "most and least reliable first (the graph's)": replay(InUse),
         "the pair that split most often first": replay(Pairs),
         "per problem, from a logistic fit on difficulty and capabilities": replay(PerProblem),
+        "the best order for each problem, knowing the simulator's chances (expected)": known_chances(),
         "any order, knowing the answers (the ceiling)": splits * (len(judges) - 2) / (len(judges) * len(problems)),
     }
 

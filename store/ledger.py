@@ -140,6 +140,12 @@ def _new_requests(dialect: str) -> Any:
     return _insert(dialect, t.calls).on_conflict_do_nothing(index_elements=t.CALL_KEY)
 
 
+def _row(table: Table, record: Any) -> dict[str, Any]:
+    """A record as its table's row: the key columns, and the JSON of every other field."""
+    keys = t.RECORD_COLUMNS[table.name]
+    return {name: getattr(record, name) for name in keys} | {"record": record.model_dump(mode="json", exclude=set(keys))}
+
+
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
     return conn.execute(_upsert_statement(conn.dialect.name, table), rows)
 
@@ -350,16 +356,9 @@ class Ledger:
         calls: Iterable[CallRecord] = (),
     ) -> None:
         """What one task produced and the requests it took, in one transaction."""
-        batches: list[tuple[Table, list[dict[str, Any]]]] = [
-            (t.proposals, [{"id": p.id, "run": p.run, "round": p.round, "proposer": p.proposer,
-                            "record": p.model_dump(mode="json")} for p in proposals]),
-            (t.critiques, [{"id": c.id, "run": c.run, "round": c.round, "proposal": c.proposal,
-                            "record": c.model_dump(mode="json")} for c in critiques]),
-            (t.judgments, [{"id": j.id, "run": j.run, "round": j.round, "proposal": j.proposal,
-                            "record": j.model_dump(mode="json")} for j in judgments]),
-            (t.consensus, [{"proposal": c.proposal, "run": c.run, "round": c.round, "outcome": c.outcome,
-                            "score": c.score, "record": c.model_dump(mode="json")} for c in consensus]),
-        ]
+        batches = [(table, [_row(table, r) for r in records])
+                   for table, records in ((t.proposals, proposals), (t.critiques, critiques),
+                                          (t.judgments, judgments), (t.consensus, consensus))]
         requests = [vars(c) for c in calls]
         if not requests and not any(rows for _, rows in batches):
             return
@@ -465,10 +464,12 @@ class Ledger:
         return and_(condition, table.c.round == round_) if round_ is not None else condition
 
     async def _records(self, table: Table, run: str, round_: int | None = None) -> list[dict[str, Any]]:
+        """The table's records, whole again: the JSON with the columns it leaves out."""
         await self.init()
-        query = select(table.c.record).where(await self._where_lineage(table, run, round_))
+        keys = t.RECORD_COLUMNS[table.name]
+        query = select(table.c.record, *(table.c[name] for name in keys)).where(await self._where_lineage(table, run, round_))
         async with self.engine.connect() as conn:
-            return [row[0] for row in await conn.execute(query)]
+            return [row[0] | dict(zip(keys, row[1:], strict=True)) for row in await conn.execute(query)]
 
     async def proposals(self, run: str, round_: int | None = None) -> list[Proposal]:
         from cadsynth.domain import Proposal  # the domain model loads with the first read, not with `cads runs`

@@ -1,7 +1,8 @@
 """Every table the store keeps, in one place: the round ledger and LangGraph's checkpoints.
 
-Records are kept whole as JSON beside the few columns that queries filter on, so the ledger follows
-the domain model without a migration for every new field. SCHEMA_VERSION names the layout; bump it
+A record is kept as JSON beside the few columns that queries filter on, so the ledger follows the
+domain model without a migration for every new field. The JSON holds only what those columns do not
+(RECORD_COLUMNS): a fact is stored once, and the ledger's reads put the record back together. SCHEMA_VERSION names the layout; bump it
 and add a step to `store.migrate` when a table changes.
 """
 
@@ -24,12 +25,13 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 7  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 8  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
 # near-duplicate gate), cads_reviews (human review); 7: cads_calls loses ix_cads_calls_run (the
-# request key's index starts with run and serves those reads)
+# request key's index starts with run and serves those reads); 8: a record's JSON leaves out the
+# fields its table's columns hold (RECORD_COLUMNS; older rows are read as they are)
 
 metadata = MetaData()
 
@@ -125,6 +127,15 @@ consensus = Table(
     Column("record", JSON, nullable=False),  # domain.Consensus
     Index("ix_cads_consensus_run_outcome", "run", "outcome"),
 )
+
+# The columns of a record table that hold a record's own fields: its JSON leaves them out (stores
+# written before schema 8 still have them there too, which the reads accept).
+RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "cads_proposals": ("id", "run", "round", "proposer"),
+    "cads_critiques": ("id", "run", "round", "proposal"),
+    "cads_judgments": ("id", "run", "round", "proposal"),
+    "cads_consensus": ("proposal", "run", "round", "outcome", "score"),
+}
 
 # --- the near-duplicate gate (graphs.dedup) -----------------------------------------------------
 # A judged problem's fingerprints, written at its round's barrier: never the image itself.

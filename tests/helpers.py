@@ -185,3 +185,13 @@ def dev_server(root: Path, project: Path) -> Iterator[str]:
                 os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+def records(work: Path, table: str, where: str = "1", *args: object) -> list[dict]:
+    """A ledger table's records read straight from SQLite, whole: the JSON with the columns it leaves out."""
+    from cadsynth.store.schema import RECORD_COLUMNS
+
+    with sqlite3.connect(work / "cads.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute(f"SELECT * FROM {table} WHERE {where}", args).fetchall()
+    return [json.loads(r["record"]) | {name: r[name] for name in RECORD_COLUMNS[table]} for r in rows]

@@ -6,7 +6,6 @@ The gates never read the simulator's truth; the tests do, through `cads stats` (
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -18,7 +17,7 @@ from cadsynth.config import ConfigError, WorldConfig, parse_config
 from cadsynth.domain import ConsistencyCritiqueDraft
 from cadsynth.report import GATES as REPORT_GATES
 from cadsynth.store import schema
-from tests.helpers import cads, stats
+from tests.helpers import cads, records, stats
 
 # Failure modes common enough that a short run shows them; duplicates are the dedup gate's.
 WORLD = WorldConfig(text_answerable_rate=0.25, conflict_rate=0.25, duplicate_rate=0.0, blind_spot_share=0.3, blind_spot_strength=0.7)
@@ -62,12 +61,11 @@ def test_each_failure_mode_reaches_kept_samples_with_its_gate_off_and_drops_with
 
 def test_a_shared_mistake_reaches_kept_samples_with_every_judge_agreeing(runs: Path) -> None:
     kept_wrong = []
-    for (record,) in _query(runs, "SELECT record FROM cads_proposals WHERE run = 'off'"):
-        p = json.loads(record)
+    for p in records(runs, "cads_proposals", "run = 'off'"):
         sim = p["sim"]
         if sim["blind_spot"] is not None and p["reference_answer"] == sim["blind_spot"] != sim["truth"]:
-            (verdict,) = _query(runs, "SELECT record FROM cads_consensus WHERE proposal = ?", p["id"])
-            kept_wrong.append(json.loads(verdict[0]))
+            (verdict,) = records(runs, "cads_consensus", "proposal = ?", p["id"])
+            kept_wrong.append(verdict)
     scored = [v for v in kept_wrong if v["outcome"] in ("keep", "adversarial")]
     assert scored and all(v["score"] >= 1 for v in scored)
     assert any(v["score"] >= v["judges"] - 1 for v in scored)  # most, often all, judges share it
@@ -78,7 +76,7 @@ def test_the_image_necessity_gate_asks_one_blind_judge_per_problem_and_records_i
     gate = s["gates"]["image_necessity"]
     assert gate["on"] and gate["removed"] >= 3
     blind_calls = _query(runs, "SELECT target, role FROM cads_calls WHERE run = 'image' AND role = 'blind_judge'")
-    verdicts = [json.loads(r) for (r,) in _query(runs, "SELECT record FROM cads_consensus WHERE run = 'image'")]
+    verdicts = records(runs, "cads_consensus", "run = 'image'")
     # One blind pass per problem that got past the critics, just before its judges.
     reached = [v for v in verdicts if v["outcome"] != "dropped" or v["reason"] == "text_answerable"]
     assert len(blind_calls) == gate["calls"] == len(reached) and all(v["blind_answer"] for v in reached)
@@ -98,7 +96,7 @@ def test_the_consistency_gate_asks_the_explicit_checks_and_rechecks_a_revised_co
     s = stats("consistency", runs)
     gate = s["gates"]["consistency"]
     assert gate["on"] and gate["removed"] >= 1 and gate["sent_back"] >= gate["removed"]
-    critiques = [json.loads(r) for (r,) in _query(runs, "SELECT record FROM cads_critiques WHERE run = 'consistency'")]
+    critiques = records(runs, "cads_critiques", "run = 'consistency'")
     assert critiques and all(c["image_matches_question"] is not None and c["reference_matches_image"] is not None for c in critiques)
     rechecks = [c for c in critiques if c["recheck"]]
     recheck_calls = _query(runs, "SELECT count(*) FROM cads_calls WHERE run = 'consistency' AND role = 'recheck'")[0][0]
@@ -106,12 +104,11 @@ def test_the_consistency_gate_asks_the_explicit_checks_and_rechecks_a_revised_co
     # Gate roles fit the ledger's role column (PostgreSQL enforces its length; SQLite does not).
     assert all(len(role) <= schema.calls.c.role.type.length for _, roles in REPORT_GATES.values() for role in roles)
     # A problem dropped as inconsistent had a conflict named again after its revision.
-    for (record,) in _query(runs, "SELECT record FROM cads_consensus WHERE run = 'consistency'"):
-        v = json.loads(record)
+    for v in records(runs, "cads_consensus", "run = 'consistency'"):
         if v["reason"] == "inconsistent":
             assert any(c["recheck"] and c["proposal"] == v["proposal"] and not (c["image_matches_question"] and c["reference_matches_image"])
                        for c in rechecks)
-    off = [json.loads(r) for (r,) in _query(runs, "SELECT record FROM cads_critiques WHERE run = 'off'")]
+    off = records(runs, "cads_critiques", "run = 'off'")
     assert off and all(c["image_matches_question"] is None and not c["recheck"] for c in off)
 
 
@@ -158,13 +155,10 @@ def test_near_duplicate_pairs_are_counted_across_lanes(tmp_path: Path) -> None:
     (tmp_path / "dup.yaml").write_text(yaml.safe_dump(config))
     cads("run", "dup.yaml", "--run-id", "dup", "--lanes", "2", cwd=tmp_path)
     groups: dict[str, int] = {}
-    with sqlite3.connect(tmp_path / "cads.db") as db:
-        rows = db.execute(
-            "SELECT p.record, c.record FROM cads_proposals p JOIN cads_consensus c ON c.proposal = p.id WHERE p.run LIKE 'dup%'"
-        ).fetchall()
+    verdicts = {v["proposal"]: v for v in records(tmp_path, "cads_consensus", "run LIKE 'dup%'")}
     lanes_of: dict[str, set[str]] = {}
-    for proposal, verdict in rows:
-        p, v = json.loads(proposal), json.loads(verdict)
+    for p in records(tmp_path, "cads_proposals", "run LIKE 'dup%'"):
+        v = verdicts[p["id"]]
         key = p["sim"]["duplicate_of"]
         if key and v["outcome"] in ("keep", "adversarial"):
             groups[key] = groups.get(key, 0) + 1
@@ -200,6 +194,6 @@ def test_real_providers_take_the_same_gates(tmp_path: Path) -> None:
         s = stats("real", tmp_path)
     assert "truth" not in s  # real proposals carry no simulator truth
     assert s["gates"]["image_necessity"]["calls"] == s["proposals"] - s["dropped"] + s["gates"]["image_necessity"]["removed"] > 0
-    critiques = [json.loads(r) for (r,) in _query(tmp_path, "SELECT record FROM cads_critiques WHERE run = 'real'")]
+    critiques = records(tmp_path, "cads_critiques", "run = 'real'")
     assert critiques and all(isinstance(c["image_matches_question"], bool) for c in critiques)
     assert os.environ.get("CADS_GATES_KEY") is None

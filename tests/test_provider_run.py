@@ -22,6 +22,7 @@ import yaml
 
 from tests.fakes import FakeOpenAI, FaultPlan
 from tests.fakes.panelist import Panelist
+from tests.helpers import records
 
 KEY = "sk-cads-leakcheck-7Qe2Vx9LmT4pZr8s"  # distinctive: grepped for in every artifact
 KEY_ENV = "CADS_E2E_OPENAI_KEY"
@@ -140,17 +141,13 @@ def test_no_sample_is_lost(run):
     samples = [json.loads(line) for line in (run["work"] / "real-data" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == run["stats"]["kept"] and len({s["id"] for s in samples}) == len(samples)
     abstentions = db.execute("SELECT COUNT(*) FROM cads_calls WHERE run = 'real' AND outcome = 'abstained'").fetchone()[0]
-    judged_abstained = sum(
-        json.loads(r[0])["abstained"] for r in db.execute("SELECT record FROM cads_judgments WHERE run = 'real'")
-    )
+    judged_abstained = sum(j["abstained"] for j in records(run["work"], "cads_judgments", "run = 'real'"))
     assert abstentions == judged_abstained
 
 
 def test_proposals_without_a_spec_are_painted_by_the_painter_model(run):
     db = sqlite3.connect(run["work"] / "cads.db")
-    painted = [
-        json.loads(r[0]) for r in db.execute("SELECT record FROM cads_proposals WHERE run = 'real' AND proposer = 'qwen'")
-    ]
+    painted = records(run["work"], "cads_proposals", "run = 'real' AND proposer = 'qwen'")
     assert painted and all(p["image_spec"] is None for p in painted)
     # Painted unless the painter gave up on it (then the critics' review dropped it).
     gave_up = {r[0] for r in db.execute("SELECT target FROM cads_calls WHERE agent = 'artist' AND outcome = 'dropped'")}

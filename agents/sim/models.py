@@ -92,6 +92,31 @@ class SimProposalDraft(ProposalDraft):
     sim: SimTruth
 
 
+def judge_chance(persona: SimPersona, capabilities: list[str], sim: dict[str, Any]) -> float:
+    """A simulated judge's chance to read a problem right, before a blind spot's pull."""
+    cap_skill = sum(persona.capability_skill.get(c, 0.0) for c in capabilities) / max(1, len(capabilities))
+    p = sigmoid(3.5 + persona.skill + cap_skill - 5.0 * sim["difficulty"])
+    if sim.get("conflict"):
+        p *= 0.5  # what the question names is not in the image: it reads the nearest thing instead
+    return p
+
+
+def answer_chances(persona: SimPersona, world: WorldConfig, capabilities: list[str], sim: dict[str, Any]) -> dict[str, float]:
+    """Each answer's chance from a simulated judge: the distribution its judging draws from. For
+    analysis (bench/adaptive_jury.py's bound on what any jury order could save)."""
+    chances: dict[str, float] = {}
+    pull = world.blind_spot_strength if sim.get("blind_spot") is not None else 0.0
+    if pull:
+        chances[sim["blind_spot"]] = pull
+    p = judge_chance(persona, capabilities, sim)
+    chances[sim["truth"]] = chances.get(sim["truth"], 0.0) + (1 - pull) * p
+    distractors = sim["distractors"]
+    for k, answer in enumerate(distractors):  # the k-th for an exponential draw in [k, k+1), the last for the tail
+        share = math.exp(-k) - (math.exp(-k - 1) if k < len(distractors) - 1 else 0.0)
+        chances[answer] = chances.get(answer, 0.0) + (1 - pull) * (1 - p) * share
+    return chances
+
+
 class SimChatModel(BaseChatModel):
     agent: str
     model_name: str = "sim"
@@ -243,11 +268,7 @@ class SimChatModel(BaseChatModel):
         if not sim:
             # A problem from a real proposer: the simulator cannot see images, so it guesses.
             return JudgmentDraft(answer="unknown", rationale="The simulator has no ground truth here.", confidence=0.0, quality=1)
-        caps = task["capabilities"]
-        cap_skill = sum(self.persona.capability_skill.get(c, 0.0) for c in caps) / max(1, len(caps))
-        p = sigmoid(3.5 + self.persona.skill + cap_skill - 5.0 * sim["difficulty"])
-        if sim.get("conflict"):
-            p *= 0.5  # what the question names is not in the image: it reads the nearest thing instead
+        p = judge_chance(self.persona, task["capabilities"], sim)
         if sim.get("blind_spot") is not None and rng.random() < self.world_config.blind_spot_strength:
             answer = sim["blind_spot"]
             confidence = max(0.3, p)  # the shared mistake feels right
@@ -261,7 +282,7 @@ class SimChatModel(BaseChatModel):
         else:
             # The first distractors are the commonest mistakes, so wrong judges often agree.
             distractors = sim["distractors"]
-            answer = distractors[min(int(rng.expovariate(1.0)), len(distractors) - 1)]
+            answer = distractors[min(int(rng.expovariate(1.0)), len(distractors) - 1)]  # see answer_chances
             rationale = f"From the image I estimate the relevant values and get {answer}."
             confidence = max(0.05, p - 0.25)
         confidence = min(1.0, max(0.0, confidence + rng.gauss(0.0, 0.08)))

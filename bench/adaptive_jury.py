@@ -5,9 +5,10 @@ fewer judge calls the adaptive jury made. Figures are from the simulator, not fr
 
 Then an order study: the full jury's answers replayed under other orders an adaptive jury could
 use, each learned from the closed rounds only, to see how much of the ceiling any order reaches.
-Two limits close it: the best order for each problem given each judge's true chance to agree (the
-simulator's own, which no jury can know better; the most any order can save on average), and the
-ceiling of an order that knew the answers.
+Three limits close it. Given each judge's true chance to agree on each problem (the simulator's
+own, which no jury can know better): the best fixed order per problem, and the best way of asking
+that picks each next judge by the answers so far; each is the most its kind can save on average.
+And the ceiling of an order that knew the answers, which nothing that asks can reach.
 
 Usage: python bench/adaptive_jury.py [--rounds 20] [--seed 11]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import itertools
 import json
 import sqlite3
@@ -179,9 +181,25 @@ def order_study(db: Path) -> dict[str, float]:
                    if answers_match(answer, q["reference_answer"], q["answer_type"], q["choices"]))
 
     def known_chances() -> float:
-        """No order can do better on average than the best one for each problem's true chances."""
+        """No fixed order can do better on average than the best one for each problem's true chances."""
         asked = sum(min(expected([agreement(p, n) for n in o]) for o in itertools.permutations(judges)) for _, p in problems)
         return 1 - asked / (len(judges) * len(problems))
+
+    def known_chances_any_policy() -> float:
+        """Nor can any way of asking, even one that picks the next judge by the answers so far: the
+        best such policy for each problem's true chances, by dynamic programming over who was asked."""
+        total = 0.0
+        for _, p in problems:
+            chance = {n: agreement(p, n) for n in judges}
+
+            @functools.cache
+            def still(asked: frozenset[str], agreed: bool) -> float:  # judges still asked, all so far alike
+                rest = [n for n in judges if n not in asked]
+                return min((1 + (chance[n] if agreed else 1 - chance[n]) * still(asked | {n}, agreed) for n in rest), default=0.0)
+
+            total += min(1 + chance[n] * still(frozenset({n}), True) + (1 - chance[n]) * still(frozenset({n}), False)
+                         for n in judges)  # the first judge's answer decides which branch follows
+        return 1 - total / (len(judges) * len(problems))
 
     splits = sum(len(set(right[p].values())) > 1 for _, p in problems)
     return {
@@ -190,6 +208,7 @@ def order_study(db: Path) -> dict[str, float]:
         "the pair that split most often first": replay(Pairs),
         "per problem, from a logistic fit on difficulty and capabilities": replay(PerProblem),
         "the best order for each problem, knowing the simulator's chances (expected)": known_chances(),
+        "the best answer-dependent asking, knowing the simulator's chances (expected)": known_chances_any_policy(),
         "any order, knowing the answers (the ceiling)": splits * (len(judges) - 2) / (len(judges) * len(problems)),
     }
 

@@ -62,6 +62,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     LargeBinary,
+    Table,
     Text,
     and_,
     bindparam,
@@ -825,9 +826,9 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
             self._delete_checkpoints(conn, thread_id, ns, list(parent_of))
             self._collect_blobs(conn, thread_id, ns, freed)
 
-    def _delete_checkpoints(self, conn: Connection, thread_id: str, ns: str, ids: list[str]) -> None:
+    def _delete_checkpoints(self, conn: Connection, thread_id: str, ns: str, ids: list[str], tables: tuple[Table, ...] = (W, C)) -> None:
         for chunk in _chunks(ids):
-            for table in (W, C):
+            for table in tables:
                 conn.execute(
                     delete(table).where(
                         table.c.thread_id == thread_id,
@@ -884,7 +885,11 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
     def _op_thin(self, conn: Connection, thread_id: str, after: str, before: str) -> None:
         """Delete the root checkpoints strictly between two kept ones, with their writes and the
         blobs no kept checkpoint uses; `before`'s parent becomes `after`. Checkpoint ids are
-        time-ordered (uuid6), so "between" is a range."""
+        time-ordered (uuid6), so "between" is a range.
+
+        `after`'s own writes go too: they are the results of the step that followed it, which the
+        checkpoints deleted here carried on from. Resumed or forked from `after`, that step runs
+        again, as it does from any checkpoint saved before its step."""
         rows = conn.execute(
             select(C.c.checkpoint_id, C.c.channel_versions).where(
                 C.c.thread_id == thread_id, C.c.checkpoint_ns == "", C.c.checkpoint_id > after, C.c.checkpoint_id < before
@@ -892,6 +897,7 @@ class _SqlSaverBase(BaseCheckpointSaver[str]):
         ).all()
         if not rows:
             return
+        self._delete_checkpoints(conn, thread_id, "", [after], tables=(W,))
         self._delete_checkpoints(conn, thread_id, "", [r.checkpoint_id for r in rows])
         conn.execute(
             update(C)

@@ -71,6 +71,9 @@ def normalize_url(url: str, *, asynchronous: bool) -> str:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     # WAL lets readers (cads show/stats) work while a run writes; busy_timeout rides out short locks.
     cursor = dbapi_connection.cursor()
+    # A new file only (a store's page size is fixed once it has tables): a proposal record is some
+    # 2 KB, and 4 KiB pages held one such row where they could not fit two.
+    cursor.execute("PRAGMA page_size=8192")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")

@@ -348,6 +348,37 @@ async def test_delete_for_runs_and_prune_keep_what_is_used(db_url: str) -> None:
         assert await saver.aget_tuple(base) is None and not _blob_rows(db_url, thread_id)
 
 
+async def test_thinning_keeps_two_checkpoints_and_a_resume_from_the_first_runs_its_step_again(db_url: str) -> None:
+    calls: Counter[str] = Counter()
+    async with open_checkpointer(db_url) as saver:
+        graph = _fan_graph(calls, set(), use_async=True).compile(checkpointer=saver)
+        config = _thread()
+        await graph.ainvoke({"items": ITEMS}, config)
+        history = [s async for s in graph.aget_state_history(config)]  # newest first
+        fanned = next(s for s in history if "work" in s.next)
+        final = history[0]
+        between = [s for s in history if s.created_at > fanned.created_at and s is not final]
+        assert between and len(fanned.tasks) == len(ITEMS) and all(t.result for t in fanned.tasks)
+        thread_id = config["configurable"]["thread_id"]
+        after, before = (s.config["configurable"]["checkpoint_id"] for s in (fanned, final))
+        await saver.athin(thread_id, after, before)
+
+        kept = [s async for s in graph.aget_state_history(config)]
+        assert [s.config for s in kept[:2]] == [final.config, fanned.config]
+        assert kept[0].parent_config == fanned.config
+        assert kept[0].values == final.values
+        # The fan-out's results went with the checkpoints that carried on from them.
+        with sync_engine(db_url).connect() as conn:
+            rows = conn.execute(
+                select(func.count()).where(checkpoint_writes.c.thread_id == thread_id, checkpoint_writes.c.checkpoint_id == after)
+            ).scalar()
+        assert rows == 0 and not any(t.result for t in kept[1].tasks)
+        # Resumed from there, the step runs again and ends where it ended.
+        again = await graph.ainvoke(None, fanned.config)
+    assert again["done"] == final.values["done"] == "A,B,BAD,C,D"
+    assert all(calls[item] == 2 for item in ITEMS) and calls["join"] == 2
+
+
 async def test_keep_latest_refuses_delta_channel_threads(db_url: str) -> None:
     async with open_checkpointer(db_url) as saver:
         plain, delta = (

@@ -47,6 +47,7 @@ from cadsynth.agents.sim.rng import rng_for, sigmoid
 from cadsynth.agents.sim.world import LETTERS, Problem, World
 from cadsynth.config import SimPersona, WorldConfig
 from cadsynth.domain import (
+    Capability,
     ConsistencyCritiqueDraft,
     ContextDraft,
     CritiqueDraft,
@@ -92,7 +93,7 @@ class SimProposalDraft(ProposalDraft):
     sim: SimTruth
 
 
-def judge_chance(persona: SimPersona, capabilities: list[str], sim: dict[str, Any]) -> float:
+def judge_chance(persona: SimPersona, capabilities: list[Capability], sim: dict[str, Any]) -> float:
     """A simulated judge's chance to read a problem right, before a blind spot's pull."""
     cap_skill = sum(persona.capability_skill.get(c, 0.0) for c in capabilities) / max(1, len(capabilities))
     p = sigmoid(3.5 + persona.skill + cap_skill - 5.0 * sim["difficulty"])
@@ -101,7 +102,9 @@ def judge_chance(persona: SimPersona, capabilities: list[str], sim: dict[str, An
     return p
 
 
-def answer_chances(persona: SimPersona, world: WorldConfig, capabilities: list[str], sim: dict[str, Any]) -> dict[str, float]:
+def answer_chances(
+    persona: SimPersona, world: WorldConfig, capabilities: list[Capability], sim: dict[str, Any]
+) -> dict[str, float]:
     """Each answer's chance from a simulated judge: the distribution its judging draws from. For
     analysis (bench/adaptive_jury.py's bound on what any jury order could save)."""
     chances: dict[str, float] = {}

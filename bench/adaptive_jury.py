@@ -193,7 +193,7 @@ def order_study(db: Path) -> dict[str, float]:
             chance = {n: agreement(p, n) for n in judges}
 
             @functools.cache
-            def still(asked: frozenset[str], agreed: bool) -> float:  # judges still asked, all so far alike
+            def still(asked: frozenset[str], agreed: bool) -> float:  # judges yet to ask while every answer was alike
                 rest = [n for n in judges if n not in asked]
                 return min((1 + (chance[n] if agreed else 1 - chance[n]) * still(asked | {n}, agreed) for n in rest), default=0.0)
 

@@ -1,9 +1,9 @@
 """Every table the store keeps, in one place: the round ledger and LangGraph's checkpoints.
 
 A record is kept as JSON beside the few columns that queries filter on, so the ledger follows the
-domain model without a migration for every new field. The JSON holds only what those columns do not
-(RECORD_COLUMNS): a fact is stored once, and the ledger's reads put the record back together. SCHEMA_VERSION names the layout; bump it
-and add a step to `store.migrate` when a table changes.
+domain model without a migration for every new field. The JSON holds only what those columns do
+not (RECORD_COLUMNS): a fact is stored once, and the ledger's reads put the record back together.
+SCHEMA_VERSION names the layout; bump it and add a step to `store.migrate` when a table changes.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import functools
 import itertools
 import json
 import sqlite3
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -28,7 +29,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from cads_process import cads, python
+from cads_process import REPO, cads, python
+
+sys.path.insert(0, str(REPO))
+from tests.helpers import records  # noqa: E402  (a ledger table's records, read whole)
 
 JUDGES = 4  # the built-in panel's
 
@@ -77,19 +81,14 @@ def order_study(db: Path) -> dict[str, float]:
     from cadsynth.config import RunConfig
     from cadsynth.domain import Judgment
     from cadsynth.graphs.consensus import judge_record, jury_order
-    from cadsynth.store.schema import RECORD_COLUMNS
 
-    def records(conn: sqlite3.Connection, table: str) -> list[dict]:  # the JSON with the columns it leaves out
-        conn.row_factory = sqlite3.Row
-        return [json.loads(r["record"]) | {k: r[k] for k in RECORD_COLUMNS[table]} for r in conn.execute(f"SELECT * FROM {table}")]
-
+    proposals = {p["id"]: p for p in records(db.parent, "cads_proposals")}
+    answers: dict[str, dict[str, Judgment]] = collections.defaultdict(dict)
+    for r in records(db.parent, "cads_judgments"):
+        j = Judgment.model_validate(r)
+        if not j.rationalized and not j.abstained:
+            answers[j.proposal][j.judge] = j
     with sqlite3.connect(db) as conn:
-        proposals = {p["id"]: p for p in records(conn, "cads_proposals")}
-        answers: dict[str, dict[str, Judgment]] = collections.defaultdict(dict)
-        for r in records(conn, "cads_judgments"):
-            j = Judgment.model_validate(r)
-            if not j.rationalized and not j.abstained:
-                answers[j.proposal][j.judge] = j
         config = RunConfig.model_validate(json.loads(conn.execute("SELECT config FROM cads_runs WHERE id = 'full'").fetchone()[0]))
     judges = sorted({name for given in answers.values() for name in given})
     problems = sorted((proposals[p]["round"], p) for p, given in answers.items() if len(given) == len(judges))

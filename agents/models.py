@@ -9,9 +9,11 @@ built and live only inside the client.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import re
+import ssl
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
@@ -46,6 +48,18 @@ def api_key(agent: AgentConfig) -> str | None:
     return os.environ[var] if var else None
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings every HTTP client shares (httpx's defaults, SSL_CERT_FILE honoured).
+
+    Building them reads the whole CA bundle, about 25 ms here: once per client, a run of 16 lanes
+    with three agents each spent over a second on it before its first request.
+    """
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
 def make_chat_model(agent: AgentConfig, *, seed: int = 0, world: WorldConfig | None = None) -> BaseChatModel:
     if agent.provider == "sim":
         from cadsynth.agents.sim.models import SimChatModel
@@ -67,7 +81,7 @@ def make_chat_model(agent: AgentConfig, *, seed: int = 0, world: WorldConfig | N
             temperature=agent.temperature,
             timeout=agent.timeout,
             max_retries=0,
-            http_async_client=httpx.AsyncClient(timeout=agent.timeout),
+            http_async_client=httpx.AsyncClient(timeout=agent.timeout, verify=tls_context()),
         )
     if agent.provider == "google":
         from langchain_google_genai import ChatGoogleGenerativeAI
@@ -116,7 +130,8 @@ class OpenAIImages:
 
         self.model = agent.model
         self.client = openai.AsyncOpenAI(
-            api_key=api_key(agent) or "not-needed", base_url=agent.base_url, timeout=agent.timeout, max_retries=0
+            api_key=api_key(agent) or "not-needed", base_url=agent.base_url, timeout=agent.timeout, max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
         )
 
     async def generate(self, prompt: str) -> tuple[bytes, dict[str, int]]:

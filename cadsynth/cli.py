@@ -10,6 +10,7 @@ the commands that use them, so `cads --help` and the readers start at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -928,6 +929,9 @@ def main() -> None:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         errors.print(f"error: {type(exc).__name__}: {first} (a bug in cadsynth: CADS_DEBUG=1 shows where)", markup=False)
         code = 1
+    # The command has written and closed everything. Python's last collection walks the whole heap
+    # of LangChain, the openai SDK and SQLAlchemy (about 0.4 s here) and frees nothing that matters.
+    gc.freeze()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile cadsynth's sources once: the suite starts `cads` as a process hundreds of times, and
+    where PYTHONDONTWRITEBYTECODE is set (as on CI's machines) each start compiled them again
+    (about 7% of the suite's time)."""
+    for package in ("cadsynth", "agents", "graphs", "store"):
+        compileall.compile_dir(REPO / package, quiet=1)
+
 
 # The test server (trust auth). Each session works in a schema of its own, dropped at the end.
 PG_BASE = os.environ.get("CADS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -98,9 +98,10 @@ def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Att
 async def _ask(
     res: Resources, agent: Agent, task: Task, role: str, target: str, call: Awaitable[Reply[T]]
 ) -> tuple[Reply[T] | None, list[CallRecord]]:
-    """Make one call: the one way nodes ask. Returns the reply (None when the call gave up and the
-    node carries on without it) and a ledger row per request it took, for the node to write with
-    its records in one transaction. An unreachable endpoint is logged here and raised: it stops
+    """Make one call: the one way nodes ask. `target` is what the call is about within the run: a
+    proposal's key (r0/gpt/1, with /revise and the like) or a round's (r0/context). Returns the
+    reply (None when the call gave up and the node carries on without it) and a ledger row per
+    request it took, for the node to write with its records in one transaction. An unreachable endpoint is logged here and raised: it stops
     the run.
     """
     try:
@@ -278,7 +279,7 @@ async def propose(job: Task) -> dict[str, Any]:
     with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
     plan = await plan_proposal(panel.config, context, key, with_image=with_image)
     pid = proposal_id(job["run"], job["round"], agent.name, job["index"])
-    reply, calls = await _ask(res, agent, job, "proposer", pid, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
+    reply, calls = await _ask(res, agent, job, "proposer", key, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
     if reply is None:
         return _answer(None, calls)
     proposal = Proposal.model_validate(
@@ -312,7 +313,7 @@ async def paint(job: Task) -> dict[str, Any]:
     if not painters:
         return _answer(proposal, [])
     agent = panel[painters[job.get("slot", 0) % len(painters)].name]
-    reply, calls = await _ask(res, agent, job, "painter", proposal.id, agent.paint(proposal.visual_prompt))
+    reply, calls = await _ask(res, agent, job, "painter", proposal.key, agent.paint(proposal.visual_prompt))
     return _answer(proposal if reply is None else proposal.model_copy(update={"image": reply.value}), calls)
 
 
@@ -327,7 +328,7 @@ async def critique(job: Task) -> dict[str, Any]:
         critique_id(proposal.key, agent.name) + suffix, proposal, await _image(res, proposal), consistency=consistency
     )
     role = "recheck" if recheck else "critic"  # the cads_calls role column holds 16 characters
-    reply, calls = await _ask(res, agent, job, role, proposal.id + suffix, call)
+    reply, calls = await _ask(res, agent, job, role, proposal.key + suffix, call)
     if reply is None:
         return _answer(None, calls)
     record = Critique(
@@ -344,7 +345,7 @@ async def blind_judge(job: Task) -> dict[str, Any]:
     when the call gave up: the problem then goes on, as the gate could not look)."""
     res, agent, proposal = await _asked(job)
     call = agent.blind_judge(judgment_id(proposal.key, agent.name) + "/blind", proposal)
-    reply, calls = await _ask(res, agent, job, "blind_judge", proposal.id + "/blind", call)
+    reply, calls = await _ask(res, agent, job, "blind_judge", proposal.key + "/blind", call)
     if reply is None:
         return _answer(None, calls)
     record = Judgment(
@@ -363,7 +364,7 @@ async def revise(job: Task) -> dict[str, Any]:
     proposal = Proposal.model_validate(job["proposal"])
     critiques = [Critique.model_validate(c) for c in job["critiques"]]
     call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
-    reply, calls = await _ask(res, agent, job, "proposer", f"{proposal.id}/revise", call)
+    reply, calls = await _ask(res, agent, job, "proposer", f"{proposal.key}/revise", call)
     if reply is None:
         return _answer(proposal, calls)
     revised = proposal.model_copy(
@@ -383,7 +384,7 @@ async def judge(job: Task) -> dict[str, Any]:
     """One judge answers the problem blind; a judge whose call gave up abstains."""
     res, agent, proposal = await _asked(job)
     call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
-    reply, calls = await _ask(res, agent, job, "judge", proposal.id, call)
+    reply, calls = await _ask(res, agent, job, "judge", proposal.key, call)
     answer = reply.value.model_dump() if reply is not None else {"answer": None, "abstained": True}
     # An abstention is recorded too: consensus counts only judges that answered (K shrinks).
     record = Judgment(
@@ -400,7 +401,7 @@ async def rationalize(job: Task) -> dict[str, Any]:
     res, agent, proposal = await _asked(job)
     earlier = job["judgment"]["answer"]
     call = agent.rationalize(f"{judgment_id(proposal.key, agent.name)}/rationalize", proposal, earlier, await _image(res, proposal))
-    reply, calls = await _ask(res, agent, job, "rationalizer", f"{proposal.id}/rationalize", call)
+    reply, calls = await _ask(res, agent, job, "rationalizer", f"{proposal.key}/rationalize", call)
     if reply is None:
         return _answer(None, calls)
     record = Judgment(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, inspect, select, text, update
+from sqlalchemy import Connection, func, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from cadsynth.store import schema as t
@@ -92,6 +92,14 @@ def _upgrade(conn: Connection, found: int) -> None:
         index.create(conn, checkfirst=True)
     if found < 7:
         conn.execute(text("DROP INDEX IF EXISTS ix_cads_calls_run"))
+    if found < 9:  # before version 9 a call's target began with its run's id
+        c = t.calls.c
+        prefix = c.run.concat("/")
+        conn.execute(
+            update(t.calls)
+            .where(func.substr(c.target, 1, func.length(prefix)) == prefix)
+            .values(target=func.substr(c.target, func.length(prefix) + 1))
+        )
     if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
         conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))

@@ -25,13 +25,14 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 8  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 9  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
 # near-duplicate gate), cads_reviews (human review); 7: cads_calls loses ix_cads_calls_run (the
 # request key's index starts with run and serves those reads); 8: a record's JSON leaves out the
-# fields its table's columns hold (RECORD_COLUMNS; older rows are read as they are)
+# fields its table's columns hold (RECORD_COLUMNS; older rows are read as they are); 9: a call's
+# target is its place within the run (r0/gpt/1), no longer prefixed with the run's id
 
 metadata = MetaData()
 
@@ -188,7 +189,9 @@ calls = Table(
     Column("round", Integer, nullable=False),
     Column("agent", String(64), nullable=False),
     Column("role", String(16), nullable=False),
-    Column("target", String(255), nullable=False),  # what the call was about: a proposal id, a task key
+    # What the call was about within its run: a proposal's key (r0/gpt/1, r0/gpt/1/revise) or a
+    # round's (r0/context). The run column says whose; its id is not repeated here.
+    Column("target", String(255), nullable=False),
     Column("provider", String(32), nullable=False),
     Column("model", String(128), nullable=False),
     Column("input_tokens", Integer, nullable=False, default=0),

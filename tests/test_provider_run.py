@@ -135,8 +135,10 @@ def test_no_sample_is_lost(run):
             "AND target NOT LIKE '%/revise'"
         )
     }
-    planned = {f"real/r{r}/{a}/{i}" for r in range(ROUNDS) for a in ("gpt", "mini", "qwen") for i in range(2)}
-    assert proposals | dropped == planned and not proposals & dropped
+    # A proposal's id is its run's and its key (r0/gpt/1); a call names it by the key.
+    planned = {f"r{r}/{a}/{i}" for r in range(ROUNDS) for a in ("gpt", "mini", "qwen") for i in range(2)}
+    proposed = {p.removeprefix("real/") for p in proposals}
+    assert proposed | dropped == planned and not proposed & dropped
     assert consensus == proposals  # every proposal that exists was routed: judged or dropped by critics
     samples = [json.loads(line) for line in (run["work"] / "real-data" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == run["stats"]["kept"] and len({s["id"] for s in samples}) == len(samples)
@@ -151,7 +153,7 @@ def test_proposals_without_a_spec_are_painted_by_the_painter_model(run):
     assert painted and all(p["image_spec"] is None for p in painted)
     # Painted unless the painter gave up on it (then the critics' review dropped it).
     gave_up = {r[0] for r in db.execute("SELECT target FROM cads_calls WHERE agent = 'artist' AND outcome = 'dropped'")}
-    assert all(p["image"] for p in painted if p["id"] not in gave_up)
+    assert all(p["image"] for p in painted if f"r{p['round']}/{p['proposer']}/{p['index']}" not in gave_up)
     assert sum(r.route == "images.generations" for r in run["requests"]) >= len(painted)
     assert run["stats"]["cost"]["by_agent"]["artist"]["usd"] > 0  # gpt-image-1 output tokens are priced
 

@@ -101,7 +101,8 @@ def main() -> None:
             f"  target {target:6d}: kept {r['kept']:6d} in {r['wall']:7.1f} s ({r['kept'] / r['wall']:5.1f} kept/s); "
             f"painter alone {r['painter']:6.1f} s for {r['images']} images ({1000 * r['painter'] / r['images']:.1f} ms each), "
             f"run/painter {r['wall'] / r['painter']:4.1f}x; peak {r['peak_mib']:.0f} MiB "
-            f"({r['peak_mib'] / rows[0]['peak_mib']:.2f}x the first size); store {r['store_kib']:.1f} KiB/kept, "
+            f"({r['peak_mib'] / rows[0]['peak_mib']:.2f}x the first size); store {r['store_kib'] * 1024:,.0f} bytes/kept "
+            f"({r['store_kib']:.2f} KiB), "
             f"checkpoints {r['checkpoint_kib']:.2f} KiB/kept"
         )
 

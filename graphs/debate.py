@@ -101,8 +101,8 @@ async def _ask(
     """Make one call: the one way nodes ask. `target` is what the call is about within the run: a
     proposal's key (r0/gpt/1, with /revise and the like) or a round's (r0/context). Returns the
     reply (None when the call gave up and the node carries on without it) and a ledger row per
-    request it took, for the node to write with its records in one transaction. An unreachable endpoint is logged here and raised: it stops
-    the run.
+    request it took, for the node to write with its records in one transaction. An unreachable
+    endpoint is logged here and raised: it stops the run.
     """
     try:
         reply = await call

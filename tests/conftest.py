@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile cadsynth's sources once: the suite starts `cads` as a process hundreds of times, and
     where PYTHONDONTWRITEBYTECODE is set (as on CI's machines) each start compiled them again
-    (about 7% of the suite's time)."""
+    (7% of test_debate_run.py's time)."""
     for package in ("cadsynth", "agents", "graphs", "store"):
         compileall.compile_dir(REPO / package, quiet=1)
 

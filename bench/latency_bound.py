@@ -4,7 +4,8 @@ heavy-tailed latencies (lognormal, the same median).
 
 Prints for each fixed-delay run: wall time, model calls per second, the run's wall over (model
 phases on its critical path x the delay), and, from the server's own request log, the most requests
-it ever had in flight and in any 60-second window, against the config's limits. For the
+it ever had in flight and in any 60-second window, against the config's limits, and the CPU time
+`cads` (with its painter workers) used per model call. For the
 heavy-tailed run: each round's span over its slowest problem's chain of calls (the sum, over the
 problem's steps, of the step's slowest request), both read off the server's log.
 
@@ -19,6 +20,7 @@ import json
 import math
 import random
 import re
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -149,18 +151,24 @@ def heavy_tailed(py: str, rounds: int, median: float, sigma: float) -> list[tupl
         return round_spans(server, panelist)
 
 
+def cpu_of_children() -> float:
+    """CPU seconds of the finished child processes (with the painter workers they waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(py: str, lanes: int, rounds: int, latency: float) -> dict:
     with tempfile.TemporaryDirectory() as work, FakeOpenAI(Panelist(), latency=latency) as server:
         (Path(work) / "panel.yaml").write_text(yaml.safe_dump(config(server.base_url, lanes, rounds)))
-        start = time.perf_counter()
+        start, used = time.perf_counter(), cpu_of_children()
         cads("run", "panel.yaml", "--run-id", "lat", cwd=work, interpreter=py)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, cpu_of_children() - used
         stats = json.loads(cads("stats", "lat", "--json", cwd=work, interpreter=py).stdout)
         phases = critical_phases(Path(work) / "cads.db")
         most, window = server.stats.max_in_flight, busiest_minute(server.requests)
         # The run itself, without the process's start-up and shut-down: its first request to its last answer.
         active = max(r.finished for r in server.requests) - min(r.started for r in server.requests)
-    return {"wall": wall, "active": active, "calls": stats["model_calls"], "kept": stats["kept"], "phases": phases,
+    return {"wall": wall, "active": active, "cpu": cpu, "calls": stats["model_calls"], "kept": stats["kept"], "phases": phases,
             "in_flight": most, "per_minute": window}
 
 
@@ -181,7 +189,8 @@ def main() -> None:
             f"  {lanes:3d} lane(s): {r['calls']} calls in {r['wall']:.1f} s ({r['calls'] / r['wall']:.1f}/s), {r['kept']} kept; "
             f"wall / ({r['phases']} phases x {args.latency} s) = {r['wall'] / (r['phases'] * args.latency):.2f} "
             f"(first request to last answer: {r['active'] / (r['phases'] * args.latency):.2f}); "
-            f"server saw at most {r['in_flight']} in flight, {r['per_minute']} in a minute"
+            f"server saw at most {r['in_flight']} in flight, {r['per_minute']} in a minute; "
+            f"cads used {r['cpu']:.1f} CPU-s, {1000 * r['cpu'] / r['calls']:.1f} ms a call"
         )
     one, many = rows[1], rows[args.lanes]
     print(f"  calls per second, {args.lanes} lanes / 1 lane: {(many['calls'] / many['wall']) / (one['calls'] / one['wall']):.1f}x")

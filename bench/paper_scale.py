@@ -5,7 +5,8 @@ For each size it prints (figures of the simulated panel, which answers at once):
   * the painter alone: rendering every image of the run again in one process, the physical limit
     of this pipeline, and the run's wall time as a multiple of it;
   * peak memory of the run process, and its ratio to the smallest size's;
-  * the store on disk per kept sample, and the checkpoint tables' share of it.
+  * the store on disk per kept sample, and the checkpoint tables' share of it (the run has the
+    default id `cads run` gives it, which every record row repeats).
 
 With --clean the run is the clean world with the quality gates off (no failure modes, no blind
 pass, no rechecks): the pipeline's own cost per sample, as before the gates existed.
@@ -16,6 +17,7 @@ Usage: python bench/paper_scale.py [--sizes 2000 20000] [--lanes 8] [--clean]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import subprocess
@@ -46,8 +48,8 @@ print(len(specs), time.perf_counter() - start)
 
 
 def run_once(py: str, target: int, lanes: int, work: Path, clean: bool) -> dict[str, float]:
-    cmd = [py, "-m", "cadsynth.cli", "run", "--run-id", "big", "--target", str(target), "--rounds", "1000",
-           "--lanes", str(lanes)]
+    # The run's own id, as a user's run gets it: the id is in every record row, so its length shows in the store.
+    cmd = [py, "-m", "cadsynth.cli", "run", "--target", str(target), "--rounds", "1000", "--lanes", str(lanes)]
     if clean:
         config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
         config.update(gates={}, world=WorldConfig.clean().model_dump(mode="json"))
@@ -59,9 +61,9 @@ def run_once(py: str, target: int, lanes: int, work: Path, clean: bool) -> dict[
     wall = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"error: `cads run` exited {status}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
-    kept = int(__import__("json").loads(cads("stats", "big", "--json", cwd=work, interpreter=py).stdout)["kept"])
     db = work / "cads.db"
     with sqlite3.connect(db) as conn:
+        [run] = [r for (r,) in conn.execute("SELECT id FROM cads_runs WHERE lane_of IS NULL")]
         checkpoint_bytes = sum(
             conn.execute(f"SELECT coalesce(sum({size}), 0) FROM {table}").fetchone()[0]
             for table, size in (
@@ -70,6 +72,7 @@ def run_once(py: str, target: int, lanes: int, work: Path, clean: bool) -> dict[
                 ("cads_checkpoint_writes", "length(blob)"),
             )
         )
+    kept = int(json.loads(cads("stats", run, "--json", cwd=work, interpreter=py).stdout)["kept"])
     store = sum(p.stat().st_size for p in work.glob("cads.db*"))
     images, painter = subprocess.run([py, "-c", RENDER_AGAIN, str(db)], capture_output=True, text=True, check=True).stdout.split()
     return {

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, inspect, select, text, update
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, MetaData, Table, func, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from cadsynth.store import schema as t
@@ -88,8 +91,6 @@ def _upgrade(conn: Connection, found: int) -> None:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}"))
     if found < 5:
         _threads_to_uuids(conn)
-    for index in t.calls.indexes:  # rows from before version 4 have no attempt: NULLs never collide
-        index.create(conn, checkfirst=True)
     if found < 7:
         conn.execute(text("DROP INDEX IF EXISTS ix_cads_calls_run"))
     if found < 9:  # before version 9 a call's target began with its run's id
@@ -100,9 +101,34 @@ def _upgrade(conn: Connection, found: int) -> None:
             .where(func.substr(c.target, 1, func.length(prefix)) == prefix)
             .values(target=func.substr(c.target, func.length(prefix) + 1))
         )
+    if found < 10:
+        # A call row from before version 4 has no attempt: it takes -seq, which no request's place
+        # among its retries can equal.
+        _rebuilt(conn, t.calls, attempt=lambda old: func.coalesce(old.attempt, -old.seq))
+        _rebuilt(conn, t.critiques)
+        _rebuilt(conn, t.judgments)
     if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
         conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))
+
+
+def _rebuilt(conn: Connection, table: Table, **values: Callable[[Any], Any]) -> None:
+    """Build `table` again in its current layout, its rows copied over, where its key has changed.
+
+    For the layouts of version 10 (store.schema). `values` gives a column's value from the old
+    table's columns where it is not simply the old column. A table keyed so already is left as it is.
+    """
+    old = Table(table.name, MetaData(), autoload_with=conn)
+    if [c.name for c in old.primary_key.columns] == [c.name for c in table.primary_key.columns]:
+        return
+    new = table.to_metadata(MetaData(), name=f"{table.name}_new")
+    new.create(conn)
+    names = [c.name for c in table.columns]
+    conn.execute(insert(new).from_select(names, select(*(values[n](old.c) if n in values else old.c[n] for n in names))))
+    old.drop(conn)
+    conn.execute(text(f"ALTER TABLE {new.name} RENAME TO {table.name}"))
+    if conn.dialect.name == "postgresql":  # the key keeps the name a freshly made table's would have
+        conn.execute(text(f"ALTER TABLE {table.name} RENAME CONSTRAINT {new.name}_pkey TO {table.name}_pkey"))
 
 
 def _threads_to_uuids(conn: Connection) -> None:

@@ -19,20 +19,23 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     func,
 )
 
-SCHEMA_VERSION = 9  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 10  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
 # near-duplicate gate), cads_reviews (human review); 7: cads_calls loses ix_cads_calls_run (the
 # request key's index starts with run and serves those reads); 8: a record's JSON leaves out the
 # fields its table's columns hold (RECORD_COLUMNS; older rows are read as they are); 9: a call's
-# target is its place within the run (r0/gpt/1), no longer prefixed with the run's id
+# target is its place within the run (r0/gpt/1), no longer prefixed with the run's id; 10: cads_calls
+# is keyed by the request (CALL_KEY; no seq column, no unique index), cads_critiques and
+# cads_judgments by (run, round, id) with no other index; all three WITHOUT ROWID on SQLite
 
 metadata = MetaData()
 
@@ -95,26 +98,31 @@ proposals = Table(
     Index("ix_cads_proposals_run_round", "run", "round"),
 )
 
+# A problem's many small rows (critiques, judgments) are read by run and round: on SQLite they live
+# in one B-tree in that order (WITHOUT ROWID), where a row id, a unique index on the id and an
+# index on (run, round) kept three copies of their keys (about 0.8 KB per kept sample).
 critiques = Table(
     "cads_critiques",
     metadata,
-    Column("id", String(255), primary_key=True),
+    Column("id", String(255), nullable=False),
     Column("run", String(128), nullable=False),
     Column("round", Integer, nullable=False),
     Column("proposal", String(255), nullable=False),
     Column("record", JSON, nullable=False),  # domain.Critique
-    Index("ix_cads_critiques_run_round", "run", "round"),
+    PrimaryKeyConstraint("run", "round", "id"),
+    sqlite_with_rowid=False,
 )
 
 judgments = Table(
     "cads_judgments",
     metadata,
-    Column("id", String(255), primary_key=True),
+    Column("id", String(255), nullable=False),
     Column("run", String(128), nullable=False),
     Column("round", Integer, nullable=False),
     Column("proposal", String(255), nullable=False),
     Column("record", JSON, nullable=False),  # domain.Judgment
-    Index("ix_cads_judgments_run_round", "run", "round"),
+    PrimaryKeyConstraint("run", "round", "id"),
+    sqlite_with_rowid=False,
 )
 
 consensus = Table(
@@ -179,19 +187,21 @@ reviews = Table(
 )
 
 # One row per request made (each retry adds a row: this is what was paid), and one per answer served
-# from the call cache (cached, cost 0). A request is recorded once: a call re-run after a crash
+# from the call cache (cached, cost 0), keyed by the request: its agent's role on a target of its run,
+# and its place among the call's retries. A request is recorded once: a call re-run after a crash
 # whose first run was already recorded (its answer now comes from the call cache) adds nothing.
+# On SQLite the rows live in the key's own B-tree (WITHOUT ROWID): one copy of each key, where a
+# row id and a unique index on the key kept two (about 0.9 KB per kept sample with default run ids).
 calls = Table(
     "cads_calls",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("run", String(128), nullable=False),
+    Column("run", String(128), primary_key=True),
     Column("round", Integer, nullable=False),
-    Column("agent", String(64), nullable=False),
-    Column("role", String(16), nullable=False),
+    Column("agent", String(64), primary_key=True),
+    Column("role", String(16), primary_key=True),
     # What the call was about within its run: a proposal's key (r0/gpt/1, r0/gpt/1/revise) or a
     # round's (r0/context). The run column says whose; its id is not repeated here.
-    Column("target", String(255), nullable=False),
+    Column("target", String(255), primary_key=True),
     Column("provider", String(32), nullable=False),
     Column("model", String(128), nullable=False),
     Column("input_tokens", Integer, nullable=False, default=0),
@@ -200,11 +210,12 @@ calls = Table(
     Column("cached", Boolean, nullable=False, default=False),
     Column("fault", String(32), nullable=True),  # rate_limited | server_error | timeout | malformed
     Column("outcome", String(16), nullable=True),  # after a fault: retried | abstained | dropped
-    Column("attempt", Integer, nullable=True),  # the request's place among its call's retries
+    # The request's place among its call's retries; a row from before schema 4 has -(its old row id).
+    Column("attempt", Integer, primary_key=True, autoincrement=False),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
-    Index("ux_cads_calls_request", "run", "agent", "role", "target", "attempt", unique=True),
+    sqlite_with_rowid=False,
 )
-CALL_KEY = ("run", "agent", "role", "target", "attempt")  # a call is its agent's role on a target
+CALL_KEY = tuple(c.name for c in calls.primary_key.columns)  # a call is its agent's role on a target
 
 # --- call cache --------------------------------------------------------------------------------
 # Answers by the fingerprint of everything that decides them (agents.calls.fingerprint), so resume

@@ -1,17 +1,20 @@
-"""The ledger keeps each fact once: a record's JSON leaves out what its columns hold, and a call's
-target leaves out its run's id."""
+"""The ledger keeps each fact once: a record's JSON leaves out what its columns hold, a call's
+target leaves out its run's id, and a row's key is stored once (calls by their request; critiques
+and judgments by run, round and id)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, func, inspect, select, update
 
+from cadsynth.store.ledger import CallRecord, _new_requests
 from cadsynth.store.migrate import ensure_schema
-from cadsynth.store.schema import RECORD_COLUMNS, SCHEMA_VERSION, calls, schema_info
+from cadsynth.store.schema import CALL_KEY, RECORD_COLUMNS, SCHEMA_VERSION, calls, critiques, judgments, schema_info
 from tests.helpers import cads, export, records, stats
 
 
@@ -42,7 +45,7 @@ def test_records_leave_their_columns_out_and_rows_written_whole_read_the_same(tm
         ensure_schema(conn)
     engine.dispose()
     with sqlite3.connect(tmp_path / "cads.db") as db:
-        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == SCHEMA_VERSION == 9
+        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == SCHEMA_VERSION == 10
         assert "proposer" in json.loads(db.execute("SELECT record FROM cads_proposals").fetchone()[0])
         assert {r[0] for r in db.execute("SELECT target FROM cads_calls")} == targets
     assert export("slim", tmp_path) == before and stats("slim", tmp_path)["cost"] == cost
@@ -66,8 +69,73 @@ def test_the_upgrade_to_9_takes_the_run_id_off_only_the_targets_it_begins(fresh_
         conn.execute(update(schema_info).values(version=8))
     with engine.begin() as conn:
         ensure_schema(conn)
-        targets = conn.execute(select(calls.c.run, calls.c.target).order_by(calls.c.seq)).all()
+        targets = conn.execute(select(calls.c.run, calls.c.target)).all()
         version = conn.execute(select(schema_info.c.version)).scalar()
     engine.dispose()
     assert version == SCHEMA_VERSION
-    assert [tuple(r) for r in targets] == [("a.lane0", "r0/x/1"), ("a.lane0", "r0/context"), ("b", "a.lane0/r0/x/1")]
+    assert {tuple(r) for r in targets} == {("a.lane0", "r0/x/1"), ("a.lane0", "r0/context"), ("b", "a.lane0/r0/x/1")}
+
+
+def _before_10(table: Table) -> Table:
+    """The table as schema 9 laid it out: calls had a row number and a unique index on the request;
+    critiques and judgments, their id as the key and an index on (run, round)."""
+    calls_then = table is calls
+
+    def column(c: Column) -> Column:
+        nullable = (calls_then and c.name == "attempt") or bool(c.nullable and not c.primary_key)
+        return Column(c.name, c.type, nullable=nullable, primary_key=not calls_then and c.name == "id")
+
+    extra = [Column("seq", Integer, primary_key=True)] if calls_then else []
+    index = Index("ux_cads_calls_request", *CALL_KEY, unique=True) if calls_then else Index(f"ix_{table.name}_run_round", "run", "round")
+    return Table(table.name, MetaData(), *extra, *map(column, table.columns), index)
+
+
+def test_the_upgrade_to_10_rekeys_calls_critiques_and_judgments_and_keeps_every_row(fresh_url: str) -> None:
+    engine = create_engine(fresh_url)
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    row = {"run": "a.lane0", "round": 0, "agent": "x", "provider": "openai", "model": "m", "created_at": at}
+    rows = [
+        {**row, "seq": 1, "role": "judge", "target": "r0/x/1", "attempt": None, "cost_usd": 0.5},  # from before schema 4
+        {**row, "seq": 2, "role": "judge", "target": "r0/x/1", "attempt": 0, "fault": "timeout", "outcome": "retried"},
+        {**row, "seq": 3, "role": "judge", "target": "r0/x/1", "attempt": 1, "cost_usd": 0.25},
+        {**row, "seq": 4, "role": "proposer", "target": "r0/x/1", "attempt": 0, "cached": True},
+    ]
+    judged = [{"id": f"a.lane0/r0/x/1/judge/{j}", "run": "a.lane0", "round": 0, "proposal": "a.lane0/r0/x/1",
+               "record": {"judge": j, "answer": "4"}} for j in ("x", "y")]
+    critiqued = [{**judged[0], "id": "a.lane0/r0/x/1/critique/y", "record": {"critic": "y"}}]
+    old = {table: _before_10(table) for table in (calls, critiques, judgments)}
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        for table, layout in old.items():
+            table.drop(conn)
+            layout.create(conn)
+        defaults = {"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.0, "cached": False, "fault": None, "outcome": None}
+        conn.execute(old[calls].insert(), [defaults | r for r in rows])
+        conn.execute(old[judgments].insert(), judged)
+        conn.execute(old[critiques].insert(), critiqued)
+        conn.execute(update(schema_info).values(version=9))
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        version = conn.execute(select(schema_info.c.version)).scalar()
+        kept = {(r.role, r.attempt): r for r in conn.execute(select(calls))}
+        # A request recorded again (its call re-run after a crash) adds nothing.
+        again = CallRecord(run="a.lane0", round=0, agent="x", role="judge", target="r0/x/1", provider="openai", model="m", attempt=1)
+        conn.execute(_new_requests(conn.dialect.name), [vars(again)])
+        after = conn.execute(select(func.count()).select_from(calls)).scalar()
+        records = {table: [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))] for table in (critiques, judgments)}
+        layout = inspect(conn)
+        columns = {c["name"] for c in layout.get_columns(calls.name)}
+        keys = {table: layout.get_pk_constraint(table.name)["constrained_columns"] for table in old}
+        indexes = {table: layout.get_indexes(table.name) for table in old}
+        sqlite = conn.dialect.name == "sqlite"
+        made = {name: sql for name, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master")} if sqlite else {}
+    engine.dispose()
+    assert version == SCHEMA_VERSION == 10
+    assert set(kept) == {("judge", -1), ("judge", 0), ("judge", 1), ("proposer", 0)} and after == 4
+    assert kept["judge", -1].cost_usd == 0.5 and kept["judge", 1].cost_usd == 0.25 and kept["proposer", 0].cached
+    assert kept["judge", 0].fault == "timeout" and kept["judge", 0].outcome == "retried"
+    assert all(r.created_at.replace(tzinfo=UTC) == at and r.input_tokens == 1 for r in kept.values())
+    assert records == {critiques: critiqued, judgments: judged}
+    assert "seq" not in columns and tuple(keys[calls]) == CALL_KEY and all(i == [] for i in indexes.values())
+    assert keys[critiques] == keys[judgments] == ["run", "round", "id"]
+    assert not sqlite or all("WITHOUT ROWID" in made[table.name] for table in old)

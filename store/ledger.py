@@ -141,9 +141,25 @@ def _new_requests(dialect: str) -> Any:
 
 
 def _row(table: Table, record: Any) -> dict[str, Any]:
-    """A record as its table's row: the key columns, and the JSON of every other field."""
+    """A record as its table's row: the key columns (ids within the run), and the JSON of every other field."""
     keys = t.RECORD_COLUMNS[table.name]
-    return {name: getattr(record, name) for name in keys} | {"record": record.model_dump(mode="json", exclude=set(keys))}
+    row = {name: getattr(record, name) for name in keys}
+    prefix = f"{record.run}/"
+    for name in t.RUN_RELATIVE:
+        if name in row:
+            if not row[name].startswith(prefix):
+                raise ValueError(f"{name} {row[name]!r} of a {table.name} row is not an id of its run {record.run!r}")
+            row[name] = row[name][len(prefix):]
+    return row | {"record": record.model_dump(mode="json", exclude=set(keys))}
+
+
+def _record(keys: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """A row read back as its record: the JSON, the key columns, and the whole ids (the run's id first)."""
+    record: dict[str, Any] = row[0] | dict(zip(keys, row[1:], strict=True))
+    for name in t.RUN_RELATIVE:
+        if name in record:
+            record[name] = f"{record['run']}/{record[name]}"
+    return record
 
 
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
@@ -469,7 +485,7 @@ class Ledger:
         keys = t.RECORD_COLUMNS[table.name]
         query = select(table.c.record, *(table.c[name] for name in keys)).where(await self._where_lineage(table, run, round_))
         async with self.engine.connect() as conn:
-            return [row[0] | dict(zip(keys, row[1:], strict=True)) for row in await conn.execute(query)]
+            return [_record(keys, row) for row in await conn.execute(query)]
 
     async def proposals(self, run: str, round_: int | None = None) -> list[Proposal]:
         from cadsynth.domain import Proposal  # the domain model loads with the first read, not with `cads runs`

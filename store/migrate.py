@@ -94,22 +94,29 @@ def _upgrade(conn: Connection, found: int) -> None:
     if found < 7:
         conn.execute(text("DROP INDEX IF EXISTS ix_cads_calls_run"))
     if found < 9:  # before version 9 a call's target began with its run's id
-        c = t.calls.c
-        prefix = c.run.concat("/")
-        conn.execute(
-            update(t.calls)
-            .where(func.substr(c.target, 1, func.length(prefix)) == prefix)
-            .values(target=func.substr(c.target, func.length(prefix) + 1))
-        )
+        _within_run(conn, t.calls, "target")
     if found < 10:
         # A call row from before version 4 has no attempt: it takes -seq, which no request's place
         # among its retries can equal.
         _rebuilt(conn, t.calls, attempt=lambda old: func.coalesce(old.attempt, -old.seq))
-        _rebuilt(conn, t.critiques)
-        _rebuilt(conn, t.judgments)
+        for table in (t.proposals, t.critiques, t.judgments, t.consensus):
+            _rebuilt(conn, table)  # keyed by run first, so that ids within a run cannot collide
+            for name in t.RUN_RELATIVE:
+                if name in table.c:
+                    _within_run(conn, table, name)
     if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
         conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))
+
+
+def _within_run(conn: Connection, table: Table, column: str) -> None:
+    """Take the run's id off the column's values that begin with it: `a.lane0/r0/x/1` -> `r0/x/1`."""
+    value, prefix = table.c[column], table.c.run.concat("/")
+    conn.execute(
+        update(table)
+        .where(func.substr(value, 1, func.length(prefix)) == prefix)
+        .values({column: func.substr(value, func.length(prefix) + 1)})
+    )
 
 
 def _rebuilt(conn: Connection, table: Table, **values: Callable[[Any], Any]) -> None:
@@ -121,6 +128,8 @@ def _rebuilt(conn: Connection, table: Table, **values: Callable[[Any], Any]) -> 
     old = Table(table.name, MetaData(), autoload_with=conn)
     if [c.name for c in old.primary_key.columns] == [c.name for c in table.primary_key.columns]:
         return
+    for index in old.indexes:  # index names are the database's: the new table's take them over
+        index.drop(conn)
     new = table.to_metadata(MetaData(), name=f"{table.name}_new")
     new.create(conn)
     names = [c.name for c in table.columns]

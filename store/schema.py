@@ -35,7 +35,8 @@ SCHEMA_VERSION = 10  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_ca
 # fields its table's columns hold (RECORD_COLUMNS; older rows are read as they are); 9: a call's
 # target is its place within the run (r0/gpt/1), no longer prefixed with the run's id; 10: cads_calls
 # is keyed by the request (CALL_KEY; no seq column, no unique index), cads_critiques and
-# cads_judgments by (run, round, id) with no other index; all three WITHOUT ROWID on SQLite
+# cads_judgments by (run, round, id) with no other index, all three WITHOUT ROWID on SQLite; a
+# record's id and proposal columns hold its key within its run (RUN_RELATIVE)
 
 metadata = MetaData()
 
@@ -87,14 +88,18 @@ contexts = Table(
     Column("record", JSON, nullable=False),  # domain.Context
 )
 
+# A record's id, and the proposal it is about, are kept as its key within its run (r3/gpt/1,
+# r3/gpt/1/judge/mini; RUN_RELATIVE): the run column says whose, and the ledger puts the whole id
+# (the run's id first) back together when it reads.
 proposals = Table(
     "cads_proposals",
     metadata,
-    Column("id", String(255), primary_key=True),
+    Column("id", String(255), nullable=False),
     Column("run", String(128), nullable=False),
     Column("round", Integer, nullable=False),
     Column("proposer", String(64), nullable=False),
     Column("record", JSON, nullable=False),  # domain.Proposal
+    PrimaryKeyConstraint("run", "id"),
     Index("ix_cads_proposals_run_round", "run", "round"),
 )
 
@@ -128,12 +133,13 @@ judgments = Table(
 consensus = Table(
     "cads_consensus",
     metadata,
-    Column("proposal", String(255), primary_key=True),
+    Column("proposal", String(255), nullable=False),
     Column("run", String(128), nullable=False),
     Column("round", Integer, nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("score", Integer, nullable=True),
     Column("record", JSON, nullable=False),  # domain.Consensus
+    PrimaryKeyConstraint("run", "proposal"),
     Index("ix_cads_consensus_run_outcome", "run", "outcome"),
 )
 
@@ -145,6 +151,7 @@ RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     "cads_judgments": ("id", "run", "round", "proposal"),
     "cads_consensus": ("proposal", "run", "round", "outcome", "score"),
 }
+RUN_RELATIVE = ("id", "proposal")  # the record columns that hold an id within the row's run
 
 # --- the near-duplicate gate (graphs.dedup) -----------------------------------------------------
 # A judged problem's fingerprints, written at its round's barrier: never the image itself.

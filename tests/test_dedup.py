@@ -164,7 +164,7 @@ def test_a_run_exports_no_pair_of_near_duplicates(deduplicated):
 def test_each_removal_names_the_earlier_sample_it_duplicates(deduplicated):
     with sqlite3.connect(deduplicated / "cads.db") as db:
         rows = db.execute("SELECT proposal, duplicate_of FROM cads_duplicates WHERE run = 'on'").fetchall()
-        outcome = dict(db.execute("SELECT proposal, outcome FROM cads_consensus WHERE run LIKE 'on.lane%'").fetchall())
+        outcome = dict(db.execute("SELECT run || '/' || proposal, outcome FROM cads_consensus WHERE run LIKE 'on.lane%'").fetchall())
     exported = {x["id"] for x in export("on", deduplicated)}
     assert rows and len(rows) == stats("on", deduplicated)["gates"]["near_duplicates"]["removed"]
     lanes = {"on.lane0": 0, "on.lane1": 1}

@@ -64,7 +64,7 @@ def test_a_shared_mistake_reaches_kept_samples_with_every_judge_agreeing(runs: P
     for p in records(runs, "cads_proposals", "run = 'off'"):
         sim = p["sim"]
         if sim["blind_spot"] is not None and p["reference_answer"] == sim["blind_spot"] != sim["truth"]:
-            (verdict,) = records(runs, "cads_consensus", "proposal = ?", p["id"])
+            (verdict,) = records(runs, "cads_consensus", "run || '/' || proposal = ?", p["id"])
             kept_wrong.append(verdict)
     scored = [v for v in kept_wrong if v["outcome"] in ("keep", "adversarial")]
     assert scored and all(v["score"] >= 1 for v in scored)

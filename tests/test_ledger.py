@@ -14,7 +14,7 @@ from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, f
 
 from cadsynth.store.ledger import CallRecord, _new_requests
 from cadsynth.store.migrate import ensure_schema
-from cadsynth.store.schema import CALL_KEY, RECORD_COLUMNS, SCHEMA_VERSION, calls, critiques, judgments, schema_info
+from cadsynth.store.schema import CALL_KEY, RECORD_COLUMNS, RUN_RELATIVE, SCHEMA_VERSION, calls, consensus, critiques, judgments, proposals, schema_info
 from tests.helpers import cads, export, records, stats
 
 
@@ -28,15 +28,22 @@ def test_records_leave_their_columns_out_and_rows_written_whole_read_the_same(tm
             stored = [json.loads(r) for (r,) in db.execute(f"SELECT record FROM {table}")]
             assert stored and not any(set(columns) & set(r) for r in stored), table
         targets = {r[0] for r in db.execute("SELECT target FROM cads_calls")}
+        ids = {table: {r[0] for r in db.execute(f"SELECT {columns[0]} FROM {table}")} for table, columns in RECORD_COLUMNS.items()}
     assert before and all(r["run"].startswith("slim") and r["round"] in (0, 1) for r in whole["cads_judgments"])
     keys = {f"r{p['round']}/{p['proposer']}/{p['index']}" for p in whole["cads_proposals"]}
     assert keys <= targets and "r0/context" in targets and not any(t.startswith("slim") for t in targets)
+    # A record's id is kept within its run, and read back whole.
+    assert ids["cads_proposals"] == keys and {p["id"] for p in whole["cads_proposals"]} == {f"slim/{k}" for k in keys}
+    assert all(j["id"].startswith(f"{j['proposal']}/judge/") for j in whole["cads_judgments"])
 
     # Schema 7 wrote whole records into the JSON: upgraded, such a store reads as the same data set.
     with sqlite3.connect(tmp_path / "cads.db") as db:
         for table, columns in RECORD_COLUMNS.items():
-            key = columns[0]  # the table's primary key
-            db.executemany(f"UPDATE {table} SET record = ? WHERE {key} = ?", [(json.dumps(r), r[key]) for r in whole[table]])
+            key = columns[0]  # the record's id within its run
+            db.executemany(f"UPDATE {table} SET record = ? WHERE run || '/' || {key} = ?", [(json.dumps(r), r[key]) for r in whole[table]])
+            # ... before schema 10 the id columns held whole ids, the run's id first ...
+            for name in sorted(set(columns) & set(RUN_RELATIVE)):
+                db.execute(f"UPDATE {table} SET {name} = run || '/' || {name}")
         # ... and before schema 9 a proposal's calls named it by its id, the run's id first.
         db.execute("UPDATE cads_calls SET target = run || '/' || target WHERE target NOT LIKE '%/context'")
         db.execute("UPDATE cads_schema SET version = 7")
@@ -48,6 +55,7 @@ def test_records_leave_their_columns_out_and_rows_written_whole_read_the_same(tm
         assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == SCHEMA_VERSION == 10
         assert "proposer" in json.loads(db.execute("SELECT record FROM cads_proposals").fetchone()[0])
         assert {r[0] for r in db.execute("SELECT target FROM cads_calls")} == targets
+        assert all({r[0] for r in db.execute(f"SELECT {c[0]} FROM {table}")} == ids[table] for table, c in RECORD_COLUMNS.items())
     assert export("slim", tmp_path) == before and stats("slim", tmp_path)["cost"] == cost
 
 
@@ -77,20 +85,22 @@ def test_the_upgrade_to_9_takes_the_run_id_off_only_the_targets_it_begins(fresh_
 
 
 def _before_10(table: Table) -> Table:
-    """The table as schema 9 laid it out: calls had a row number and a unique index on the request;
-    critiques and judgments, their id as the key and an index on (run, round)."""
-    calls_then = table is calls
+    """The table as schema 9 laid it out: calls had a row number and a unique index on the request; a
+    record table, the whole id as its key (critiques and judgments also an index on run and round)."""
+    if table is calls:
+        key, extra, indexes = None, [Column("seq", Integer, primary_key=True)], [Index("ux_cads_calls_request", *CALL_KEY, unique=True)]
+    else:
+        key, extra = RECORD_COLUMNS[table.name][0], []
+        indexes = [Index(i.name, *i.columns.keys()) for i in table.indexes] or [Index(f"ix_{table.name}_run_round", "run", "round")]
 
     def column(c: Column) -> Column:
-        nullable = (calls_then and c.name == "attempt") or bool(c.nullable and not c.primary_key)
-        return Column(c.name, c.type, nullable=nullable, primary_key=not calls_then and c.name == "id")
+        nullable = (table is calls and c.name == "attempt") or bool(c.nullable and not c.primary_key)
+        return Column(c.name, c.type, nullable=nullable, primary_key=c.name == key)
 
-    extra = [Column("seq", Integer, primary_key=True)] if calls_then else []
-    index = Index("ux_cads_calls_request", *CALL_KEY, unique=True) if calls_then else Index(f"ix_{table.name}_run_round", "run", "round")
-    return Table(table.name, MetaData(), *extra, *map(column, table.columns), index)
+    return Table(table.name, MetaData(), *extra, *map(column, table.columns), *indexes)
 
 
-def test_the_upgrade_to_10_rekeys_calls_critiques_and_judgments_and_keeps_every_row(fresh_url: str) -> None:
+def test_the_upgrade_to_10_rekeys_calls_and_records_and_keeps_ids_within_their_run(fresh_url: str) -> None:
     engine = create_engine(fresh_url)
     at = datetime(2026, 12, 1, tzinfo=UTC)
     row = {"run": "a.lane0", "round": 0, "agent": "x", "provider": "openai", "model": "m", "created_at": at}
@@ -100,10 +110,15 @@ def test_the_upgrade_to_10_rekeys_calls_critiques_and_judgments_and_keeps_every_
         {**row, "seq": 3, "role": "judge", "target": "r0/x/1", "attempt": 1, "cost_usd": 0.25},
         {**row, "seq": 4, "role": "proposer", "target": "r0/x/1", "attempt": 0, "cached": True},
     ]
-    judged = [{"id": f"a.lane0/r0/x/1/judge/{j}", "run": "a.lane0", "round": 0, "proposal": "a.lane0/r0/x/1",
-               "record": {"judge": j, "answer": "4"}} for j in ("x", "y")]
-    critiqued = [{**judged[0], "id": "a.lane0/r0/x/1/critique/y", "record": {"critic": "y"}}]
-    old = {table: _before_10(table) for table in (calls, critiques, judgments)}
+    about = {"run": "a.lane0", "round": 0, "proposal": "a.lane0/r0/x/1"}
+    whole = {
+        proposals: [{"id": "a.lane0/r0/x/1", "run": "a.lane0", "round": 0, "proposer": "x", "record": {"question": "?"}},
+                    {"id": "b/r0/x/1", "run": "b", "round": 0, "proposer": "x", "record": {"question": "!"}}],
+        critiques: [{**about, "id": "a.lane0/r0/x/1/critique/y", "record": {"critic": "y"}}],
+        judgments: [{**about, "id": f"a.lane0/r0/x/1/judge/{j}", "record": {"judge": j, "answer": "4"}} for j in ("x", "y")],
+        consensus: [{**about, "outcome": "keep", "score": 2, "record": {"judges": 2}}],
+    }
+    old = {table: _before_10(table) for table in (calls, *whole)}
     with engine.begin() as conn:
         ensure_schema(conn)
         for table, layout in old.items():
@@ -111,8 +126,8 @@ def test_the_upgrade_to_10_rekeys_calls_critiques_and_judgments_and_keeps_every_
             layout.create(conn)
         defaults = {"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.0, "cached": False, "fault": None, "outcome": None}
         conn.execute(old[calls].insert(), [defaults | r for r in rows])
-        conn.execute(old[judgments].insert(), judged)
-        conn.execute(old[critiques].insert(), critiqued)
+        for table, rows_then in whole.items():
+            conn.execute(old[table].insert(), rows_then)
         conn.execute(update(schema_info).values(version=9))
     with engine.begin() as conn:
         ensure_schema(conn)
@@ -122,7 +137,7 @@ def test_the_upgrade_to_10_rekeys_calls_critiques_and_judgments_and_keeps_every_
         again = CallRecord(run="a.lane0", round=0, agent="x", role="judge", target="r0/x/1", provider="openai", model="m", attempt=1)
         conn.execute(_new_requests(conn.dialect.name), [vars(again)])
         after = conn.execute(select(func.count()).select_from(calls)).scalar()
-        records = {table: [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))] for table in (critiques, judgments)}
+        stored = {table: [dict(r._mapping) for r in conn.execute(select(table).order_by(*table.primary_key))] for table in whole}
         layout = inspect(conn)
         columns = {c["name"] for c in layout.get_columns(calls.name)}
         keys = {table: layout.get_pk_constraint(table.name)["constrained_columns"] for table in old}
@@ -135,7 +150,12 @@ def test_the_upgrade_to_10_rekeys_calls_critiques_and_judgments_and_keeps_every_
     assert kept["judge", -1].cost_usd == 0.5 and kept["judge", 1].cost_usd == 0.25 and kept["proposer", 0].cached
     assert kept["judge", 0].fault == "timeout" and kept["judge", 0].outcome == "retried"
     assert all(r.created_at.replace(tzinfo=UTC) == at and r.input_tokens == 1 for r in kept.values())
-    assert records == {critiques: critiqued, judgments: judged}
-    assert "seq" not in columns and tuple(keys[calls]) == CALL_KEY and all(i == [] for i in indexes.values())
-    assert keys[critiques] == keys[judgments] == ["run", "round", "id"]
-    assert not sqlite or all("WITHOUT ROWID" in made[table.name] for table in old)
+    # Each record's ids lose their run's id, and nothing else changes.
+    within = {table: [r | {n: r[n].removeprefix(f"{r['run']}/") for n in RUN_RELATIVE if n in r} for r in rows_then]
+              for table, rows_then in whole.items()}
+    assert stored == within and stored[proposals][0]["id"] == "r0/x/1" and stored[consensus][0]["proposal"] == "r0/x/1"
+    assert "seq" not in columns and tuple(keys[calls]) == CALL_KEY
+    assert keys[critiques] == keys[judgments] == ["run", "round", "id"] and all(indexes[table] == [] for table in (calls, critiques, judgments))
+    assert keys[proposals] == ["run", "id"] and keys[consensus] == ["run", "proposal"]
+    assert [i["name"] for i in indexes[proposals]] == ["ix_cads_proposals_run_round"]
+    assert not sqlite or all("WITHOUT ROWID" in made[table.name] for table in (calls, critiques, judgments))

@@ -135,10 +135,9 @@ def test_no_sample_is_lost(run):
             "AND target NOT LIKE '%/revise'"
         )
     }
-    # A proposal's id is its run's and its key (r0/gpt/1); a call names it by the key.
+    # The store and the calls both name a proposal by its key within the run (r0/gpt/1).
     planned = {f"r{r}/{a}/{i}" for r in range(ROUNDS) for a in ("gpt", "mini", "qwen") for i in range(2)}
-    proposed = {p.removeprefix("real/") for p in proposals}
-    assert proposed | dropped == planned and not proposed & dropped
+    assert proposals | dropped == planned and not proposals & dropped
     assert consensus == proposals  # every proposal that exists was routed: judged or dropped by critics
     samples = [json.loads(line) for line in (run["work"] / "real-data" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == run["stats"]["kept"] and len({s["id"] for s in samples}) == len(samples)

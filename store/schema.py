@@ -105,7 +105,7 @@ proposals = Table(
 
 # A problem's many small rows (critiques, judgments) are read by run and round: on SQLite they live
 # in one B-tree in that order (WITHOUT ROWID), where a row id, a unique index on the id and an
-# index on (run, round) kept three copies of their keys (about 0.8 KB per kept sample).
+# index on (run, round) kept three copies of their keys (about 0.7 KB per kept sample).
 critiques = Table(
     "cads_critiques",
     metadata,
@@ -198,7 +198,7 @@ reviews = Table(
 # and its place among the call's retries. A request is recorded once: a call re-run after a crash
 # whose first run was already recorded (its answer now comes from the call cache) adds nothing.
 # On SQLite the rows live in the key's own B-tree (WITHOUT ROWID): one copy of each key, where a
-# row id and a unique index on the key kept two (about 0.9 KB per kept sample with default run ids).
+# row id and a unique index on the key kept two (about 1 KB per kept sample with default run ids).
 calls = Table(
     "cads_calls",
     metadata,

@@ -190,12 +190,10 @@ def dev_server(root: Path, project: Path) -> Iterator[str]:
 def records(work: Path, table: str, where: str = "1", *args: object) -> list[dict]:
     """A ledger table's records read straight from SQLite, whole: the JSON with the columns it leaves
     out, and ids whole again (the table keeps them within their run)."""
-    from cadsynth.store.schema import RECORD_COLUMNS, RUN_RELATIVE
+    from cadsynth.store.ledger import _record  # the ledger's own way of reading a row back
+    from cadsynth.store.schema import RECORD_COLUMNS
 
+    keys = RECORD_COLUMNS[table]
     with sqlite3.connect(work / "cads.db") as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute(f"SELECT * FROM {table} WHERE {where}", args).fetchall()
-    return [
-        json.loads(r["record"]) | {name: f"{r['run']}/{r[name]}" if name in RUN_RELATIVE else r[name] for name in RECORD_COLUMNS[table]}
-        for r in rows
-    ]
+        rows = db.execute(f"SELECT record, {', '.join(keys)} FROM {table} WHERE {where}", args).fetchall()
+    return [_record(keys, (json.loads(r[0]), *r[1:])) for r in rows]

@@ -1,6 +1,6 @@
-"""The ledger keeps each fact once: a record's JSON leaves out what its columns hold, a call's
-target leaves out its run's id, and a row's key is stored once (calls by their request; critiques
-and judgments by run, round and id)."""
+"""The ledger keeps each fact once: a record's JSON leaves out what its columns hold, a record's ids
+and a call's target leave out their run's id, and a row's key is stored once (calls by their
+request; critiques and judgments by run, round and id)."""
 
 from __future__ import annotations
 

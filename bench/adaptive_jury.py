@@ -16,12 +16,12 @@ Usage: python bench/adaptive_jury.py [--rounds 20] [--seed 11]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import functools
 import itertools
 import json
 import sqlite3
-import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -29,10 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from cads_process import REPO, cads, python
-
-sys.path.insert(0, str(REPO))
-from tests.helpers import records  # noqa: E402  (a ledger table's records, read whole)
+from cads_process import cads, python
 
 JUDGES = 4  # the built-in panel's
 
@@ -79,19 +76,27 @@ def order_study(db: Path) -> dict[str, float]:
     from cadsynth.agents.matching import answers_match
     from cadsynth.agents.sim.models import answer_chances
     from cadsynth.config import RunConfig
-    from cadsynth.domain import Judgment
+    from cadsynth.domain import Judgment, Proposal
     from cadsynth.graphs.consensus import judge_record, jury_order
+    from cadsynth.store.ledger import Ledger
 
-    proposals = {p["id"]: p for p in records(db.parent, "cads_proposals")}
+    async def read() -> tuple[list[Proposal], list[Judgment]]:
+        ledger = Ledger.open(f"sqlite:///{db}", create=False)
+        try:
+            return await ledger.proposals("full"), await ledger.judgments("full")
+        finally:
+            await ledger.close()
+
+    found, judgments = asyncio.run(read())
+    proposals = {p.id: p for p in found}
     answers: dict[str, dict[str, Judgment]] = collections.defaultdict(dict)
-    for r in records(db.parent, "cads_judgments"):
-        j = Judgment.model_validate(r)
+    for j in judgments:
         if not j.rationalized and not j.abstained:
             answers[j.proposal][j.judge] = j
     with sqlite3.connect(db) as conn:
         config = RunConfig.model_validate(json.loads(conn.execute("SELECT config FROM cads_runs WHERE id = 'full'").fetchone()[0]))
     judges = sorted({name for given in answers.values() for name in given})
-    problems = sorted((proposals[p]["round"], p) for p, given in answers.items() if len(given) == len(judges))
+    problems = sorted((proposals[p].round, p) for p, given in answers.items() if len(given) == len(judges))
     right = {p: {name: bool(answers[p][name].agrees) for name in judges} for _, p in problems}
 
     def asked(order: list[str], problem: str) -> int:
@@ -99,11 +104,11 @@ def order_study(db: Path) -> dict[str, float]:
         first = right[problem][order[0]]
         return next((i + 1 for i, name in enumerate(order[1:], 1) if right[problem][name] != first), len(order))
 
-    features = sorted({c for p in proposals.values() for c in p["capabilities"]})
+    features = sorted({c for p in proposals.values() for c in p.capabilities})
 
     def x(p: str) -> np.ndarray:
-        caps = proposals[p]["capabilities"]
-        return np.array([1.0, proposals[p]["difficulty"], *(c in caps for c in features)], dtype=float)
+        caps = proposals[p].capabilities
+        return np.array([1.0, proposals[p].difficulty, *(c in caps for c in features)], dtype=float)
 
     def logistic(rows: list[str], name: str) -> np.ndarray:
         """Each judge's chance on a problem from its difficulty and capabilities (ridge, Newton)."""
@@ -175,9 +180,10 @@ def order_study(db: Path) -> dict[str, float]:
     def agreement(p: str, name: str) -> float:
         """The simulator's own chance that this judge's answer matches the problem's reference."""
         q = proposals[p]
-        chances = answer_chances(personas[name], config.world, q["capabilities"], q["sim"])
+        assert q.sim is not None  # a simulated panel's problem
+        chances = answer_chances(personas[name], config.world, q.capabilities, q.sim.model_dump(mode="json"))
         return sum(c for answer, c in chances.items()
-                   if answers_match(answer, q["reference_answer"], q["answer_type"], q["choices"]))
+                   if answers_match(answer, q.reference_answer, q.answer_type, q.choices))
 
     def known_chances() -> float:
         """No fixed order can do better on average than the best one for each problem's true chances."""

@@ -22,20 +22,17 @@ import random
 import re
 import resource
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from cads_process import REPO, cads, python, reexec_with_cadsynth
+from cads_process import cads, python, reexec_with_cadsynth
 
 reexec_with_cadsynth()
-sys.path.insert(0, str(REPO))
-from tests.fakes import FakeOpenAI  # noqa: E402  (the tests' fake server: a real HTTP endpoint)
-from tests.fakes.openai_server import request_target, request_text  # noqa: E402
-from tests.fakes.panelist import Panelist  # noqa: E402
+from cadsynth.fakes import FakeOpenAI, request_target, request_text  # noqa: E402  (a real HTTP endpoint on 127.0.0.1)
+from cadsynth.fakes.panelist import Panelist  # noqa: E402
 
 RPM, CONCURRENCY = 6000, 64
 

@@ -4,9 +4,10 @@
    in one process (`cads run --lanes N`) and on a local Ray cluster (`cads run --lanes N --ray
    ADDRESS`, each lane a task in a worker process of its own): wall time, model calls per second,
    and whether the two made the same data set.
-2. A limited endpoint shared by 4 workers: 4 lanes of one OpenAI-compatible agent on the tests' fake
-   server, limited to --rpm and --concurrency; from the server's own request log, the most requests
-   it had in flight, the busiest second and the closest two requests, against the limits.
+2. A limited endpoint shared by 4 workers: 4 lanes of one OpenAI-compatible agent on the fake
+   OpenAI server (cadsynth.fakes), limited to --rpm and --concurrency; from the server's own request
+   log, the most requests it had in flight, the busiest second and the closest two requests, against
+   the limits.
 3. What a permit costs: acquire + release round trips to an endpoint's desk actor, in sequence.
 
 Usage: python bench/ray_lanes.py [--lanes 4] [--latency 0.2] [--rounds 2] [--rpm 600] [--concurrency 4]
@@ -19,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -28,12 +28,11 @@ from pathlib import Path
 
 import yaml
 
-from cads_process import REPO, cads, python, reexec_with_cadsynth
+from cads_process import cads, python, reexec_with_cadsynth
 
 reexec_with_cadsynth()
-sys.path.insert(0, str(REPO))
-from tests.fakes import FakeOpenAI  # noqa: E402  (the tests' fake server: a real HTTP endpoint)
-from tests.fakes.panelist import Panelist  # noqa: E402
+from cadsynth.fakes import FakeOpenAI  # noqa: E402  (a real HTTP endpoint on 127.0.0.1)
+from cadsynth.fakes.panelist import Panelist  # noqa: E402
 
 PG = os.environ.get("CADS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

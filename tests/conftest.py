@@ -87,7 +87,7 @@ FAKE_GEMINI_KEY = "g-fake-gemini-0123456789"
 @pytest.fixture
 def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A FakeOpenAI that requires FAKE_OPENAI_KEY, which is exported as CADS_TEST_OPENAI_KEY."""
-    from tests.fakes import FakeOpenAI
+    from cadsynth.fakes import FakeOpenAI
 
     monkeypatch.setenv("CADS_TEST_OPENAI_KEY", FAKE_OPENAI_KEY)
     with FakeOpenAI(api_key=FAKE_OPENAI_KEY) as server:
@@ -97,7 +97,7 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def fake_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A FakeGemini that requires FAKE_GEMINI_KEY, which is exported as CADS_TEST_GEMINI_KEY."""
-    from tests.fakes import FakeGemini
+    from cadsynth.fakes import FakeGemini
 
     monkeypatch.setenv("CADS_TEST_GEMINI_KEY", FAKE_GEMINI_KEY)
     with FakeGemini(api_key=FAKE_GEMINI_KEY) as server:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.fakes import FakeOpenAI
-from tests.fakes.panelist import Panelist
+from cadsynth.fakes import FakeOpenAI
+from cadsynth.fakes.panelist import Panelist
 from tests.helpers import cads, export, stats
 
 

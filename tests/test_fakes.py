@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from cadsynth.agents.faults import Fault as FaultOf
 from cadsynth.agents.faults import classify
-from tests.fakes import (
+from cadsynth.fakes import (
     FakeGemini,
     FakeOpenAI,
     Fault,

@@ -142,7 +142,7 @@ def test_bad_gate_or_world_settings_are_one_line_naming_the_value(section: dict,
 def test_the_consistency_schema_suits_strict_structured_output() -> None:
     from openai.lib._pydantic import to_strict_json_schema
 
-    from tests.fakes.openai_server import schema_instance, strict_schema_problems
+    from cadsynth.fakes import schema_instance, strict_schema_problems
 
     strict = to_strict_json_schema(ConsistencyCritiqueDraft)
     assert strict_schema_problems(strict) == []
@@ -172,8 +172,8 @@ def test_real_providers_take_the_same_gates(tmp_path: Path) -> None:
     the consistency checks are ordinary calls the graph makes of any agent, simulated or not."""
     import os
 
-    from tests.fakes import FakeOpenAI
-    from tests.fakes.panelist import Panelist
+    from cadsynth.fakes import FakeOpenAI
+    from cadsynth.fakes.panelist import Panelist
 
     key = "sk-cads-gates-test"
     with FakeOpenAI(Panelist(), api_key=key) as server:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fakes import FakeOpenAI, FaultPlan
-from tests.fakes.panelist import Panelist
+from cadsynth.fakes import FakeOpenAI, FaultPlan
+from cadsynth.fakes.panelist import Panelist
 from tests.helpers import records
 
 KEY = "sk-cads-leakcheck-7Qe2Vx9LmT4pZr8s"  # distinctive: grepped for in every artifact

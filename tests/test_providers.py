@@ -23,10 +23,10 @@ from cadsynth.agents.models import missing_keys
 from cadsynth.agents.panel import Agent, Panel
 from cadsynth.config import RunConfig
 from cadsynth.domain import ContextDraft, CritiqueDraft, JudgmentDraft, ProposalDraft
+from cadsynth.fakes import Fault, make_png, request_target, request_text, schema_instance
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.cache import CallCache
 from cadsynth.store.db import async_engine
-from tests.fakes import Fault, make_png, request_target, request_text, schema_instance
 
 JUDGMENT = {"answer": "42", "rationale": "Counted the bars.", "confidence": 0.9, "quality": 3}
 FAST_RETRY = {"attempts": 4, "base_delay": 0.01, "max_delay": 0.05}

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fakes import FakeOpenAI
-from tests.fakes.panelist import Panelist
+from cadsynth.fakes import FakeOpenAI
+from cadsynth.fakes.panelist import Panelist
 from tests.helpers import cads, content, pg_count, pg_rows, read_back
 
 pytestmark = pytest.mark.postgres

@@ -1,5 +1,8 @@
 """A fake server's brain: answers each structured request of a debate the way a sensible panel would.
 
+Give it to a fake server (``FakeOpenAI(Panelist())``, an HTTP server on 127.0.0.1 standing in for
+a paid API in tests and benchmarks) and a whole `cads run` with real-model agents can go through it.
+
 Problems come from the simulated world (so their specs render and their truths are known), critics
 mostly keep, judges reach the truth most of the time, and the adversary writes a valid context.
 """
@@ -14,7 +17,8 @@ from typing import Any
 
 from cadsynth.agents.sim.world import World
 from cadsynth.domain import CAPABILITIES, STRATEGIES, ProposalDraft
-from tests.fakes.openai_server import request_target, request_text
+
+from .responders import request_target, request_text
 
 
 class Panelist:

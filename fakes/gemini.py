@@ -1,4 +1,6 @@
-"""A fake Gemini Developer API server (``generativelanguage`` wire format).
+"""A fake Gemini Developer API server: an HTTP server on 127.0.0.1 speaking its real protocol.
+
+It stands in for a paid API (Google's ``generativelanguage`` wire format) in tests and benchmarks.
 
 ``langchain_google_genai.ChatGoogleGenerativeAI`` (google-genai SDK) can be
 pointed at it with ``base_url``; the SDK then calls
@@ -27,25 +29,18 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .openai_server import (
-    CONTENT_FAULTS,
-    Fault,
-    FakeServerBase,
-    FaultPlan,
-    HttpError,
+from .faults import CONTENT_FAULTS, Fault, FaultPlan, fence, truncate
+from .http import FakeServerBase, Handler, HttpError
+from .images import b64decode_any, make_png
+from .records import RequestRecord
+from .responders import (
     Reply,
-    RequestRecord,
-    _Handler,
-    _pieces,
-    _to_text,
-    b64decode_any,
     estimate_tokens,
-    fence,
     gemini_camel,
-    make_png,
+    pieces,
     request_target,
     request_text,
-    truncate,
+    to_text,
 )
 
 __all__ = ["FakeGemini"]
@@ -140,7 +135,7 @@ class FakeGemini(FakeServerBase):
                           "https://developers.generativeai.google/guide/troubleshooting"), {}
 
     # -- routing --------------------------------------------------------------
-    def _route(self, h: _Handler, rec: RequestRecord, method: str, path: str,
+    def _route(self, h: Handler, rec: RequestRecord, method: str, path: str,
                query: dict[str, str], raw: bytes) -> None:
         m = _PATH.match(path)
         if method == "GET" and re.match(r"^/(v1beta|v1|v1alpha)/models/?$", path):
@@ -298,7 +293,7 @@ class FakeGemini(FakeServerBase):
     def _prompt_tokens(self, body: dict[str, Any], rec: RequestRecord) -> int:
         return estimate_tokens(request_text(body)) + _IMAGE_TOKENS * len(rec.image_sha256)
 
-    def _generate(self, h: _Handler, rec: RequestRecord, body: dict[str, Any]) -> None:
+    def _generate(self, h: Handler, rec: RequestRecord, body: dict[str, Any]) -> None:
         target = request_target(body)
         rec.mode = target.mode
         fault = self._faults.draw()
@@ -313,7 +308,7 @@ class FakeGemini(FakeServerBase):
         images: list[bytes] = []
         finish = "STOP"
         if reply is not None:
-            text = _to_text(reply.content) if reply.content is not None else None
+            text = to_text(reply.content) if reply.content is not None else None
             calls = [{"name": c["name"], "args": c.get("args", {})} for c in reply.tool_calls or []]
             images = list(reply.images or [])
             finish = reply.finish_reason or finish
@@ -326,7 +321,7 @@ class FakeGemini(FakeServerBase):
                     args = {"_raw": answer}
             calls = [{"name": target.name, "args": args}]
         else:
-            text = _to_text(answer)
+            text = to_text(answer)
         modalities = [str(x).upper() for x in
                       (body.get("generationConfig") or {}).get("responseModalities") or []]
         if "IMAGE" in modalities and not images:
@@ -381,7 +376,7 @@ class FakeGemini(FakeServerBase):
 
         def send_stream() -> None:
             h.start_chunked(200, "text/event-stream")
-            chunks: list[list[dict[str, Any]]] = [[{"text": s}] for s in _pieces(text or "")]
+            chunks: list[list[dict[str, Any]]] = [[{"text": s}] for s in pieces(text or "")]
             chunks += [[p] for p in parts if "text" not in p]
             if not chunks:
                 chunks = [[{"text": ""}]]

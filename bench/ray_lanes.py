@@ -49,10 +49,10 @@ def calls(db: str, run: str) -> int:
 
 
 def export(db: str, run: str, work: Path) -> list[str]:
-    out = work / f"{run}.jsonl"
+    out = work / f"{run}-export"
     cads("export", run, "--db", db, "--out", str(out), cwd=work)
     return [json.dumps({k: v for k, v in json.loads(line).items() if k not in ("id", "run", "image")}, sort_keys=True)
-            for line in out.read_text().splitlines()]
+            for line in (out / "samples.jsonl").read_text().splitlines()]
 
 
 def timed(*args: str, cwd: Path) -> float:

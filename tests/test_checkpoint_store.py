@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, func, select, text, update
 
 from cadsynth.store import (
     AsyncSqlSaver,
+    RoundThinningSaver,
     SchemaVersionError,
     open_checkpointer,
     open_checkpointer_sync,
@@ -350,7 +351,8 @@ async def test_delete_for_runs_and_prune_keep_what_is_used(db_url: str) -> None:
 
 async def test_thinning_keeps_two_checkpoints_and_a_resume_from_the_first_runs_its_step_again(db_url: str) -> None:
     calls: Counter[str] = Counter()
-    async with open_checkpointer(db_url) as saver:
+    async with open_checkpointer(db_url, thin_rounds=True) as saver:
+        assert isinstance(saver, RoundThinningSaver)
         graph = _fan_graph(calls, set(), use_async=True).compile(checkpointer=saver)
         config = _thread()
         await graph.ainvoke({"items": ITEMS}, config)
@@ -396,7 +398,7 @@ async def test_keep_latest_refuses_delta_channel_threads(db_url: str) -> None:
 
 
 async def test_list_pages_across_threads_and_namespaces(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cadsynth.store.checkpoint as module
+    import cadsynth.store.checkpoint.listing as module
 
     monkeypatch.setattr(module, "_PAGE", 3)  # force several pages
     async with open_checkpointer(db_url) as saver:

@@ -269,6 +269,8 @@ class BaseSqlSaver(BaseCheckpointSaver[str]):
             )
         return out
 
+    # -- operations: each runs on one Connection, in whatever thread or greenlet a saver uses ----
+
     def _op_put(self, conn: Connection, plan: _PutPlan) -> None:
         if self.single_statement_writes:
             row = plan.row
@@ -332,6 +334,8 @@ class BaseSqlSaver(BaseCheckpointSaver[str]):
         if plan.residual:
             page = [t for t in page if matches(t.metadata, plan.residual)]
         return page, cursor
+
+    # -- whole threads and runs: delete_thread, copy_thread, delete_for_runs, prune -----------
 
     def _op_delete_threads(self, conn: Connection, thread_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(thread_ids)):

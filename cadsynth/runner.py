@@ -215,7 +215,6 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     if pending:
         # Stopped at its budget: answer the interrupt (open_round checks the budget again).
         start = Command(resume={"budget_usd": budget})
-    boundary: str | None = None  # the last round boundary saved
     try:
         # One stream a round: LangGraph's loop keeps the id of every task it ran until the stream
         # ends, and a run of 20,000 samples runs some 200,000 tasks.
@@ -228,10 +227,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
             async for mode, chunk in cast(AsyncIterator[tuple[str, dict[str, Any]]], stream):
                 if mode == "checkpoints":
                     if thin and chunk["next"] in (["open_round"], []):  # a round opens, or the run ends
-                        saved = chunk["config"]["configurable"]["checkpoint_id"]
-                        if boundary is not None and saved != boundary:
-                            await saver.athin(thread_id(lane.run), boundary, saved)
-                        boundary = saved
+                        await saver.aclose_round(chunk["config"])
                     continue
                 for node, update in chunk.items():
                     progress.observe(node, update)
@@ -285,7 +281,7 @@ async def execute(
     held: list[str] = []
     heartbeat: asyncio.Task[None] | None = None
     try:
-        async with open_checkpointer(engine=ledger.engine) as saver:  # one pool for the process
+        async with open_checkpointer(engine=ledger.engine, thin_rounds=True) as saver:  # one pool for the process
             graph = build_graph().compile(checkpointer=saver)
             if fork is not None:
                 lanes = await _start_fork(graph, saver, ledger, run, fork)
@@ -373,7 +369,7 @@ async def advance_lane(settings: Settings, lane: str, budget: float | None) -> d
                 await asyncio.sleep(2.0)
                 waited += 2.0
         heartbeat = asyncio.create_task(_heartbeat(ledger, [lane], owner))
-        async with open_checkpointer(engine=ledger.engine) as saver:
+        async with open_checkpointer(engine=ledger.engine, thin_rounds=True) as saver:
             graph = build_graph().compile(checkpointer=saver)
             [resumable] = await _to_resume(graph, ledger, lane)
             return await _advance(graph, saver, settings, ledger, resumable, budget, Progress(run=lane), None)

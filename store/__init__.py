@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from .checkpoint import AsyncSqlSaver, SqlSaver, UnsupportedDatabaseError, setup_schema
+    from .checkpoint import AsyncSqlSaver, RoundThinningSaver, SqlSaver, UnsupportedDatabaseError, setup_schema
     from .migrate import SchemaVersionError
 
 DEFAULT_URL = "sqlite:///cads.db"
@@ -25,6 +25,7 @@ DEFAULT_URL = "sqlite:///cads.db"
 __all__ = [
     "DEFAULT_URL",
     "AsyncSqlSaver",
+    "RoundThinningSaver",
     "SchemaVersionError",
     "SqlSaver",
     "UnsupportedDatabaseError",
@@ -38,7 +39,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # The checkpointer pulls in LangGraph: loaded on first use, so `cads --help` and readers start fast.
-    if name in ("AsyncSqlSaver", "SqlSaver", "UnsupportedDatabaseError", "setup_schema"):
+    if name in ("AsyncSqlSaver", "RoundThinningSaver", "SqlSaver", "UnsupportedDatabaseError", "setup_schema"):
         from . import checkpoint
 
         return getattr(checkpoint, name)
@@ -71,20 +72,23 @@ def database_url(url: str | None = None) -> str:
 
 
 @asynccontextmanager
-async def open_checkpointer(url: str | None = None, *, engine: AsyncEngine | None = None) -> AsyncIterator[AsyncSqlSaver]:
+async def open_checkpointer(
+    url: str | None = None, *, engine: AsyncEngine | None = None, thin_rounds: bool = False
+) -> AsyncIterator[AsyncSqlSaver]:
     """An AsyncSqlSaver on `url` (default: $CADS_DB, else sqlite:///cads.db), tables created.
 
     Callable with no arguments, as the LangGraph server calls a `checkpointer.path` factory.
     The engine is disposed on exit, unless it was given (`engine`: share the ledger's pool, so a
-    process holds one bounded set of connections).
+    process holds one bounded set of connections). `thin_rounds`: a `RoundThinningSaver`, which
+    drops a closed round's intermediate checkpoints when told the round closed.
     """
-    from .checkpoint import AsyncSqlSaver
+    from .checkpoint import AsyncSqlSaver, RoundThinningSaver
     from .db import async_engine
 
     own = engine is None
     # In a thread: a relative SQLite path is resolved with os.getcwd, which blocks the event loop.
     used = await asyncio.to_thread(async_engine, database_url(url)) if engine is None else engine
-    saver = AsyncSqlSaver(used)
+    saver = (RoundThinningSaver if thin_rounds else AsyncSqlSaver)(used)
     try:
         await saver.setup()
         yield saver

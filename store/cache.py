@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
 from cadsynth.store.migrate import setup_schema
+from cadsynth.store.upsert import insert_new
 
 
 class CallCache:
@@ -50,9 +50,4 @@ class CallCache:
             "output_tokens": usage.output_tokens,
         }
         async with self.engine.begin() as conn:
-            dialect = conn.dialect.name
-            if dialect in ("postgresql", "sqlite"):
-                insert = (postgresql if dialect == "postgresql" else sqlite).insert(t.call_cache)
-                await conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]), [row])
-            elif (await conn.execute(select(t.call_cache.c.key).where(t.call_cache.c.key == key))).first() is None:
-                await conn.execute(t.call_cache.insert(), [row])
+            await conn.execute(insert_new(conn.dialect.name, t.call_cache), [row])

@@ -6,7 +6,6 @@ crash) leaves exactly one row. Readers (`cads show/stats/export`) use the same c
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import time
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from cadsynth.domain import Consensus, Context, Critique, Judgment, Proposal, RoundSummary
 from cadsynth.store.db import async_engine, whole
 from cadsynth.store.migrate import check_version, setup_schema
+from cadsynth.store.upsert import insert_new, upsert
 
 
 LEASE_SECONDS = 60.0
@@ -118,28 +118,6 @@ def _advanced_again(run: str) -> Any:
     return update(t.runs).where(and_(runs.id == run, runs.status != "done")).values(status="running", reason=None)
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    """An INSERT that can say what to do on conflict, in the dialect."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-
-
-# Statements built once per dialect and table: building one cost more than the write it made.
-@functools.cache
-def _upsert_statement(dialect: str, table: Table) -> Any:
-    stmt = _insert(dialect, table)
-    keys = [c.name for c in table.primary_key.columns]
-    changed = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
-
-
-@functools.cache
-def _new_requests(dialect: str) -> Any:
-    """An INSERT of call rows that skips a request recorded already (its call re-run after a crash)."""
-    return _insert(dialect, t.calls).on_conflict_do_nothing(index_elements=t.CALL_KEY)
-
-
 def _row(table: Table, record: Any) -> dict[str, Any]:
     """A record as its table's row: the key columns (ids within the run), and the JSON of every other field."""
     keys = t.RECORD_COLUMNS[table.name]
@@ -163,7 +141,7 @@ def _record(keys: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
 
 
 def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    return conn.execute(_upsert_statement(conn.dialect.name, table), rows)
+    return conn.execute(upsert(conn.dialect.name, table), rows)
 
 
 class Ledger:
@@ -384,7 +362,8 @@ class Ledger:
                 if rows:
                     await _upsert(conn, table, rows)
             if requests:
-                await conn.execute(_new_requests(conn.dialect.name), requests)
+                # a request recorded already (its call re-run after a crash) is skipped
+                await conn.execute(insert_new(conn.dialect.name, t.calls), requests)
 
     async def put_proposals(self, items: Iterable[Proposal]) -> None:
         await self.write(proposals=items)

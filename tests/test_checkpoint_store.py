@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, func, select, text, update
 
 from cadsynth.store import (
     AsyncSqlSaver,
+    RoundThinningSaver,
     SchemaVersionError,
     open_checkpointer,
     open_checkpointer_sync,
@@ -350,7 +351,8 @@ async def test_delete_for_runs_and_prune_keep_what_is_used(db_url: str) -> None:
 
 async def test_thinning_keeps_two_checkpoints_and_a_resume_from_the_first_runs_its_step_again(db_url: str) -> None:
     calls: Counter[str] = Counter()
-    async with open_checkpointer(db_url) as saver:
+    async with open_checkpointer(db_url, thin_rounds=True) as saver:
+        assert isinstance(saver, RoundThinningSaver)
         graph = _fan_graph(calls, set(), use_async=True).compile(checkpointer=saver)
         config = _thread()
         await graph.ainvoke({"items": ITEMS}, config)
@@ -379,6 +381,37 @@ async def test_thinning_keeps_two_checkpoints_and_a_resume_from_the_first_runs_i
     assert all(calls[item] == 2 for item in ITEMS) and calls["join"] == 2
 
 
+async def test_the_round_thinning_saver_thins_back_to_the_boundary_it_was_told_of_before(db_url: str) -> None:
+    async with open_checkpointer(db_url, thin_rounds=True) as saver:
+        assert isinstance(saver, RoundThinningSaver)
+        threads = [{"configurable": {"thread_id": f"t-{uuid.uuid4()}", "checkpoint_ns": ""}} for _ in range(2)]
+        saved: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+        for i, config in enumerate(threads):
+            parent = config
+            for step in range(5):
+                parent = await saver.aput(parent, empty_checkpoint(), {"source": "loop", "step": step}, {})
+                saved[i].append(parent)
+        first = saved[0]
+        await saver.aclose_round(first[0])  # the first boundary it hears of: nothing to thin yet
+        await saver.aclose_round(saved[1][3])  # another thread's first boundary: nor there
+        assert len([t async for t in saver.alist(threads[0])]) == 5
+        await saver.aclose_round(first[3])
+        kept = [t async for t in saver.alist(threads[0])]
+        assert [t.config for t in kept] == [first[4], first[3], first[0]]
+        assert kept[1].parent_config == first[0] and kept[0].parent_config == first[3]
+        await saver.aclose_round(first[3])  # told again: nothing more goes
+        assert len([t async for t in saver.alist(threads[0])]) == 3
+        assert len([t async for t in saver.alist(threads[1])]) == 5
+
+
+def test_the_sync_saver_refuses_async_calls(sqlite_url: str) -> None:
+    with open_checkpointer_sync(sqlite_url) as saver:
+        with pytest.raises(NotImplementedError, match="AsyncSqlSaver"):
+            asyncio.run(saver.aget_tuple(_thread()))
+        with pytest.raises(NotImplementedError, match="AsyncSqlSaver"):
+            saver.alist(None)
+
+
 async def test_keep_latest_refuses_delta_channel_threads(db_url: str) -> None:
     async with open_checkpointer(db_url) as saver:
         plain, delta = (
@@ -396,7 +429,7 @@ async def test_keep_latest_refuses_delta_channel_threads(db_url: str) -> None:
 
 
 async def test_list_pages_across_threads_and_namespaces(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cadsynth.store.checkpoint as module
+    import cadsynth.store.checkpoint.listing as module
 
     monkeypatch.setattr(module, "_PAGE", 3)  # force several pages
     async with open_checkpointer(db_url) as saver:

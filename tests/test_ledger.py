@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, func, inspect, select, update
 
-from cadsynth.store.ledger import CallRecord, _new_requests
+from cadsynth.store.ledger import CallRecord
 from cadsynth.store.migrate import ensure_schema
 from cadsynth.store.schema import CALL_KEY, RECORD_COLUMNS, RUN_RELATIVE, SCHEMA_VERSION, calls, consensus, critiques, judgments, proposals, schema_info
+from cadsynth.store.upsert import insert_new
 from tests.helpers import cads, export, records, stats
 
 
@@ -135,7 +136,7 @@ def test_the_upgrade_to_10_rekeys_calls_and_records_and_keeps_ids_within_their_r
         kept = {(r.role, r.attempt): r for r in conn.execute(select(calls))}
         # A request recorded again (its call re-run after a crash) adds nothing.
         again = CallRecord(run="a.lane0", round=0, agent="x", role="judge", target="r0/x/1", provider="openai", model="m", attempt=1)
-        conn.execute(_new_requests(conn.dialect.name), [vars(again)])
+        conn.execute(insert_new(conn.dialect.name, calls), [vars(again)])
         after = conn.execute(select(func.count()).select_from(calls)).scalar()
         stored = {table: [dict(r._mapping) for r in conn.execute(select(table).order_by(*table.primary_key))] for table in whole}
         layout = inspect(conn)

@@ -211,7 +211,7 @@ async def _hold_for_budget(res: Resources, run: str, round_: int) -> None:
 
 async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = await resources(runtime.context)
-    # Started from Studio with no input: the thread is the run, the simulated panel the config.
+    # Started from Studio with no input: the thread is the run, the built-in config its config.
     run = state.get("run") or get_config()["configurable"]["thread_id"]
     config = state.get("config") or load_config(None).model_dump(mode="json")
     round_ = state.get("round", 0)
@@ -275,9 +275,7 @@ async def propose(job: Task) -> dict[str, Any]:
     agent = panel[job["agent"]]
     context = await res.round_context(job["run"], job["round"])
     key = f"r{job['round']}/{agent.name}/{job['index']}"
-    # A simulated agent standing in for a real one (dry runs) is shown the seed image it would be.
-    with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
-    plan = await plan_proposal(panel.config, context, key, with_image=with_image)
+    plan = await plan_proposal(panel.config, context, key, with_image=agent.config.sees_seed_images)
     pid = proposal_id(job["run"], job["round"], agent.name, job["index"])
     reply, calls = await _ask(res, agent, job, "proposer", key, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
     if reply is None:
@@ -324,9 +322,7 @@ async def critique(job: Task) -> dict[str, Any]:
     res, agent, proposal = await _asked(job)
     consistency, recheck = job.get("consistency", False), job.get("recheck", False)
     suffix = "/recheck" if recheck else ""
-    call = agent.critique(
-        critique_id(proposal.key, agent.name) + suffix, proposal, await _image(res, proposal), consistency=consistency
-    )
+    call = agent.critique(proposal, await _image(res, proposal), consistency=consistency)
     role = "recheck" if recheck else "critic"  # the cads_calls role column holds 16 characters
     reply, calls = await _ask(res, agent, job, role, proposal.key + suffix, call)
     if reply is None:
@@ -344,7 +340,7 @@ async def blind_judge(job: Task) -> dict[str, Any]:
     """The image necessity gate's one call: a judge answers the question without its image (none
     when the call gave up: the problem then goes on, as the gate could not look)."""
     res, agent, proposal = await _asked(job)
-    call = agent.blind_judge(judgment_id(proposal.key, agent.name) + "/blind", proposal)
+    call = agent.blind_judge(proposal)
     reply, calls = await _ask(res, agent, job, "blind_judge", proposal.key + "/blind", call)
     if reply is None:
         return _answer(None, calls)
@@ -363,13 +359,15 @@ async def revise(job: Task) -> dict[str, Any]:
     agent = panel[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
     critiques = [Critique.model_validate(c) for c in job["critiques"]]
-    call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
+    call = agent.revise(proposal, critiques, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "proposer", f"{proposal.key}/revise", call)
     if reply is None:
         return _answer(proposal, calls)
-    revised = proposal.model_copy(
-        update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
-    )
+    first = proposal.proposed_reference or proposal.reference_answer
+    revised = proposal.model_copy(update={
+        **dict(reply.value), "revision": proposal.revision + 1,
+        "proposed_reference": first if first != reply.value.reference_answer else None,
+    })
     revised = Proposal.model_validate(revised.model_dump())  # re-check the reviser's fields
     if revised.image_spec != proposal.image_spec and not _needs_painter(panel.config, proposal.model_copy(update={"image": None})):
         revised = await _paint(res, revised.model_copy(update={"image": None}))
@@ -383,7 +381,7 @@ async def revise(job: Task) -> dict[str, Any]:
 async def judge(job: Task) -> dict[str, Any]:
     """One judge answers the problem blind; a judge whose call gave up abstains."""
     res, agent, proposal = await _asked(job)
-    call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    call = agent.judge(proposal, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "judge", proposal.key, call)
     answer = reply.value.model_dump() if reply is not None else {"answer": None, "abstained": True}
     # An abstention is recorded too: consensus counts only judges that answered (K shrinks).
@@ -400,7 +398,7 @@ async def rationalize(job: Task) -> dict[str, Any]:
     rationalization): a training rationale, marked as such, never a vote."""
     res, agent, proposal = await _asked(job)
     earlier = job["judgment"]["answer"]
-    call = agent.rationalize(f"{judgment_id(proposal.key, agent.name)}/rationalize", proposal, earlier, await _image(res, proposal))
+    call = agent.rationalize(proposal, earlier, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "rationalizer", f"{proposal.key}/rationalize", call)
     if reply is None:
         return _answer(None, calls)
@@ -672,7 +670,7 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     if config.adversary:
         agent = (await res.panel_of(run)).by_role("adversary")[0]
         pool = _pool(proposals, verdicts, judgments)
-        call = agent.reflect(f"r{round_}/reflect", context, stats, pool)
+        call = agent.reflect(context, stats, pool)
         reply, calls = await _ask(res, agent, _task(state), "adversary", f"r{round_}/context", call)
         await res.ledger.write(calls=calls)
         if reply is None:

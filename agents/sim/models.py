@@ -6,7 +6,8 @@ from (prompts.read_prompt), sees an image as the spec digest the painter stamped
 up the world's truth about the problem in notes of its own (agents.sim.truth), which its proposers
 wrote. So it walks the path a real model's answer takes: through the call cache, the limits, the
 retries and the structured-output mode the agent is configured with. Its behaviour is seeded per
-call by the call's messages, so a run is reproducible.
+call (a proposer's by the problem its prompt names, any other call's by its messages), so a run
+is reproducible.
 
 How it behaves, per role:
 - proposer: asks the world for a problem with the strategy, capabilities and difficulty its prompt
@@ -103,10 +104,15 @@ class _Call:
                 break
         else:
             raise SimPromptError(f"the simulated panel cannot read this prompt: {self.text[:80]!r}...")
-        digest = hashlib.sha256(self.text.encode())
-        for image in self.images:
-            digest.update(hashlib.sha256(image).digest())
-        self.digest = digest.hexdigest()  # what the call's randomness is keyed by
+        if self.role == "propose":
+            # A proposer's draws are keyed by the problem it writes (its place in the run), so
+            # what else its prompt says (the exemplars' wording) moves no draw: only what it reads.
+            self.key = self.values["problem"]
+        else:
+            digest = hashlib.sha256(self.text.encode())
+            for image in self.images:
+                digest.update(hashlib.sha256(image).digest())
+            self.key = digest.hexdigest()
 
     @property
     def spec(self) -> str | None:
@@ -239,7 +245,7 @@ class SimChatModel(BaseChatModel):
         if self.persona.latency:
             await asyncio.sleep(self.persona.latency)  # a model's response time
         call = _Call(messages)
-        rng = rng_for(self.seed, call.role, self.agent, call.digest)
+        rng = rng_for(self.seed, call.role, self.agent, call.key)
         if call.role == "propose":
             return await self._propose(rng, call)
         if call.role == "critique":
@@ -265,7 +271,7 @@ class SimChatModel(BaseChatModel):
         problem = self.world.evolve(rng, base, call["strategy"], capabilities, target)  # type: ignore[arg-type]
         # The world's failure modes draw from their own generator, so changing their rates leaves
         # every other draw of the proposal (and of the run) as it was.
-        hazard_rng = rng_for(self.seed, "hazards", self.agent, call.digest)
+        hazard_rng = rng_for(self.seed, "hazards", self.agent, call.key)
         converged = self.hazards.converge(hazard_rng, problem)
         if converged:
             problem = converged[0]

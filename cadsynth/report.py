@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
 from cadsynth.config import RunConfig
 from cadsynth.domain import Consensus, Critique, Proposal
-from cadsynth.graphs.consensus import tally
+from cadsynth.graphs.consensus import judged_out, tally
 from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
+
+if TYPE_CHECKING:
+    from cadsynth.agents.sim.truth import Truth
 
 
 async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
@@ -150,8 +153,9 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
     for s in lanes:
         for r in s["rounds"]:
             row = rounds.setdefault(r["round"], {"round": r["round"], "proposals": 0, "kept": 0, "adversarial": 0,
-                                                  "discarded": 0, "dropped": 0, "difficulty_sum": 0.0, "cost_usd": 0.0})
-            for key in ("proposals", "kept", "adversarial", "discarded", "dropped"):
+                                                  "discarded": 0, "dropped": 0, "discarded_by_judges": 0,
+                                                  "difficulty_sum": 0.0, "cost_usd": 0.0})
+            for key in ("proposals", "kept", "adversarial", "discarded", "dropped", "discarded_by_judges"):
                 row[key] += r[key]
             row["difficulty_sum"] += r["mean_difficulty"] * r["proposals"]
             row["cost_usd"] += r["cost_usd"]
@@ -167,7 +171,7 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
         "status": shown_status(record),
         "reason": record.get("reason"),
         "parent": record["parent"],
-        **{key: total(key) for key in ("proposals", "kept", "adversarial", "discarded", "dropped", "model_calls")},
+        **{key: total(key) for key in ("proposals", "kept", "adversarial", "discarded", "dropped", "discarded_by_judges", "model_calls")},
         "tokens": {"input": sum(s["tokens"]["input"] for s in lanes), "output": sum(s["tokens"]["output"] for s in lanes)},
         "rounds": [
             {
@@ -234,7 +238,8 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
         "model_calls": calls["calls"],
         "tokens": {"input": calls["input_tokens"], "output": calls["output_tokens"]},
         "rounds": [
-            {**r.model_dump(exclude={"run"}), "cost_usd": round(by_round.get(r.round, {}).get("usd", 0.0), 6)}
+            {**r.model_dump(exclude={"run"}), "discarded_by_judges": judged_out(r.model_dump()),
+             "cost_usd": round(by_round.get(r.round, {}).get("usd", 0.0), 6)}
             for r in await ledger.rounds(run)
         ],
         # Failed requests by kind, and what followed each: retried, or the call gave up (a judge

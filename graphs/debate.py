@@ -47,6 +47,7 @@ from langgraph.types import Send, interrupt
 from cadsynth.agents.calls import Attempt, EndpointUnreachable, ModelCallError, Reply
 from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.workers import render_async
+from cadsynth import lifecycle
 from cadsynth.config import RunConfig, load_config
 from cadsynth.domain import (
     Consensus,
@@ -146,14 +147,6 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
 # or fails, whether the CLI drives it or Studio's server does.
 
 
-def failure_reason(exc: BaseException) -> str:
-    """Why a run failed, in one line."""
-    if isinstance(exc, ModelCallError):
-        return str(exc)
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 N = TypeVar("N", bound=Callable[..., Awaitable[dict[str, Any]]])
 
 
@@ -170,22 +163,10 @@ def fails_the_run(node: N) -> N:
         except Exception as exc:
             run = given.get("run") or get_config()["configurable"]["thread_id"]
             res = await resources(runtime.context)
-            await res.ledger.set_status(run, "failed", failure_reason(exc))
+            await lifecycle.failed(res.ledger, run, exc)
             raise
 
     return cast(N, guarded)
-
-
-async def _finish(ledger: Ledger, run: str, kept: int) -> None:
-    """Done, unless the run kept nothing because its calls gave up: that has not succeeded."""
-    faults = (await ledger.call_breakdown(run))["faults"] if not kept else {}
-    gave_up = faults.get("abstained", 0) + faults.get("dropped", 0)
-    if not gave_up:
-        await ledger.set_status(run, "done")
-        return
-    kinds = ", ".join(f"{k} {n}" for k, n in faults.items() if k not in ("retried", "abstained", "dropped") and n)
-    why = f"kept no samples: {gave_up} model calls gave up after their retries ({kinds}); see `cads stats {run}`"
-    await ledger.set_status(run, "failed", why)
 
 
 # --- round start -----------------------------------------------------------------------------
@@ -200,13 +181,13 @@ async def _hold_for_budget(res: Resources, run: str, round_: int) -> None:
         estimate = await res.ledger.round_cost(run, round_ - 1)
         if spent + estimate <= budget:
             return
-        await res.ledger.set_status(run, "stopped")
+        await lifecycle.stopped_at_budget(res.ledger, run)
         answer = interrupt(
             {"reason": "budget", "round": round_, "budget_usd": budget, "spent_usd": spent, "next_round_usd": estimate}
         )
         if isinstance(answer, dict) and answer.get("budget_usd") is not None:
             budget = float(answer["budget_usd"])
-        await res.ledger.set_status(run, "running")
+        await lifecycle.resumed(res.ledger, run)
 
 
 async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
@@ -219,8 +200,9 @@ async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str
         await _hold_for_budget(res, run, round_)  # before anything of the round is written
     context = Context.model_validate(state["context"]) if state.get("context") else initial_context()
     if round_ == 0:
-        await res.ledger.start_run(run, config, RunConfig.model_validate(config).seed)
-    await res.ledger.claim(run, lease_owner())  # the CLI holds it already; Studio's server takes it here
+        await lifecycle.begin(res.ledger, run, config, RunConfig.model_validate(config).seed)
+    if await res.ledger.claim(run, lease_owner()):  # the CLI holds it already; Studio's server takes it here
+        await lifecycle.resumed(res.ledger, run)
     await res.ledger.put_context(run, round_, context)
     res.remember_context(run, round_, context)
     # Only what is not in the state yet: every value returned here is stored again with the step.
@@ -604,7 +586,7 @@ def round_stats(proposals: list[Proposal], verdicts: dict[str, Consensus]) -> di
         **counts,
         "split_share": counts["adversarial"] / n,
         "unanimous_share": unanimous / n,
-        "discard_share": (counts["discarded"] - counts["dropped"]) / n,
+        "discard_share": counts["discarded_by_judges"] / n,
         "capability_splits": split_rate(by_capability),
         "strategy_splits": split_rate(by_strategy),
     }
@@ -663,7 +645,7 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     # the checkpoints kept at round boundaries stay small.
     cleared = {"proposals": None, "critiques": None, "judgments": None, "consensus": None}
     if done:
-        await _finish(res.ledger, run, kept)
+        await lifecycle.finished(res.ledger, run, kept)
         if config.lane is None:  # a lane's run settles its duplicates over all lanes (cadsynth.runner)
             await dedup.settle(res.ledger, run)
         return {"kept": kept, "done": True, **cleared}

@@ -60,12 +60,25 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def make_chat_model(agent: AgentConfig, *, seed: int = 0, world: WorldConfig | None = None) -> BaseChatModel:
+def model_identity(agent: AgentConfig, *, seed: int = 0, world: WorldConfig | None = None) -> dict[str, Any]:
+    """What decides a model's answer besides its messages and the agent's model, endpoint and
+    temperature (which every call fingerprint holds): for a simulated model, its persona, the
+    run's seed and the world it simulates."""
+    if agent.provider != "sim":
+        return {}
+    return {"persona": agent.sim.model_dump(mode="json"), "seed": seed, "world": (world or WorldConfig()).model_dump(mode="json")}
+
+
+def make_chat_model(
+    agent: AgentConfig, *, seed: int = 0, world: WorldConfig | None = None, notes: Any = None
+) -> BaseChatModel:
+    """The agent's chat model. `notes` (store.notes.Notes) is where a simulated model keeps its truth."""
     if agent.provider == "sim":
         from cadsynth.agents.sim.models import SimChatModel
 
         return SimChatModel(
-            agent=agent.name, model_name=agent.model, persona=agent.sim, seed=seed, world_config=world or WorldConfig()
+            agent=agent.name, model_name=agent.model, persona=agent.sim, seed=seed, world_config=world or WorldConfig(),
+            notes=notes,
         )
     if agent.provider == "openai":
         import httpx

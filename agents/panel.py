@@ -2,9 +2,8 @@
 
 Every call goes the same way (`Agent._ask`): render the role's prompt file, attach images as
 standard image content blocks, ask for the role's structured output in the agent's mode, and return
-the answer with every request it took (`agents.calls`: cache, limits, retries, cost). The task
-payload rides along in the call's metadata for the simulated panel; real providers never send
-metadata to the model.
+the answer with every request it took (`agents.calls`: cache, limits, retries, cost). What a
+model is told is all in its messages: a simulated model answers from them as a real one does.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from cadsynth.agents.calls import (
 )
 from cadsynth.agents.faults import Malformed, Outcome
 from cadsynth.agents.limits import limiter_for
-from cadsynth.agents.models import ImageModel, make_chat_model, make_image_model
+from cadsynth.agents.models import ImageModel, make_chat_model, make_image_model, model_identity
 from cadsynth.config import AgentConfig, RetryConfig, RunConfig
 from cadsynth.domain import (
     Capability,
@@ -48,7 +47,6 @@ from cadsynth.domain import (
     Proposal,
     ProposalDraft,
     Role,
-    SimTruth,
     Strategy,
 )
 from cadsynth.prompts import render_prompt
@@ -68,15 +66,11 @@ class ImageSink(Protocol):
 
 @dataclass(frozen=True)
 class SeedView:
-    """What a proposer is shown of its seed. `world_key` names a simulated-world seed."""
+    """What a proposer is shown of its seed (`world:...` names a seed of the procedural world)."""
 
     id: str
     text: str
     image: bytes | None = None
-    world_key: str | None = None
-
-    def payload(self) -> dict[str, Any]:
-        return {"id": self.id, "world_key": self.world_key}
 
 
 def image_block(png: bytes) -> dict[str, Any]:
@@ -94,8 +88,8 @@ def _weights(weights: dict[str, float]) -> str:
 
 
 def public_view(proposal: Proposal) -> dict[str, Any]:
-    """A proposal as agents may see it: without the simulator's ground truth or storage fields."""
-    return proposal.model_dump(mode="json", exclude={"sim", "image", "run", "id"})
+    """A proposal as agents may see it: without its storage fields."""
+    return proposal.model_dump(mode="json", exclude={"image", "run", "id", "proposed_reference"})
 
 
 def as_png(data: bytes) -> bytes:
@@ -145,10 +139,10 @@ class Agent:
             run.price(config.model) if run else None,
             self.gate,
         )
-        # The simulator skips the cache: it is free, and its answer depends on the task payload and
-        # persona, which a fingerprint of the messages does not see.
-        self.cache = cache if config.provider != "sim" else None
+        self.cache = cache
         self.images = images
+        # What besides the messages decides this model's answers: part of every call's fingerprint.
+        self.identity = model_identity(config, seed=run.seed if run else 0, world=run.world if run else None)
         self._image_model: ImageModel | None = None
         self._structured: dict[type[BaseModel], Runnable[Any, Any]] = {}
 
@@ -158,14 +152,12 @@ class Agent:
 
     @property
     def mode(self) -> str:
-        # The simulator answers structured calls directly, whatever mode it stands in for.
-        return "json_schema" if self.config.provider == "sim" else self.config.structured_output
+        return self.config.structured_output
 
-    async def _send(self, schema: type[T], messages: list[BaseMessage], task: dict[str, Any]) -> tuple[T, Usage]:
+    async def _send(self, schema: type[T], messages: list[BaseMessage]) -> tuple[T, Usage]:
         assert self.model is not None, f"agent {self.name} is a painter and has no chat model"
-        config = {"metadata": {"cads_task": task}}
         if self.mode == "json_text":
-            message = await self.model.ainvoke(messages, config=config)  # type: ignore[arg-type]
+            message = await self.model.ainvoke(messages)
             usage = usage_of(message)
             try:
                 return jsontext.parse(message.content, schema), usage
@@ -177,7 +169,7 @@ class Agent:
         runnable = self._structured.get(schema)
         if runnable is None:  # built once per schema: building one converts the schema every time
             runnable = self._structured[schema] = self.model.with_structured_output(schema, method=method, include_raw=True)
-        out = cast(dict[str, Any], await runnable.ainvoke(messages, config=config))  # type: ignore[arg-type]
+        out = cast(dict[str, Any], await runnable.ainvoke(messages))
         usage = usage_of(out.get("raw"))
         if out.get("parsing_error") is not None or out.get("parsed") is None:
             error = Malformed(f"{schema.__name__} could not be parsed: {out.get('parsing_error') or 'no structured answer'}")
@@ -185,24 +177,23 @@ class Agent:
             raise error
         return out["parsed"], usage
 
-    async def _ask(self, schema: type[T], prompt: str, images: list[bytes], task: dict[str, Any]) -> Reply[T]:
-        if self.config.structured_output == "json_text":
-            # Also for a simulated stand-in (dry runs), so the schema's tokens are counted.
+    async def _ask(self, schema: type[T], prompt: str, images: list[bytes], *, role: Role | str) -> Reply[T]:
+        if self.mode == "json_text":
             prompt += jsontext.instructions(schema)
         content: list[dict[str, Any]] = [{"type": "text", "text": prompt}, *map(image_block, images)]
         messages: list[BaseMessage] = [HumanMessage(content=content)]  # type: ignore[arg-type]
         key = None
         if self.cache is not None:
-            key = fingerprint(self.config, messages, mode=self.mode, schema=schema.model_json_schema())
+            key = fingerprint(self.config, messages, mode=self.mode, schema=schema.model_json_schema(), **self.identity)
             hit = await self.cache.get(key)
             if hit is not None:
                 try:
                     return cached_reply(schema.model_validate(hit["value"]))
                 except ValidationError:
                     pass  # stored by an older schema: ask again
-        give_up: Outcome = "abstained" if task["role"] == "judge" else "dropped"
+        give_up: Outcome = "abstained" if role == "judge" else "dropped"
         reply = await self.caller.call(
-            lambda msgs: self._send(schema, msgs, task), messages, give_up=give_up, json_text=self.mode == "json_text"
+            lambda msgs: self._send(schema, msgs), messages, give_up=give_up, json_text=self.mode == "json_text"
         )
         if key is not None and self.cache is not None:
             await self.cache.put(key, self.config, {"value": reply.value.model_dump(mode="json")}, reply.usage)
@@ -234,12 +225,15 @@ class Agent:
 
     async def propose(
         self,
-        key: str,
+        problem: str,
         context: Context,
         seed: SeedView,
         strategy: Strategy,
         capabilities: list[Capability],
     ) -> Reply[ProposalDraft]:
+        """A new problem. `problem` names its place in the run (r3/gpt/1): it makes each slot's
+        request its own, so the call cache answers a request made again (resume, replay), never
+        another slot that happens to draw the same seed, strategy and capabilities."""
         exemplars = "\n".join(f"- {e.question} ({e.why_hard})" for e in context.exemplars) or "(none yet)"
         prompt = render_prompt(
             "propose",
@@ -249,23 +243,15 @@ class Agent:
             capability_weights=_weights(context.capability_weights),
             strategy_weights=_weights(context.strategy_weights),
             exemplars=exemplars,
+            seed_id=seed.id,
             seed=seed.text,
+            problem=problem,
             strategy=strategy,
             capabilities=", ".join(capabilities),
         )
-        task = {
-            "role": "propose",
-            "key": key,
-            "strategy": strategy,
-            "capabilities": capabilities,
-            "difficulty_target": context.difficulty_target,
-            "seed": seed.payload(),
-        }
-        return await self._ask(ProposalDraft, prompt, [seed.image] if seed.image else [], task)
+        return await self._ask(ProposalDraft, prompt, [seed.image] if seed.image else [], role="propose")
 
-    async def critique(
-        self, key: str, proposal: Proposal, image: bytes | None, *, consistency: bool = False
-    ) -> Reply[CritiqueDraft]:
+    async def critique(self, proposal: Proposal, image: bytes | None, *, consistency: bool = False) -> Reply[CritiqueDraft]:
         """A critic's review; with `consistency` (the gate) it also answers the explicit checks."""
         prompt = render_prompt(
             "critique",
@@ -277,27 +263,18 @@ class Agent:
             solution=proposal.solution,
             visual_prompt=proposal.visual_prompt,
         )
-        task = {"role": "critique", "key": key, "proposal": proposal.model_dump(mode="json"), "consistency": consistency}
         schema: type[CritiqueDraft] = ConsistencyCritiqueDraft if consistency else CritiqueDraft
-        return await self._ask(schema, prompt, [image] if image else [], task)
+        return await self._ask(schema, prompt, [image] if image else [], role="critique")
 
-    async def revise(
-        self, key: str, proposal: Proposal, critiques: list[Critique], image: bytes | None
-    ) -> Reply[ProposalDraft]:
+    async def revise(self, proposal: Proposal, critiques: list[Critique], image: bytes | None) -> Reply[ProposalDraft]:
         prompt = render_prompt(
             "revise",
             proposal=json.dumps(public_view(proposal), indent=2),
             critiques="\n".join(f"- {c.critic} ({c.verdict}): {'; '.join(c.issues) or 'no issues'}" for c in critiques),
         )
-        task = {
-            "role": "revise",
-            "key": key,
-            "proposal": proposal.model_dump(mode="json"),
-            "critiques": [c.model_dump(mode="json") for c in critiques],
-        }
-        return await self._ask(ProposalDraft, prompt, [image] if image else [], task)
+        return await self._ask(ProposalDraft, prompt, [image] if image else [], role="revise")
 
-    async def judge(self, key: str, proposal: Proposal, image: bytes | None) -> Reply[JudgmentDraft]:
+    async def judge(self, proposal: Proposal, image: bytes | None) -> Reply[JudgmentDraft]:
         # The judge sees the image and the question only: never the reference answer or solution.
         prompt = render_prompt(
             "judge",
@@ -305,15 +282,9 @@ class Agent:
             answer_type=proposal.answer_type,
             choices=_choices_line(proposal.choices),
         )
-        task = {
-            "role": "judge",
-            "key": key,
-            "capabilities": list(proposal.capabilities),
-            "sim": _sim_view(proposal.sim),
-        }
-        return await self._ask(JudgmentDraft, prompt, [image] if image else [], task)
+        return await self._ask(JudgmentDraft, prompt, [image] if image else [], role="judge")
 
-    async def blind_judge(self, key: str, proposal: Proposal) -> Reply[JudgmentDraft]:
+    async def blind_judge(self, proposal: Proposal) -> Reply[JudgmentDraft]:
         """The image necessity gate (MMEvol's elimination): the question without its image. A
         question a judge can answer this way does not need its image."""
         prompt = render_prompt(
@@ -322,16 +293,9 @@ class Agent:
             answer_type=proposal.answer_type,
             choices=_choices_line(proposal.choices),
         )
-        task = {
-            "role": "blind_judge",
-            "key": key,
-            "capabilities": list(proposal.capabilities),
-            "choices": proposal.choices,
-            "sim": _sim_view(proposal.sim),
-        }
-        return await self._ask(JudgmentDraft, prompt, [], task)
+        return await self._ask(JudgmentDraft, prompt, [], role="blind_judge")
 
-    async def rationalize(self, key: str, proposal: Proposal, earlier: str | None, image: bytes | None) -> Reply[JudgmentDraft]:
+    async def rationalize(self, proposal: Proposal, earlier: str | None, image: bytes | None) -> Reply[JudgmentDraft]:
         """STaR's rationalization: a judge that missed the reference is shown it and asked for
         reasoning that reaches it from the image, as a training rationale (never a vote)."""
         prompt = render_prompt(
@@ -342,21 +306,12 @@ class Agent:
             answer_type=proposal.answer_type,
             choices=_choices_line(proposal.choices),
         )
-        task = {
-            "role": "rationalize",
-            "key": key,
-            "reference_answer": proposal.reference_answer,
-            "capabilities": list(proposal.capabilities),
-            "sim": _sim_view(proposal.sim),
-        }
-        return await self._ask(JudgmentDraft, prompt, [image] if image else [], task)
+        return await self._ask(JudgmentDraft, prompt, [image] if image else [], role="rationalize")
 
-    async def reflect(
-        self, key: str, context: Context, stats: dict[str, Any], pool: list[dict[str, Any]]
-    ) -> Reply[Context]:
+    async def reflect(self, context: Context, stats: dict[str, Any], pool: list[dict[str, Any]]) -> Reply[Context]:
         """The next context (version + 1) from the adversary's reflection on this round."""
         def rates(splits: dict[str, float]) -> str:
-            return ", ".join(f"{k} {v:.0%}" for k, v in sorted(splits.items(), key=lambda kv: -kv[1])) or "(none)"
+            return ", ".join(f"{k} {v:.1%}" for k, v in sorted(splits.items(), key=lambda kv: -kv[1])) or "(none)"
 
         pool_text = "\n".join(
             f"- [{item['agreeing']}/{item['judges']} agreed] {item['question']} reference={item['reference_answer']!r} "
@@ -368,24 +323,19 @@ class Agent:
             context_version=context.version,
             context=context.model_dump_json(indent=2, exclude={"reflection"}),
             proposals=stats["proposals"],
+            dropped=stats["dropped"],
             kept=stats["kept"],
             adversarial=stats["adversarial"],
+            split_share=f"{stats['split_share']:.1%}",
             discarded=stats["discarded"],
             capability_splits=rates(stats["capability_splits"]),
             strategy_splits=rates(stats["strategy_splits"]),
-            unanimous_share=f"{stats['unanimous_share']:.0%}",
-            discard_share=f"{stats['discard_share']:.0%}",
+            unanimous_share=f"{stats['unanimous_share']:.1%}",
+            discard_share=f"{stats['discard_share']:.1%}",
             pool=pool_text or "(empty: no problem split the panel)",
         )
-        task = {"role": "reflect", "key": key, "context": context.model_dump(mode="json"), "stats": stats, "pool": pool}
-        reply = await self._ask(ContextDraft, prompt, [], task)
+        reply = await self._ask(ContextDraft, prompt, [], role="adversary")
         return Reply(context_from_draft(reply.value, context.version + 1), reply.usage, reply.attempts)
-
-
-def _sim_view(sim: SimTruth | None) -> dict[str, Any] | None:
-    # The simulated judge "perceives" the image through the world's truth; the flaw flag is the
-    # proposer's secret and stays out of the judge's view.
-    return None if sim is None else sim.model_dump(mode="json", exclude={"flawed", "proposed_reference"})
 
 
 class Panel:
@@ -398,14 +348,16 @@ class Panel:
         cache: CallCache | None = None,
         images: ImageSink | None = None,
         gate: asyncio.Semaphore | None = None,
+        notes: Any = None,
     ):
-        """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings)."""
+        """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings).
+        `notes` (store.notes.Notes) is where a model may keep records of its own."""
         self.config = config
         gate = gate or asyncio.Semaphore(config.concurrency)
         self.agents = {
             a.name: Agent(
                 a,
-                None if a.roles == ["painter"] else make_chat_model(a, seed=config.seed, world=config.world),
+                None if a.roles == ["painter"] else make_chat_model(a, seed=config.seed, world=config.world, notes=notes),
                 gate,
                 run=config,
                 cache=cache,

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from cadsynth import lifecycle
 from cadsynth.config import RayConfig, RunConfig
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def _reason(exc: BaseException, retries: int) -> str:
     """One line for a lane that failed on the cluster."""
     import ray.exceptions as rex
 
-    from cadsynth.graphs.debate import failure_reason as one_line
+    from cadsynth.lifecycle import failure_reason as one_line
     from cadsynth.runner import RunFailed
 
     if isinstance(exc, rex.RayTaskError):
@@ -201,9 +202,7 @@ async def _run_lanes(
                         stops.append(stop)
                     continue
                 reason = _reason(future.exception(), ray_config.retries)  # type: ignore[arg-type]
-                await ledger.set_status(lane, "failed", reason)
-                if lane != run:
-                    await ledger.set_status(run, "failed", f"lane {lane}: {reason}")
+                await lifecycle.failed(ledger, lane, reason)  # the run's status reads from its lanes'
                 raise RunFailed(reason)
         await _observe(ledger, run, progress)  # the final figures, not the last poll's
         return stops

@@ -101,6 +101,17 @@ class AgentConfig(BaseModel):
     stand_in_for: str | None = Field(
         default=None, description="Dry runs only: the provider this simulated agent stands in for"
     )
+    seed_images: bool | None = Field(
+        default=None,
+        description="Attach a seed's image to the proposer's prompt (default: yes, except for a simulated "
+        "agent, which does not look at it, unless it stands in for a real one)",
+    )
+
+    @property
+    def sees_seed_images(self) -> bool:
+        if self.seed_images is not None:
+            return self.seed_images
+        return self.provider != "sim" or self.stand_in_for is not None
 
     @field_validator("base_url")
     @classmethod

@@ -192,23 +192,6 @@ class ContextDraft(Draft):
 # --- what the ledger keeps ---------------------------------------------------------------------
 
 
-class SimTruth(Record):
-    """Simulator-only ground truth. Never rendered into a prompt; stats use it to measure accuracy."""
-
-    truth: str
-    distractors: list[str]
-    difficulty: float
-    flawed: bool
-    proposed_reference: str  # the reference as first proposed, before any revision
-    template: str
-    kind: str
-    # The harder world's failure modes (WorldConfig): what the problem really is, for stats only.
-    text_answerable: bool = False  # the question states the values it asks about
-    conflict: str | None = None  # how the image contradicts the question (missing_label, ...), if it does
-    duplicate_of: str | None = None  # the popular problem it converged on, if it did
-    blind_spot: str | None = None  # the mistake the models share on this template, if they share one
-
-
 class Proposal(ProposalDraft):
     id: str
     run: str
@@ -218,7 +201,8 @@ class Proposal(ProposalDraft):
     seed_id: str | None = None
     image: str | None = Field(default=None, description="Content hash of the painted PNG in the blob store")
     revision: int = 0
-    sim: SimTruth | None = None
+    # The reference as first proposed, when a revision changed it (None: never changed).
+    proposed_reference: str | None = None
 
     @property
     def key(self) -> str:

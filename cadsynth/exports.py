@@ -293,7 +293,7 @@ def card(found: Found, fmt: str, license_id: str) -> str:
         lanes=max(1, len(s.get("lanes", []))),
         rounds=len(s["rounds"]),
         proposals=s["proposals"], kept=s["kept"], adversarial=s["adversarial"], discarded=s["discarded"],
-        judged_out=s["discarded"] - s["dropped"], dropped=s["dropped"],  # `discarded` counts the drops too
+        judged_out=s["discarded_by_judges"], dropped=s["dropped"],
         histogram="\n".join(bars),
         license=license_id,
         load=load,

@@ -54,7 +54,7 @@ def outcomes(rounds: Sequence[dict[str, Any]]) -> str:
     _stacked(ax, numbers, {
         "keep": [r["kept"] - r["adversarial"] for r in rounds],
         "adversarial": [r["adversarial"] for r in rounds],
-        "discard": [r["discarded"] - r.get("dropped", 0) for r in rounds],  # `discarded` counts the drops too
+        "discard": [r["discarded_by_judges"] for r in rounds],
         "dropped": [r.get("dropped", 0) for r in rounds],
     }, COLOURS)
     return _data_uri(fig)

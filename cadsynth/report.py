@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadsynth.agents.faults import FAULT_KEYS
 from cadsynth.agents.matching import answers_match
 from cadsynth.config import RunConfig
 from cadsynth.domain import Consensus, Critique, Proposal
-from cadsynth.graphs.consensus import tally
+from cadsynth.graphs.consensus import judged_out, tally
 from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
+
+if TYPE_CHECKING:
+    from cadsynth.agents.sim.truth import Truth
 
 
 async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
@@ -21,12 +24,11 @@ async def _require_run(ledger: Ledger, run: str) -> dict[str, Any]:
     return record
 
 
-def _correct(p: Proposal, *, raw: bool = False) -> bool:
+def _correct(p: Proposal, truth: Truth, *, raw: bool = False) -> bool:
     """Whether the reference (as kept, or as first proposed) is the world's true answer for the
     image as drawn. An image that contradicts its question has no true answer: never correct."""
-    assert p.sim is not None
-    reference = p.sim.proposed_reference if raw else p.reference_answer
-    return p.sim.conflict is None and answers_match(reference, p.sim.truth, p.answer_type, p.choices)
+    reference = (p.proposed_reference or p.reference_answer) if raw else p.reference_answer
+    return truth.conflict is None and answers_match(reference, truth.truth, p.answer_type, p.choices)
 
 
 def _rate(hits: int, n: int) -> float | None:
@@ -37,19 +39,29 @@ def _pairs(groups: Counter[str]) -> int:
     return sum(n * (n - 1) // 2 for n in groups.values())
 
 
-def _truth(proposals: list[Proposal], kept: list[Proposal], duplicates: Counter[str]) -> dict[str, Any]:
+async def _truth(
+    ledger: Ledger, config: RunConfig, proposals: list[Proposal], kept_ids: set[str], duplicates: Counter[str]
+) -> dict[str, Any] | None:
     """The simulator's truth about what was proposed and kept: correctness and the harder world's
-    failure modes (agents.sim.hazards). Only stats read it; no gate does. `duplicates` gathers the
-    kept samples' popular problems (over a run's lanes, too)."""
-    simulated = [p for p in proposals if p.sim is not None]
-    kept_sim = [p for p in kept if p.sim is not None]
-    groups = Counter(p.sim.duplicate_of for p in kept_sim if p.sim is not None and p.sim.duplicate_of)
+    failure modes (agents.sim.hazards), read from the simulator's own notes. Only stats read it; no
+    gate does. `duplicates` gathers the kept samples' popular problems (over a run's lanes, too).
+    None when the simulator wrote none of these problems."""
+    from cadsynth.agents.sim.truth import TruthBook, spec_digest_of
+    from cadsynth.store.notes import Notes
+
+    book = TruthBook(config.world, Notes(ledger.engine))
+    truths = await book.about_many([(p.question, spec_digest_of(p.image_spec)) for p in proposals])
+    simulated = [(p, t) for p, t in zip(proposals, truths, strict=True) if t is not None]
+    if not simulated:
+        return None
+    kept = [(p, t) for p, t in simulated if p.id in kept_ids]
+    groups = Counter(t.duplicate_of for _, t in kept if t.duplicate_of)
     duplicates.update(groups)
     return {
-        "proposal_correct_rate": round(sum(_correct(p, raw=True) for p in simulated) / len(simulated), 4),
-        "kept_correct_rate": _rate(sum(map(_correct, kept_sim)), len(kept_sim)),
-        "kept_text_answerable_rate": _rate(sum(bool(p.sim and p.sim.text_answerable) for p in kept_sim), len(kept_sim)),
-        "kept_conflict_rate": _rate(sum(bool(p.sim and p.sim.conflict) for p in kept_sim), len(kept_sim)),
+        "proposal_correct_rate": round(sum(_correct(p, t, raw=True) for p, t in simulated) / len(simulated), 4),
+        "kept_correct_rate": _rate(sum(_correct(p, t) for p, t in kept), len(kept)),
+        "kept_text_answerable_rate": _rate(sum(t.text_answerable for _, t in kept), len(kept)),
+        "kept_conflict_rate": _rate(sum(bool(t.conflict) for _, t in kept), len(kept)),
         # Kept pairs that are the same popular problem (near-duplicates by construction).
         "kept_duplicate_pairs": _pairs(groups),
     }
@@ -141,8 +153,9 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
     for s in lanes:
         for r in s["rounds"]:
             row = rounds.setdefault(r["round"], {"round": r["round"], "proposals": 0, "kept": 0, "adversarial": 0,
-                                                  "discarded": 0, "dropped": 0, "difficulty_sum": 0.0, "cost_usd": 0.0})
-            for key in ("proposals", "kept", "adversarial", "discarded", "dropped"):
+                                                  "discarded": 0, "dropped": 0, "discarded_by_judges": 0,
+                                                  "difficulty_sum": 0.0, "cost_usd": 0.0})
+            for key in ("proposals", "kept", "adversarial", "discarded", "dropped", "discarded_by_judges"):
                 row[key] += r[key]
             row["difficulty_sum"] += r["mean_difficulty"] * r["proposals"]
             row["cost_usd"] += r["cost_usd"]
@@ -158,7 +171,7 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
         "status": shown_status(record),
         "reason": record.get("reason"),
         "parent": record["parent"],
-        **{key: total(key) for key in ("proposals", "kept", "adversarial", "discarded", "dropped", "model_calls")},
+        **{key: total(key) for key in ("proposals", "kept", "adversarial", "discarded", "dropped", "discarded_by_judges", "model_calls")},
         "tokens": {"input": sum(s["tokens"]["input"] for s in lanes), "output": sum(s["tokens"]["output"] for s in lanes)},
         "rounds": [
             {
@@ -225,7 +238,8 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
         "model_calls": calls["calls"],
         "tokens": {"input": calls["input_tokens"], "output": calls["output_tokens"]},
         "rounds": [
-            {**r.model_dump(exclude={"run"}), "cost_usd": round(by_round.get(r.round, {}).get("usd", 0.0), 6)}
+            {**r.model_dump(exclude={"run"}), "discarded_by_judges": judged_out(r.model_dump()),
+             "cost_usd": round(by_round.get(r.round, {}).get("usd", 0.0), 6)}
             for r in await ledger.rounds(run)
         ],
         # Failed requests by kind, and what followed each: retried, or the call gave up (a judge
@@ -244,8 +258,10 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
         },
     }
     out["gates"] = _gates(record.get("config") or {}, list(verdicts.values()), await ledger.critiques(run), breakdown["by_role"])
-    if any(p.sim is not None for p in proposals):
-        out["truth"] = _truth(proposals, [p for p in kept if p.id not in removed], duplicates)
+    if any(a.get("provider") == "sim" for a in (record.get("config") or {}).get("panel", [])):
+        truth = await _truth(ledger, RunConfig.model_validate(record["config"]), proposals, {p.id for p in kept if p.id not in removed}, duplicates)
+        if truth is not None:
+            out["truth"] = truth
     return out
 
 

@@ -183,7 +183,7 @@ def report_data(g: Gathered, blobs: BlobStore) -> dict[str, Any]:
         "summary": {
             "lanes": max(1, len(s.get("lanes", []))),
             "rounds": len(s["rounds"]),
-            **{k: s[k] for k in ("proposals", "kept", "adversarial", "discarded", "dropped", "model_calls")},
+            **{k: s[k] for k in ("proposals", "kept", "adversarial", "discarded", "dropped", "discarded_by_judges", "model_calls")},
             "cost_usd": s["cost"]["usd"],
             "input_tokens": s["cost"]["input_tokens"],
             "output_tokens": s["cost"]["output_tokens"],

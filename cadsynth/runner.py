@@ -15,13 +15,14 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 
+from cadsynth import lifecycle
 from cadsynth.config import RunConfig
 from cadsynth.graphs import dedup
-from cadsynth.graphs.debate import build_graph, failure_reason
+from cadsynth.graphs.debate import build_graph
 from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer, thread_id
 from cadsynth.graphs.state import DebateState
-from cadsynth.store.ledger import LEASE_SECONDS, WAITING_FOR_REVIEW, Ledger, LeaseError, lease_owner
+from cadsynth.store.ledger import LEASE_SECONDS, Ledger, LeaseError, lease_owner
 
 
 Debate = CompiledStateGraph[DebateState, Settings, DebateState, DebateState]
@@ -101,7 +102,7 @@ async def _heartbeat(ledger: Ledger, runs: list[str], owner: str) -> None:
     while True:
         await asyncio.sleep(LEASE_SECONDS / 3)
         for run in runs:
-            await ledger.acquire_lease(run, owner)
+            await ledger.acquire_lease(run, owner)  # a renewal: it was taken when the run began
 
 
 async def _fork_checkpoint(graph: Debate, parent: str, round_: int) -> RunnableConfig:
@@ -115,7 +116,7 @@ async def _fork_checkpoint(graph: Debate, parent: str, round_: int) -> RunnableC
 async def _fork_one(graph: Debate, saver: Any, ledger: Ledger, run: str, parent: str, round_: int,
                     config: dict[str, Any], lane_of: str | None = None, lane: int | None = None) -> None:
     at = await _fork_checkpoint(graph, parent, round_)
-    await ledger.start_run(run, config, config["seed"], parent=parent, fork_round=round_, lane_of=lane_of, lane=lane)
+    await lifecycle.begin(ledger, run, config, config["seed"], parent=parent, fork_round=round_, lane_of=lane_of, lane=lane)
     # The fork keeps the parent's history (so Studio can browse it) and branches at the round.
     await saver.acopy_thread(thread_id(parent), thread_id(run))
     branch: RunnableConfig = {"configurable": {**at["configurable"], "thread_id": thread_id(run)}}
@@ -144,7 +145,7 @@ async def _start_fork(graph: Debate, saver: Any, ledger: Ledger, run: str, fork:
     validated = RunConfig.model_validate(config)
     if validated.lanes != len(lanes):
         raise RunStateError(f"run {fork.parent!r} has {len(lanes)} lanes; the fork's config must keep lanes: {len(lanes)}")
-    await ledger.start_run(run, config, validated.seed, parent=fork.parent, fork_round=fork.round)
+    await lifecycle.begin(ledger, run, config, validated.seed, parent=fork.parent, fork_round=fork.round)
     for i, source in enumerate(lanes):
         lane_config = validated.lane_config(i).model_dump(mode="json")
         await _fork_one(graph, saver, ledger, lane_id(run, i), source["id"], fork.round, lane_config, lane_of=run, lane=i)
@@ -153,13 +154,13 @@ async def _start_fork(graph: Debate, saver: Any, ledger: Ledger, run: str, fork:
 
 async def _start(ledger: Ledger, run: str, config: RunConfig) -> list[Lane]:
     """A new run, and each of its lanes as a run of its own."""
-    await ledger.start_run(run, config.model_dump(mode="json"), config.seed)
+    await lifecycle.begin(ledger, run, config.model_dump(mode="json"), config.seed)
     if config.lanes == 1:
         return [Lane(run, {"run": run, "config": config.model_dump(mode="json")})]
     lanes = []
     for i in range(config.lanes):
         lane_config = config.lane_config(i)
-        await ledger.start_run(lane_id(run, i), lane_config.model_dump(mode="json"), lane_config.seed, lane_of=run, lane=i)
+        await lifecycle.begin(ledger, lane_id(run, i), lane_config.model_dump(mode="json"), lane_config.seed, lane_of=run, lane=i)
         lanes.append(Lane(lane_id(run, i), {"run": lane_id(run, i), "config": lane_config.model_dump(mode="json")}))
     return lanes
 
@@ -240,10 +241,8 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     except Exception as exc:
         # The graph marks its run failed when a node raises; a failure outside its nodes (the
         # checkpointer, the store) it cannot see, so it is marked here. `cads resume` continues it.
-        record = await ledger.run(lane.run)
-        if record is not None and record["status"] != "failed":
-            await ledger.set_status(lane.run, "failed", failure_reason(exc))
-        raise RunFailed(failure_reason(exc)) from exc
+        await lifecycle.failed(ledger, lane.run, exc)
+        raise RunFailed(lifecycle.failure_reason(exc)) from exc
     record = await ledger.run(lane.run)
     if record is not None and record["status"] == "failed":  # finished, but kept nothing: the graph says why
         raise RunFailed(record["reason"])
@@ -291,7 +290,8 @@ async def execute(
                 lanes = await _to_resume(graph, ledger, run, review)
             members = [run, *(lane.run for lane in lanes if lane.run != run)]
             for member in members if lanes_on is None else [run]:
-                await ledger.acquire_lease(member, owner)
+                if await ledger.acquire_lease(member, owner):
+                    await lifecycle.resumed(ledger, member)
                 held.append(member)
             heartbeat = asyncio.create_task(_heartbeat(ledger, held, owner))
             total = len(await ledger.lanes(run)) or 1
@@ -307,11 +307,11 @@ async def execute(
             progress.waiting = [stop for stop in stops if stop.get("reason") == "review"]
             budget_stops = [stop for stop in stops if stop.get("reason") != "review"]
             progress.stopped = budget_stops[0] if budget_stops else None
-            status = WAITING_FOR_REVIEW if progress.waiting else "stopped" if stops else "done"
             progress.phase = "review" if progress.waiting else "stopped" if stops else "done"
-            if run not in (lane.run for lane in lanes):  # the lanes' run: its status follows theirs
-                await ledger.set_status(run, status)
-            await dedup.settle(ledger, run)  # over every lane, once all have stopped: no timing in it
+            # Over every lane, once all have stopped: no timing in it. A run without lanes that
+            # finished has been settled by its graph's last step.
+            if total > 1 or progress.phase != "done":
+                await dedup.settle(ledger, run)
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
@@ -332,15 +332,8 @@ async def _advance_here(graph: Debate, saver: Any, settings: Settings, ledger: L
                 for lane in lanes
             ]
     except* RunFailed as failed:
-        reason = str(failed.exceptions[0])
-        if run not in (lane.run for lane in lanes):
-            failing = next(
-                lane.run
-                for lane, task in zip(lanes, tasks)
-                if task.done() and not task.cancelled() and isinstance(task.exception(), RunFailed)
-            )
-            await ledger.set_status(run, "failed", f"lane {failing}: {reason}")
-        raise RunFailed(reason) from failed.exceptions[0]
+        # The failed lane is marked so; the run's status reads from its lanes' (store.ledger).
+        raise RunFailed(str(failed.exceptions[0])) from failed.exceptions[0]
     return [stop for stop in (task.result() for task in tasks) if stop is not None]
 
 
@@ -361,7 +354,8 @@ async def advance_lane(settings: Settings, lane: str, budget: float | None) -> d
             return None
         while True:
             try:
-                await ledger.acquire_lease(lane, owner)
+                if await ledger.acquire_lease(lane, owner):
+                    await lifecycle.resumed(ledger, lane)
                 break
             except LeaseError:
                 if waited > LEASE_SECONDS:

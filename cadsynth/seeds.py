@@ -163,3 +163,15 @@ def load_seeds(path: Path) -> list[Seed]:
         first_line[seed.id] = number
         seeds.append(seed)
     return seeds
+
+
+def world_seed(seed: int, key: str) -> tuple[str, Any]:
+    """A seed problem of the procedural world (charts, tables, figures, scenes) for a run with no
+    seed file: the text a proposer is shown and the image spec to draw, made again from its key
+    wherever it is needed (a simulated proposer reads the key back from its seed's id)."""
+    from cadsynth.agents.sim.world import World
+    from cadsynth.rng import rng_for
+
+    problem = World().seed(rng_for(seed, "seed", key))
+    text = f"Seed problem: {problem.question}\nIts answer: {problem.truth}\nThe image: {problem.visual_prompt}"
+    return text, problem.spec

@@ -18,7 +18,7 @@ the others. Off (the default), nothing here is used and outcomes are exactly the
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from cadsynth.agents.matching import answers_match
 from cadsynth.config import ConsensusConfig
@@ -129,11 +129,19 @@ def jury_order(judges: list[str], record: JudgeRecord) -> list[str]:
 
 def tally(outcomes: Iterable[Outcome]) -> dict[str, int]:
     """The counts every report uses, defined once: kept = keep + adversarial; discarded = discard
-    (by the judges) + dropped (by the critics, or unpainted), with dropped also on its own."""
+    (by the judges) + dropped (by the critics, or unpainted), with dropped also on its own, and
+    what the judges discarded (`judged_out`)."""
     n = Counter(outcomes)
-    return {
+    counts = {
         "kept": n["keep"] + n["adversarial"],
         "adversarial": n["adversarial"],
         "discarded": n["discard"] + n["dropped"],
         "dropped": n["dropped"],
     }
+    return {**counts, "discarded_by_judges": judged_out(counts)}
+
+
+def judged_out(counts: Mapping[str, int]) -> int:
+    """Of the discarded, those the judges discarded (C = 0): the rest were dropped before judging.
+    From any counts with `discarded` and `dropped` (a round's summary, a run's stats)."""
+    return counts["discarded"] - counts.get("dropped", 0)

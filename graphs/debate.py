@@ -47,6 +47,7 @@ from langgraph.types import Send, interrupt
 from cadsynth.agents.calls import Attempt, EndpointUnreachable, ModelCallError, Reply
 from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.workers import render_async
+from cadsynth import lifecycle
 from cadsynth.config import RunConfig, load_config
 from cadsynth.domain import (
     Consensus,
@@ -146,14 +147,6 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
 # or fails, whether the CLI drives it or Studio's server does.
 
 
-def failure_reason(exc: BaseException) -> str:
-    """Why a run failed, in one line."""
-    if isinstance(exc, ModelCallError):
-        return str(exc)
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 N = TypeVar("N", bound=Callable[..., Awaitable[dict[str, Any]]])
 
 
@@ -170,22 +163,10 @@ def fails_the_run(node: N) -> N:
         except Exception as exc:
             run = given.get("run") or get_config()["configurable"]["thread_id"]
             res = await resources(runtime.context)
-            await res.ledger.set_status(run, "failed", failure_reason(exc))
+            await lifecycle.failed(res.ledger, run, exc)
             raise
 
     return cast(N, guarded)
-
-
-async def _finish(ledger: Ledger, run: str, kept: int) -> None:
-    """Done, unless the run kept nothing because its calls gave up: that has not succeeded."""
-    faults = (await ledger.call_breakdown(run))["faults"] if not kept else {}
-    gave_up = faults.get("abstained", 0) + faults.get("dropped", 0)
-    if not gave_up:
-        await ledger.set_status(run, "done")
-        return
-    kinds = ", ".join(f"{k} {n}" for k, n in faults.items() if k not in ("retried", "abstained", "dropped") and n)
-    why = f"kept no samples: {gave_up} model calls gave up after their retries ({kinds}); see `cads stats {run}`"
-    await ledger.set_status(run, "failed", why)
 
 
 # --- round start -----------------------------------------------------------------------------
@@ -200,18 +181,18 @@ async def _hold_for_budget(res: Resources, run: str, round_: int) -> None:
         estimate = await res.ledger.round_cost(run, round_ - 1)
         if spent + estimate <= budget:
             return
-        await res.ledger.set_status(run, "stopped")
+        await lifecycle.stopped_at_budget(res.ledger, run)
         answer = interrupt(
             {"reason": "budget", "round": round_, "budget_usd": budget, "spent_usd": spent, "next_round_usd": estimate}
         )
         if isinstance(answer, dict) and answer.get("budget_usd") is not None:
             budget = float(answer["budget_usd"])
-        await res.ledger.set_status(run, "running")
+        await lifecycle.resumed(res.ledger, run)
 
 
 async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = await resources(runtime.context)
-    # Started from Studio with no input: the thread is the run, the simulated panel the config.
+    # Started from Studio with no input: the thread is the run, the built-in config its config.
     run = state.get("run") or get_config()["configurable"]["thread_id"]
     config = state.get("config") or load_config(None).model_dump(mode="json")
     round_ = state.get("round", 0)
@@ -219,8 +200,9 @@ async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str
         await _hold_for_budget(res, run, round_)  # before anything of the round is written
     context = Context.model_validate(state["context"]) if state.get("context") else initial_context()
     if round_ == 0:
-        await res.ledger.start_run(run, config, RunConfig.model_validate(config).seed)
-    await res.ledger.claim(run, lease_owner())  # the CLI holds it already; Studio's server takes it here
+        await lifecycle.begin(res.ledger, run, config, RunConfig.model_validate(config).seed)
+    if await res.ledger.claim(run, lease_owner()):  # the CLI holds it already; Studio's server takes it here
+        await lifecycle.resumed(res.ledger, run)
     await res.ledger.put_context(run, round_, context)
     res.remember_context(run, round_, context)
     # Only what is not in the state yet: every value returned here is stored again with the step.
@@ -275,9 +257,7 @@ async def propose(job: Task) -> dict[str, Any]:
     agent = panel[job["agent"]]
     context = await res.round_context(job["run"], job["round"])
     key = f"r{job['round']}/{agent.name}/{job['index']}"
-    # A simulated agent standing in for a real one (dry runs) is shown the seed image it would be.
-    with_image = agent.config.provider != "sim" or agent.config.stand_in_for is not None
-    plan = await plan_proposal(panel.config, context, key, with_image=with_image)
+    plan = await plan_proposal(panel.config, context, key, with_image=agent.config.sees_seed_images)
     pid = proposal_id(job["run"], job["round"], agent.name, job["index"])
     reply, calls = await _ask(res, agent, job, "proposer", key, agent.propose(key, context, plan.seed, plan.strategy, plan.capabilities))
     if reply is None:
@@ -324,9 +304,7 @@ async def critique(job: Task) -> dict[str, Any]:
     res, agent, proposal = await _asked(job)
     consistency, recheck = job.get("consistency", False), job.get("recheck", False)
     suffix = "/recheck" if recheck else ""
-    call = agent.critique(
-        critique_id(proposal.key, agent.name) + suffix, proposal, await _image(res, proposal), consistency=consistency
-    )
+    call = agent.critique(proposal, await _image(res, proposal), consistency=consistency)
     role = "recheck" if recheck else "critic"  # the cads_calls role column holds 16 characters
     reply, calls = await _ask(res, agent, job, role, proposal.key + suffix, call)
     if reply is None:
@@ -344,7 +322,7 @@ async def blind_judge(job: Task) -> dict[str, Any]:
     """The image necessity gate's one call: a judge answers the question without its image (none
     when the call gave up: the problem then goes on, as the gate could not look)."""
     res, agent, proposal = await _asked(job)
-    call = agent.blind_judge(judgment_id(proposal.key, agent.name) + "/blind", proposal)
+    call = agent.blind_judge(proposal)
     reply, calls = await _ask(res, agent, job, "blind_judge", proposal.key + "/blind", call)
     if reply is None:
         return _answer(None, calls)
@@ -363,13 +341,15 @@ async def revise(job: Task) -> dict[str, Any]:
     agent = panel[job["agent"]]
     proposal = Proposal.model_validate(job["proposal"])
     critiques = [Critique.model_validate(c) for c in job["critiques"]]
-    call = agent.revise(f"{proposal.key}/revise", proposal, critiques, await _image(res, proposal))
+    call = agent.revise(proposal, critiques, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "proposer", f"{proposal.key}/revise", call)
     if reply is None:
         return _answer(proposal, calls)
-    revised = proposal.model_copy(
-        update={**dict(reply.value), "sim": getattr(reply.value, "sim", proposal.sim), "revision": proposal.revision + 1}
-    )
+    first = proposal.proposed_reference or proposal.reference_answer
+    revised = proposal.model_copy(update={
+        **dict(reply.value), "revision": proposal.revision + 1,
+        "proposed_reference": first if first != reply.value.reference_answer else None,
+    })
     revised = Proposal.model_validate(revised.model_dump())  # re-check the reviser's fields
     if revised.image_spec != proposal.image_spec and not _needs_painter(panel.config, proposal.model_copy(update={"image": None})):
         revised = await _paint(res, revised.model_copy(update={"image": None}))
@@ -383,7 +363,7 @@ async def revise(job: Task) -> dict[str, Any]:
 async def judge(job: Task) -> dict[str, Any]:
     """One judge answers the problem blind; a judge whose call gave up abstains."""
     res, agent, proposal = await _asked(job)
-    call = agent.judge(judgment_id(proposal.key, agent.name), proposal, await _image(res, proposal))
+    call = agent.judge(proposal, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "judge", proposal.key, call)
     answer = reply.value.model_dump() if reply is not None else {"answer": None, "abstained": True}
     # An abstention is recorded too: consensus counts only judges that answered (K shrinks).
@@ -400,7 +380,7 @@ async def rationalize(job: Task) -> dict[str, Any]:
     rationalization): a training rationale, marked as such, never a vote."""
     res, agent, proposal = await _asked(job)
     earlier = job["judgment"]["answer"]
-    call = agent.rationalize(f"{judgment_id(proposal.key, agent.name)}/rationalize", proposal, earlier, await _image(res, proposal))
+    call = agent.rationalize(proposal, earlier, await _image(res, proposal))
     reply, calls = await _ask(res, agent, job, "rationalizer", f"{proposal.key}/rationalize", call)
     if reply is None:
         return _answer(None, calls)
@@ -606,7 +586,7 @@ def round_stats(proposals: list[Proposal], verdicts: dict[str, Consensus]) -> di
         **counts,
         "split_share": counts["adversarial"] / n,
         "unanimous_share": unanimous / n,
-        "discard_share": (counts["discarded"] - counts["dropped"]) / n,
+        "discard_share": counts["discarded_by_judges"] / n,
         "capability_splits": split_rate(by_capability),
         "strategy_splits": split_rate(by_strategy),
     }
@@ -665,14 +645,14 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     # the checkpoints kept at round boundaries stay small.
     cleared = {"proposals": None, "critiques": None, "judgments": None, "consensus": None}
     if done:
-        await _finish(res.ledger, run, kept)
+        await lifecycle.finished(res.ledger, run, kept)
         if config.lane is None:  # a lane's run settles its duplicates over all lanes (cadsynth.runner)
             await dedup.settle(res.ledger, run)
         return {"kept": kept, "done": True, **cleared}
     if config.adversary:
         agent = (await res.panel_of(run)).by_role("adversary")[0]
         pool = _pool(proposals, verdicts, judgments)
-        call = agent.reflect(f"r{round_}/reflect", context, stats, pool)
+        call = agent.reflect(context, stats, pool)
         reply, calls = await _ask(res, agent, _task(state), "adversary", f"r{round_}/context", call)
         await res.ledger.write(calls=calls)
         if reply is None:

@@ -11,8 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from cadsynth.agents.panel import SeedView
-from cadsynth.agents.sim.rng import rng_for, weighted_choice, weighted_sample
-from cadsynth.agents.sim.world import World
+from cadsynth.rng import rng_for, weighted_choice, weighted_sample
 from cadsynth.config import RunConfig
 from cadsynth.domain import CAPABILITIES, STRATEGIES, Capability, Context, Strategy
 
@@ -27,7 +26,7 @@ INITIAL_STRATEGY_WEIGHTS: dict[str, float] = {
     "cognitive_reasoning": 0.5,
     "interaction": 0.5,
 }
-from cadsynth.seeds import Seed, load_seeds
+from cadsynth.seeds import Seed, load_seeds, world_seed
 
 
 @dataclass(frozen=True)
@@ -63,15 +62,14 @@ async def _seed_view(config: RunConfig, key: str, with_image: bool) -> SeedView:
         assert seed.image is not None
         text = f"Seed problem: {seed.question}\nIts answer: {seed.answer}\n(The seed's image is attached.)"
         return SeedView(id=seed.id, text=text, image=await asyncio.to_thread(seed.image.read_bytes) if with_image else None)
-    # No seed file: the simulated world supplies a seed, regenerated from its key wherever needed.
-    problem = World().seed(rng_for(config.seed, "seed", key))
-    text = f"Seed problem: {problem.question}\nIts answer: {problem.truth}\nThe image: {problem.visual_prompt}"
+    # No seed file: the procedural world supplies a seed, made again from its key wherever needed.
+    text, spec = world_seed(config.seed, key)
     image = None
     if with_image:
         from cadsynth.agents.painter.workers import render_async
 
-        image = await render_async(problem.spec)
-    return SeedView(id=f"world:{key}", text=text, image=image, world_key=key)
+        image = await render_async(spec)
+    return SeedView(id=f"world:{key}", text=text, image=image)
 
 
 async def plan_proposal(config: RunConfig, context: Context, key: str, *, with_image: bool) -> Plan:

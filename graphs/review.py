@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cadsynth.graphs.settings import Settings, resources, validated
 from cadsynth.graphs.state import DebateState
-from cadsynth.store.ledger import WAITING_FOR_REVIEW
+from cadsynth import lifecycle
 
 # A person's words for the outcomes: "pool" is the adversarial pool (kept, and the adversary reads it).
 Decided = Literal["keep", "discard", "pool"]
@@ -109,7 +109,7 @@ async def human_review(state: DebateState, runtime: Runtime[Settings]) -> dict[s
     if not reviewable(asked):
         return {}  # the critics dropped everything: nothing to decide
     ledger = (await resources(runtime.context)).ledger
-    await ledger.set_status(state["run"], WAITING_FOR_REVIEW)  # the graph owns the run's status
+    await lifecycle.waiting_for_review(ledger, state["run"])
     question = asked
     while True:
         reply = interrupt(question)
@@ -132,5 +132,5 @@ async def human_review(state: DebateState, runtime: Runtime[Settings]) -> dict[s
         if outcome != problem["outcome"]:
             changed[problem["id"]] = {**state["consensus"][problem["id"]], "outcome": outcome}
     await ledger.put_reviews(rows)  # an upsert: recorded again after a crash, still one row each
-    await ledger.set_status(state["run"], "running")
+    await lifecycle.resumed(ledger, state["run"])
     return {"consensus": changed} if changed else {}

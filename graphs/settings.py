@@ -17,6 +17,7 @@ from cadsynth.domain import Context
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.cache import CallCache
 from cadsynth.store.ledger import Ledger
+from cadsynth.store.notes import Notes
 
 
 @dataclass
@@ -57,6 +58,10 @@ class Resources:
     @cached_property
     def cache(self) -> CallCache | None:
         return CallCache(self.ledger.engine) if self.settings.cache else None
+
+    @cached_property
+    def notes(self) -> Notes:
+        return Notes(self.ledger.engine)
 
     async def run_config(self, run: str) -> dict[str, Any]:
         """The run's stored config: what a task needs to find its panel, without carrying it."""
@@ -104,7 +109,7 @@ class Resources:
             shared = json.dumps({k: v for k, v in config.items() if k not in ("lane", "seed", "target")}, sort_keys=True)
             validated = RunConfig.model_validate(config)
             gate = self._gates.setdefault(shared, asyncio.Semaphore(validated.concurrency))
-            self._panels[key] = Panel(validated, cache=self.cache, images=self.blobs, gate=gate)
+            self._panels[key] = Panel(validated, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes)
         return self._panels[key]
 
     async def close(self) -> None:

@@ -111,11 +111,17 @@ class Duplicate:
     question_similarity: float
 
 
-def _advanced_again(run: str) -> Any:
-    """Taking a run's lease marks it running again (a failed or stopped run being resumed); from
-    then on its graph says how it ends (graphs.debate)."""
-    runs = t.runs.c
-    return update(t.runs).where(and_(runs.id == run, runs.status != "done")).values(status="running", reason=None)
+def lanes_status(lanes: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """The status of a run with lanes, read from theirs: failed if one failed (with its reason),
+    else waiting for review, else running, else stopped at its budget while any is, else done."""
+    for lane in lanes:
+        if lane["status"] == "failed":
+            return "failed", f"lane {lane['id']}: {lane['reason']}"
+    statuses = {lane["status"] for lane in lanes}
+    for status in (WAITING_FOR_REVIEW, "running", "stopped"):
+        if status in statuses:
+            return status, None
+    return "done", None
 
 
 def _row(table: Table, record: Any) -> dict[str, Any]:
@@ -225,8 +231,9 @@ class Ledger:
             )
 
     @whole
-    async def acquire_lease(self, run: str, owner: str, seconds: float = LEASE_SECONDS) -> None:
+    async def acquire_lease(self, run: str, owner: str, seconds: float = LEASE_SECONDS) -> bool:
         """Take (or renew) the run for this process; refuse if another live process holds it.
+        True when this process took it (rather than renewed it): the run is advanced again.
 
         A lease expires unless renewed, so a holder on another machine that died frees the run
         after `seconds`; a dead holder on this machine frees it at once.
@@ -244,16 +251,16 @@ class Ledger:
             taken = await conn.execute(
                 update(t.runs).where(and_(runs.id == run, free)).values(lease_owner=owner, lease_until=now + seconds)
             )
-            if taken.rowcount and holder[0] != owner:
-                await conn.execute(_advanced_again(run))
             if taken.rowcount == 0:
                 raise LeaseError(
                     f"run {run!r} is being advanced by another process ({holder[0]}); wait for it to finish or stop it first"
                 )
+        return holder[0] != owner
 
     @whole
-    async def claim(self, run: str, owner: str) -> None:
-        """Mark the run as advanced by this process when no live process holds it, with no expiry.
+    async def claim(self, run: str, owner: str) -> bool:
+        """Mark the run as advanced by this process when no live process holds it, with no expiry
+        (True when it did).
 
         For runs driven without the CLI's lease (LangGraph Studio): they then show as running
         while their process lives, and as interrupted once it is gone.
@@ -268,8 +275,8 @@ class Ledger:
                     .where(and_(runs.id == run, or_(runs.lease_owner.is_(None), runs.lease_owner == holder)))
                     .values(lease_owner=owner, lease_until=None)
                 )
-                if taken.rowcount:
-                    await conn.execute(_advanced_again(run))
+                return bool(taken.rowcount)
+        return False
 
     @whole
     async def release_lease(self, run: str, owner: str) -> None:
@@ -281,13 +288,24 @@ class Ledger:
             )
 
     async def runs(self) -> list[dict[str, Any]]:
+        """Every run (a lane is listed with its run, not on its own)."""
         await self.init()
         if self._empty:
             return []
         async with self.engine.connect() as conn:
-            # A lane is listed with its run, not on its own.
-            query = select(t.runs).where(t.runs.c.lane_of.is_(None)).order_by(t.runs.c.created_at, t.runs.c.id)
-            return [dict(row._mapping) for row in await conn.execute(query)]
+            rows = [dict(row._mapping) for row in await conn.execute(select(t.runs).order_by(t.runs.c.created_at, t.runs.c.id))]
+        lanes: dict[str, list[dict[str, Any]]] = {}
+        for row in sorted((r for r in rows if r["lane_of"] is not None), key=lambda r: r["lane"]):
+            lanes.setdefault(row["lane_of"], []).append(row)
+        return [self._derived(row, lanes.get(row["id"], [])) for row in rows if row["lane_of"] is None]
+
+    @staticmethod
+    def _derived(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, Any]:
+        """A run as it reads: one with lanes takes its status (and reason) from theirs."""
+        if not lanes:
+            return record
+        status, reason = lanes_status(lanes)
+        return {**record, "status": status, "reason": reason}
 
     async def lanes(self, run: str) -> list[dict[str, Any]]:
         """The lanes of a run, in order; none for a run without lanes."""
@@ -298,13 +316,20 @@ class Ledger:
             query = select(t.runs).where(t.runs.c.lane_of == run).order_by(t.runs.c.lane)
             return [dict(row._mapping) for row in await conn.execute(query)]
 
-    async def run(self, run: str) -> dict[str, Any] | None:
+    async def run(self, run: str, *, derive: bool = True) -> dict[str, Any] | None:
+        """The run's row; with `derive`, a run with lanes reads its status from theirs (what every
+        reader shows). `derive=False` is the row as stored (cadsynth.lifecycle's own reads)."""
         await self.init()
         if self._empty:
             return None
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(t.runs).where(t.runs.c.id == run))).first()
-            return dict(row._mapping) if row else None
+        if row is None:
+            return None
+        record = dict(row._mapping)
+        if derive and record["lane_of"] is None and (record["config"] or {}).get("lanes", 1) > 1:
+            record = self._derived(record, await self.lanes(run))
+        return record
 
     async def lane_progress(self, run: str) -> list[dict[str, Any]]:
         """Each lane's (or the run's own) status, furthest round and outcomes so far: two grouped

@@ -104,6 +104,8 @@ def _upgrade(conn: Connection, found: int) -> None:
             for name in t.RUN_RELATIVE:
                 if name in table.c:
                     _within_run(conn, table, name)
+    if found < 11:
+        _sim_truth_out_of_proposals(conn)
     if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
         conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))
@@ -138,6 +140,23 @@ def _rebuilt(conn: Connection, table: Table, **values: Callable[[Any], Any]) -> 
     conn.execute(text(f"ALTER TABLE {new.name} RENAME TO {table.name}"))
     if conn.dialect.name == "postgresql":  # the key keeps the name a freshly made table's would have
         conn.execute(text(f"ALTER TABLE {table.name} RENAME CONSTRAINT {new.name}_pkey TO {table.name}_pkey"))
+
+
+def _sim_truth_out_of_proposals(conn: Connection) -> None:
+    """Before version 11 a simulated proposal carried the simulator's truth in its record. The
+    truth now lives in the simulator's notes, which older runs never wrote (their stats lose the
+    `truth` block); the reference as first proposed stays, as `proposed_reference`."""
+    rows = conn.execute(select(t.proposals.c.run, t.proposals.c.id, t.proposals.c.record)).all()
+    for run, id_, record in rows:
+        if not isinstance(record, dict) or "sim" not in record:
+            continue
+        record = dict(record)
+        first = (record.pop("sim") or {}).get("proposed_reference")
+        if first is not None and first != record.get("reference_answer"):
+            record["proposed_reference"] = first
+        conn.execute(
+            update(t.proposals).where(t.proposals.c.run == run, t.proposals.c.id == id_).values(record=record)
+        )
 
 
 def _threads_to_uuids(conn: Connection) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 10  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 11  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
@@ -36,7 +36,8 @@ SCHEMA_VERSION = 10  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_ca
 # target is its place within the run (r0/gpt/1), no longer prefixed with the run's id; 10: cads_calls
 # is keyed by the request (CALL_KEY; no seq column, no unique index), cads_critiques and
 # cads_judgments by (run, round, id) with no other index, all three WITHOUT ROWID on SQLite; a
-# record's id and proposal columns hold its key within its run (RUN_RELATIVE)
+# record's id and proposal columns hold its key within its run (RUN_RELATIVE); 11: cads_notes, a new
+# table (an agent's own records: the simulator's truth), and proposals no longer hold that truth
 
 metadata = MetaData()
 
@@ -239,6 +240,20 @@ call_cache = Table(
     Column("input_tokens", Integer, nullable=False, default=0),
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+
+# --- agents' notes ----------------------------------------------------------------------------
+# What a model keeps for itself, by book and key (store.notes): the simulated panel's truth about
+# the problems it wrote. Shared by every run in the database, like the call cache.
+
+notes = Table(
+    "cads_notes",
+    metadata,
+    Column("book", String(32), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("value", JSON, nullable=False),
+    PrimaryKeyConstraint("book", "key"),
+    sqlite_with_rowid=False,
 )
 
 # --- LangGraph checkpoints -----------------------------------------------------------------

@@ -6,6 +6,7 @@ The gates never read the simulator's truth; the tests do, through `cads stats` (
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -43,6 +44,26 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
+def _truths(work: Path, world: WorldConfig, proposals: list[dict]) -> list[dict]:
+    """The simulator's truth about each proposal, read from its notes the way `cads stats` does."""
+    from cadsynth.agents.sim.truth import TruthBook, spec_digest_of
+    from cadsynth.store.ledger import Ledger
+    from cadsynth.store.notes import Notes
+
+    async def read() -> list[dict]:
+        ledger = Ledger.open(f"sqlite:///{work / 'cads.db'}")
+        try:
+            found = await TruthBook(world, Notes(ledger.engine)).about_many(
+                [(p["question"], spec_digest_of(p["image_spec"])) for p in proposals]
+            )
+        finally:
+            await ledger.close()
+        assert all(t is not None for t in found)
+        return [t.model_dump() for t in found if t is not None]
+
+    return asyncio.run(read())
+
+
 def _query(work: Path, sql: str, *args: object) -> list[tuple]:
     with sqlite3.connect(work / "cads.db") as db:
         return db.execute(sql, args).fetchall()
@@ -61,8 +82,8 @@ def test_each_failure_mode_reaches_kept_samples_with_its_gate_off_and_drops_with
 
 def test_a_shared_mistake_reaches_kept_samples_with_every_judge_agreeing(runs: Path) -> None:
     kept_wrong = []
-    for p in records(runs, "cads_proposals", "run = 'off'"):
-        sim = p["sim"]
+    proposals = records(runs, "cads_proposals", "run = 'off'")
+    for p, sim in zip(proposals, _truths(runs, WORLD, proposals), strict=True):
         if sim["blind_spot"] is not None and p["reference_answer"] == sim["blind_spot"] != sim["truth"]:
             (verdict,) = records(runs, "cads_consensus", "run || '/' || proposal = ?", p["id"])
             kept_wrong.append(verdict)
@@ -157,9 +178,10 @@ def test_near_duplicate_pairs_are_counted_across_lanes(tmp_path: Path) -> None:
     groups: dict[str, int] = {}
     verdicts = {v["proposal"]: v for v in records(tmp_path, "cads_consensus", "run LIKE 'dup%'")}
     lanes_of: dict[str, set[str]] = {}
-    for p in records(tmp_path, "cads_proposals", "run LIKE 'dup%'"):
+    proposals = records(tmp_path, "cads_proposals", "run LIKE 'dup%'")
+    for p, sim in zip(proposals, _truths(tmp_path, WorldConfig.model_validate(config["world"]), proposals), strict=True):
         v = verdicts[p["id"]]
-        key = p["sim"]["duplicate_of"]
+        key = sim["duplicate_of"]
         if key and v["outcome"] in ("keep", "adversarial"):
             groups[key] = groups.get(key, 0) + 1
             lanes_of.setdefault(key, set()).add(p["run"])

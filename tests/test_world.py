@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import io
 import json
@@ -10,18 +11,24 @@ import random
 import re
 from collections import Counter
 from statistics import mean
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from langchain_core.messages import HumanMessage
+
 from cadsynth.agents.painter.render import render
+from cadsynth.agents.panel import Agent, SeedView, image_block
 from cadsynth.agents.sim.hazards import Hazards
 from cadsynth.agents.sim.models import SimChatModel
+from cadsynth.agents.sim.truth import Truth, TruthBook, spec_digest_of
 from cadsynth.agents.sim.world import PERCEPTION, REASONING, TEMPLATES, Problem, World
-from cadsynth.config import SimPersona, WorldConfig
-from cadsynth.domain import CAPABILITIES, STRATEGIES
+from cadsynth.config import AgentConfig, SimPersona, WorldConfig
+from cadsynth.domain import CAPABILITIES, STRATEGIES, Context
+from cadsynth.prompts import render_prompt
 
 WORLD = World()
 LEVELS = (0.0, 0.3, 0.6, 0.9, 1.0)
@@ -357,15 +364,40 @@ def test_specs_render() -> None:
 # --- the harder world: its failure modes at their configured rates ------------------------------
 
 
+class _Notes:
+    """Notes kept in memory: the store the simulated models of one test share."""
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[str, str], dict] = {}
+
+    async def get_many(self, book: str, keys: object) -> dict[str, dict]:
+        return {k: self.kept[(book, k)] for k in keys if (book, k) in self.kept}  # type: ignore[attr-defined]
+
+    async def put(self, book: str, values: dict[str, dict]) -> None:
+        for k, v in values.items():
+            self.kept.setdefault((book, k), v)
+
+
 def _proposals(world: WorldConfig, n: int, seed: int = 0) -> list:
-    """What a simulated proposer writes over n tasks: its drafts with the simulator's truth."""
-    model = SimChatModel(agent="sim-a", persona=SimPersona(flaw_rate=0.0), seed=seed, world_config=world)
-    tasks = [
-        {"role": "propose", "key": f"r{i // 8}/sim-a/{i % 8}", "strategy": STRATEGIES[i % len(STRATEGIES)],
-         "capabilities": [CAPABILITIES[i % len(CAPABILITIES)]], "difficulty_target": 0.4, "seed": {}}
-        for i in range(n)
-    ]
-    return [model.respond(t) for t in tasks]
+    """What a simulated proposer writes over n calls, asked the way the panel asks (its prompt,
+    through the agent), each with the truth the simulator noted for it (as `sim`)."""
+    persona = SimPersona(flaw_rate=0.0)
+    model = SimChatModel(agent="sim-a", persona=persona, seed=seed, world_config=world)
+    agent = Agent(AgentConfig(name="sim-a", provider="sim", model="sim", roles=["proposer"], sim=persona), model)
+    context = Context(difficulty_target=0.4)
+
+    async def one(i: int) -> SimpleNamespace:
+        key = f"r{i // 8}/sim-a/{i % 8}"
+        seed_view = SeedView(id=f"none:{key}", text="(no seed: write a problem of your own)")
+        draft = (await agent.propose(key, context, seed_view, STRATEGIES[i % len(STRATEGIES)], [CAPABILITIES[i % len(CAPABILITIES)]])).value
+        truth = await model.book.about(draft.question, spec_digest_of(draft.image_spec))
+        assert truth is not None
+        return SimpleNamespace(**{**dict(draft), "sim": truth})
+
+    async def every() -> list[SimpleNamespace]:
+        return [await one(i) for i in range(n)]
+
+    return asyncio.run(every())
 
 
 def test_a_clean_world_has_no_failure_modes() -> None:
@@ -436,12 +468,19 @@ def test_blind_spots_make_most_judges_agree_on_a_wrong_reference() -> None:
     hazards = Hazards(world, WORLD)
     spotted = [t for t in TEMPLATES if hazards.blind_spot(WORLD.generate(random.Random(0), t, 0.5))]
     assert 0.12 <= len(spotted) / len(TEMPLATES) <= 0.5
-    judges = [SimChatModel(agent=f"judge-{k}", persona=SimPersona(skill=1.0), world_config=world) for k in range(4)]
+    notes = _Notes()
+    judges = [SimChatModel(agent=f"judge-{k}", persona=SimPersona(skill=1.0), world_config=world, notes=notes) for k in range(4)]
+    book = TruthBook(world, notes)
     scores = []
     for s in range(60):
         p = WORLD.generate(random.Random(s), spotted[s % len(spotted)], 0.5)
-        sim = {"truth": p.truth, "distractors": p.distractors, "difficulty": p.difficulty, "blind_spot": p.distractors[0]}
-        answers = [j.respond({"role": "judge", "key": f"k{s}", "capabilities": list(p.capabilities), "sim": sim}).answer for j in judges]
+        image = render(p.spec)
+        truth = Truth(truth=p.truth, distractors=p.distractors, difficulty=p.difficulty, capabilities=list(p.capabilities),
+                      template=p.template, kind=p.kind, blind_spot=p.distractors[0])
+        asyncio.run(book.write(p.question, spec_digest_of(p.spec) or "", truth))
+        prompt = render_prompt("judge", question=p.question, answer_type=p.answer_type, choices="")
+        message = HumanMessage(content=[{"type": "text", "text": prompt}, image_block(image)])  # type: ignore[list-item]
+        answers = [asyncio.run(j.answer([message])).answer for j in judges]  # type: ignore[attr-defined]
         scores.append(sum(a == p.distractors[0] for a in answers))  # C for a reference that is the shared mistake
     assert 0.55 <= mean(scores) / 4 <= 0.85
     assert min(scores) >= 0 and scores.count(4) >= 5 and sum(c >= 1 for c in scores) >= 50

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from cadsynth.agents.painter.specs import (
     CHART_ORDER,
@@ -42,13 +42,38 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 Draw = ImageDraw.ImageDraw
 
 
+# The PNG text chunk that names the spec an image was drawn from: provenance for whoever reads the
+# file, and how the simulated panel "sees" an image (agents.sim.truth).
+SPEC_STAMP = "cads-spec"
+
+
 def render(spec: ImageSpec) -> bytes:
     """PNG bytes of the spec at its own size; the same spec always gives the same bytes."""
     img = Image.new("RGB", (spec.width, spec.height), WHITE)
     _DRAWERS[spec.kind](img, spec)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SPEC_STAMP, spec_digest(spec))
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def spec_stamp(png: bytes) -> str | None:
+    """The spec digest a rendered PNG carries (None for any other image). Walks the chunks before
+    the pixel data; decodes nothing."""
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    at, wanted = 8, SPEC_STAMP.encode() + b"\0"
+    while at + 8 <= len(png):
+        size = int.from_bytes(png[at : at + 4], "big")
+        kind = png[at + 4 : at + 8]
+        if kind == b"IDAT":
+            return None
+        data = png[at + 8 : at + 8 + size]
+        if kind == b"tEXt" and data.startswith(wanted):
+            return data[len(wanted) :].decode("latin-1")
+        at += 12 + size
+    return None
 
 
 def spec_digest(spec: ImageSpec) -> str:

@@ -1,4 +1,4 @@
-"""Deterministic randomness for the simulator: one generator per (seed, task), never per call order.
+"""Deterministic randomness: one generator per (seed, task), never per call order (the planner and the simulator).
 
 Tasks of one phase run concurrently, so drawing from a shared generator would make results depend
 on scheduling. Deriving each task's generator from its key keeps a run reproducible.

@@ -1,0 +1,132 @@
+"""The simulator's truth about the problems its proposers write, kept in notes of its own.
+
+A simulated model works from the messages it is sent, as a real one does. What a real model would
+see in the image, the simulator looks up: the painter stamps every PNG with its spec's digest
+(agents.painter.render), and the truth of a problem is noted under its world, its question and
+that digest when a simulated proposer writes it. A judge shown the question and the image finds
+it there; a blind judge, shown the question alone, finds what the question gives away.
+
+Only the simulator and `cads stats` (through `truth_of`) read these notes: no gate, no graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from cadsynth.agents.painter.specs import ImageSpec
+from cadsynth.config import WorldConfig
+
+BOOK = "sim-truth"
+
+
+class Truth(BaseModel):
+    """What the simulated world knows about one problem (its question on its image)."""
+
+    truth: str
+    distractors: list[str]
+    difficulty: float
+    capabilities: list[str]
+    template: str
+    kind: str
+    # The harder world's failure modes (WorldConfig): what the problem really is, for stats only.
+    text_answerable: bool = False  # the question states the values it asks about
+    conflict: str | None = None  # how the image contradicts the question (missing_label, ...), if it does
+    duplicate_of: str | None = None  # the popular problem it converged on, if it did
+    blind_spot: str | None = None  # the mistake the models share on this template, if they share one
+
+
+class NoteStore(Protocol):
+    """Where notes are kept (store.notes.Notes)."""
+
+    async def get_many(self, book: str, keys: Any) -> dict[str, dict[str, Any]]: ...
+
+    async def put(self, book: str, values: dict[str, dict[str, Any]]) -> None: ...
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _world(world: WorldConfig) -> str:
+    # Two runs in one database with other failure-mode rates can write the same problem with
+    # another truth (a blind spot, say): the world is part of every key.
+    return world.model_dump_json()
+
+
+def problem_key(world: WorldConfig, question: str, spec_digest: str) -> str:
+    return _key(_world(world), question, spec_digest)
+
+
+def question_key(world: WorldConfig, question: str) -> str:
+    return _key(_world(world), question)
+
+
+def spec_digest_of(spec: ImageSpec | dict[str, Any] | None) -> str | None:
+    from pydantic import TypeAdapter
+
+    from cadsynth.agents.painter.render import spec_digest
+
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        spec = TypeAdapter(ImageSpec).validate_python(spec)
+    return spec_digest(spec)
+
+
+class TruthBook:
+    """The simulator's truth, by what the messages carry. Kept in notes when the panel has a store
+    (every run has); in memory alone otherwise (unit tests). A process keeps what it wrote or read
+    in memory too: the same problem is looked up by every critic and judge."""
+
+    _LIMIT = 50_000  # problems held in memory before the oldest half is dropped
+
+    def __init__(self, world: WorldConfig, notes: NoteStore | None = None):
+        self.world = world
+        self.notes = notes
+        self._known: dict[str, dict[str, Any]] = {}
+
+    def _remember(self, values: dict[str, dict[str, Any]]) -> None:
+        if len(self._known) + len(values) > self._LIMIT:
+            for key in list(self._known)[: len(self._known) // 2]:
+                del self._known[key]
+        self._known.update(values)
+
+    async def write(self, question: str, spec_digest: str, truth: Truth) -> None:
+        value = truth.model_dump(mode="json")
+        # The question alone finds it for a blind judge; the first problem with that question keeps it.
+        values = {problem_key(self.world, question, spec_digest): value}
+        values.setdefault(question_key(self.world, question), value)
+        self._remember(values)
+        if self.notes is not None:
+            await self.notes.put(BOOK, values)
+
+    async def _read(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        found = {k: self._known[k] for k in keys if k in self._known}
+        missing = [k for k in keys if k not in found]
+        if missing and self.notes is not None:
+            read = await self.notes.get_many(BOOK, missing)
+            self._remember(read)
+            found.update(read)
+        return found
+
+    async def about(self, question: str, spec_digest: str | None) -> Truth | None:
+        """The truth of this question on the image with this spec digest, if a simulated proposer wrote it."""
+        if spec_digest is None:
+            return None
+        key = problem_key(self.world, question, spec_digest)
+        value = (await self._read([key])).get(key)
+        return None if value is None else Truth.model_validate(value)
+
+    async def about_question(self, question: str) -> Truth | None:
+        key = question_key(self.world, question)
+        value = (await self._read([key])).get(key)
+        return None if value is None else Truth.model_validate(value)
+
+    async def about_many(self, problems: list[tuple[str, str | None]]) -> list[Truth | None]:
+        """`about` for many (question, spec digest) pairs at once: what stats read."""
+        keys = [problem_key(self.world, q, d) if d is not None else None for q, d in problems]
+        found = await self._read([k for k in keys if k is not None])
+        return [Truth.model_validate(found[k]) if k is not None and k in found else None for k in keys]

@@ -1,0 +1,72 @@
+"""A run's lifecycle: the one module that writes a run's status.
+
+    running ──► stopped (at its budget) ──► running          (cads resume --budget)
+       │    ──► waiting for review ───────► running          (cads review, Studio)
+       ├──────► done                                         (its last round, or its target)
+       └──────► failed, with a one-line reason ──► running   (cads resume)
+
+`running` with its holder gone reads as `interrupted` (store.ledger.shown_status). A run with
+lanes has no status of its own: the ledger reads it from its lanes' (store.ledger.lanes_status),
+so the graph, the runner and the Ray driver each write only the status of the lane they advance,
+and only through these functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cadsynth.agents.calls import ModelCallError
+from cadsynth.store.ledger import WAITING_FOR_REVIEW, Ledger
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a run failed, in one line."""
+    if isinstance(exc, ModelCallError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+async def begin(
+    ledger: Ledger, run: str, config: dict[str, Any], seed: int, *, parent: str | None = None,
+    fork_round: int | None = None, lane_of: str | None = None, lane: int | None = None,
+) -> None:
+    """A new run (a lane, a fork) in the ledger, running."""
+    await ledger.start_run(run, config, seed, parent=parent, fork_round=fork_round, lane_of=lane_of, lane=lane)
+
+
+async def resumed(ledger: Ledger, run: str) -> None:
+    """Advanced again (after a failure, a stop, a kill or a review): running, its reason cleared.
+    A run that is done stays done."""
+    record = await ledger.run(run, derive=False)
+    if record is not None and record["status"] != "done":
+        await ledger.set_status(run, "running")
+
+
+async def failed(ledger: Ledger, run: str, why: BaseException | str) -> None:
+    """Failed, with its one-line reason (kept unless it already failed with one: the first cause)."""
+    record = await ledger.run(run, derive=False)
+    if record is None or record["status"] == "failed":
+        return
+    await ledger.set_status(run, "failed", why if isinstance(why, str) else failure_reason(why))
+
+
+async def finished(ledger: Ledger, run: str, kept: int) -> None:
+    """Done, unless the run kept nothing because its calls gave up: that has not succeeded."""
+    faults = (await ledger.call_breakdown(run))["faults"] if not kept else {}
+    gave_up = faults.get("abstained", 0) + faults.get("dropped", 0)
+    if not gave_up:
+        await ledger.set_status(run, "done")
+        return
+    kinds = ", ".join(f"{k} {n}" for k, n in faults.items() if k not in ("retried", "abstained", "dropped") and n)
+    await ledger.set_status(
+        run, "failed", f"kept no samples: {gave_up} model calls gave up after their retries ({kinds}); see `cads stats {run}`"
+    )
+
+
+async def stopped_at_budget(ledger: Ledger, run: str) -> None:
+    await ledger.set_status(run, "stopped")
+
+
+async def waiting_for_review(ledger: Ledger, run: str) -> None:
+    await ledger.set_status(run, WAITING_FOR_REVIEW)

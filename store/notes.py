@@ -1,0 +1,61 @@
+"""Notes: what a model keeps for itself between its calls, by book and key.
+
+The store does not read them; their owner does (the simulated panel keeps its world's truth here,
+and `cads stats` asks the simulator to read it back). The first value written under a key stays,
+like the call cache's: a key names content, so a second writer would write the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cadsynth.store import schema as t
+from cadsynth.store.db import whole
+from cadsynth.store.migrate import setup_schema
+
+
+class Notes:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self._ready = False
+
+    @whole
+    async def _init(self) -> None:
+        if not self._ready:
+            async with self.engine.connect() as conn:
+                await conn.run_sync(setup_schema)
+            self._ready = True
+
+    async def get(self, book: str, key: str) -> dict[str, Any] | None:
+        found = await self.get_many(book, [key])
+        return found.get(key)
+
+    async def get_many(self, book: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The notes of `book` under `keys` (those that exist), read in batches."""
+        await self._init()
+        wanted = sorted(set(keys))
+        found: dict[str, dict[str, Any]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):  # under every backend's bound-parameter limit
+                batch = wanted[start : start + 500]
+                rows = await conn.execute(
+                    select(t.notes.c.key, t.notes.c.value).where(t.notes.c.book == book, t.notes.c.key.in_(batch))
+                )
+                found.update({key: value for key, value in rows})
+        return found
+
+    @whole
+    async def put(self, book: str, values: dict[str, dict[str, Any]]) -> None:
+        """Keep each value under its key in `book`, unless the key is taken already."""
+        if not values:
+            return
+        await self._init()
+        rows = [{"book": book, "key": key, "value": value} for key, value in values.items()]
+        async with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            await conn.execute(dialect.insert(t.notes).on_conflict_do_nothing(index_elements=["book", "key"]), rows)

@@ -75,26 +75,35 @@ def order_study(db: Path) -> dict[str, float]:
     order is chosen per problem from the rounds before it, as the graph would."""
     from cadsynth.agents.matching import answers_match
     from cadsynth.agents.sim.models import answer_chances
+    from cadsynth.agents.sim.truth import Truth, TruthBook, spec_digest_of
     from cadsynth.config import RunConfig
     from cadsynth.domain import Judgment, Proposal
     from cadsynth.graphs.consensus import judge_record, jury_order
     from cadsynth.store.ledger import Ledger
+    from cadsynth.store.notes import Notes
 
-    async def read() -> tuple[list[Proposal], list[Judgment]]:
+    with sqlite3.connect(db) as conn:
+        config = RunConfig.model_validate(json.loads(conn.execute("SELECT config FROM cads_runs WHERE id = 'full'").fetchone()[0]))
+
+    async def read() -> tuple[list[Proposal], list[Judgment], list[Truth | None]]:
         ledger = Ledger.open(f"sqlite:///{db}", create=False)
         try:
-            return await ledger.proposals("full"), await ledger.judgments("full")
+            found = await ledger.proposals("full")
+            # The simulator's own truth about each problem, from its notes (as `cads stats` reads it).
+            truths = await TruthBook(config.world, Notes(ledger.engine)).about_many(
+                [(p.question, spec_digest_of(p.image_spec)) for p in found]
+            )
+            return found, await ledger.judgments("full"), truths
         finally:
             await ledger.close()
 
-    found, judgments = asyncio.run(read())
+    found, judgments, truths = asyncio.run(read())
     proposals = {p.id: p for p in found}
+    truth = {p.id: t for p, t in zip(found, truths, strict=True)}
     answers: dict[str, dict[str, Judgment]] = collections.defaultdict(dict)
     for j in judgments:
         if not j.rationalized and not j.abstained:
             answers[j.proposal][j.judge] = j
-    with sqlite3.connect(db) as conn:
-        config = RunConfig.model_validate(json.loads(conn.execute("SELECT config FROM cads_runs WHERE id = 'full'").fetchone()[0]))
     judges = sorted({name for given in answers.values() for name in given})
     problems = sorted((proposals[p].round, p) for p, given in answers.items() if len(given) == len(judges))
     right = {p: {name: bool(answers[p][name].agrees) for name in judges} for _, p in problems}
@@ -180,8 +189,9 @@ def order_study(db: Path) -> dict[str, float]:
     def agreement(p: str, name: str) -> float:
         """The simulator's own chance that this judge's answer matches the problem's reference."""
         q = proposals[p]
-        assert q.sim is not None  # a simulated panel's problem
-        chances = answer_chances(personas[name], config.world, q.capabilities, q.sim.model_dump(mode="json"))
+        sim = truth[p]
+        assert sim is not None  # a simulated panel's problem
+        chances = answer_chances(personas[name], config.world, q.capabilities, sim.model_dump(mode="json"))
         return sum(c for answer, c in chances.items()
                    if answers_match(answer, q.reference_answer, q.answer_type, q.choices))
 

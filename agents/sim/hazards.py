@@ -8,7 +8,7 @@
 - blind spot: on some templates the models share one mistake, so a wrong reference that is that
   mistake can win the judges' agreement.
 
-Each is recorded in the proposal's `SimTruth`, which only the simulated agents and stats read. The
+Each is recorded in the simulator's truth (agents.sim.truth), which only the simulated agents and stats read. The
 draws are keyed by the world's seed (not a lane's), so lanes share popular problems and blind spots.
 """
 

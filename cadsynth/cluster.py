@@ -203,7 +203,8 @@ async def _run_lanes(
                     continue
                 reason = _reason(future.exception(), ray_config.retries)  # type: ignore[arg-type]
                 await lifecycle.failed(ledger, lane, reason)  # the run's status reads from its lanes'
-                raise RunFailed(reason)
+                record = await ledger.run(run)
+                raise RunFailed(record["reason"] if record is not None and record["reason"] else reason)
         await _observe(ledger, run, progress)  # the final figures, not the last poll's
         return stops
     finally:

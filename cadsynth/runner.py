@@ -332,9 +332,15 @@ async def _advance_here(graph: Debate, saver: Any, settings: Settings, ledger: L
                 for lane in lanes
             ]
     except* RunFailed as failed:
-        # The failed lane is marked so; the run's status reads from its lanes' (store.ledger).
-        raise RunFailed(str(failed.exceptions[0])) from failed.exceptions[0]
+        # The failed lane is marked so; the run's status (and the lane it names) reads from its lanes'.
+        raise RunFailed(await _why_failed(ledger, run, failed.exceptions[0])) from failed.exceptions[0]
     return [stop for stop in (task.result() for task in tasks) if stop is not None]
+
+
+async def _why_failed(ledger: Ledger, run: str, error: BaseException) -> str:
+    """The failed run's one-line reason as every view shows it (a lane's names the lane)."""
+    record = await ledger.run(run)
+    return record["reason"] if record is not None and record["reason"] else str(error)
 
 
 async def advance_lane(settings: Settings, lane: str, budget: float | None) -> dict[str, Any] | None:

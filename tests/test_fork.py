@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from importlib import resources
 from pathlib import Path
 
@@ -74,3 +75,16 @@ def test_replay_errors(forked):
     ):
         result = cads(*args, cwd=work, check=False)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
+
+
+def test_a_round_replayed_with_the_same_panel_is_answered_from_the_call_cache(forked):
+    """The simulated panel walks a real model's path: its calls are fingerprinted and kept, so a
+    round asked again with the same messages is answered from the store, with the same data."""
+    work, _ = forked
+    cads("replay", "parent", "--round", "3", "--run-id", "again", cwd=work)
+    with sqlite3.connect(work / "cads.db") as db:
+        cached = dict(db.execute("SELECT cached, count(*) FROM cads_calls WHERE run = 'again' GROUP BY cached").fetchall())
+    assert cached.get(1, 0) > 0 and cached.get(0, 0) == 0  # every call of its round, and none paid again
+    assert _json("stats", "again", "--json", cwd=work)["cost"]["cached_calls"] == cached[1]
+    last = lambda samples: content([s for s in samples if s["round"] == 3])  # noqa: E731
+    assert last(_export("again", work)) == last(_export("parent", work))

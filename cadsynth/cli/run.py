@@ -1,0 +1,324 @@
+"""`cads run`, `resume` and `replay`: start a run, continue it, or fork it, and draw its progress."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cadsynth.cli.app import (
+    DEFAULT_DB,
+    LOCAL_RAY,
+    BudgetOption,
+    DataOption,
+    DbOption,
+    NoCacheOption,
+    RayOption,
+    RunArgument,
+    check_keys,
+    check_lane,
+    check_writer,
+    checked,
+    console,
+    errors,
+    fail,
+    read,
+    require_run,
+    rounds_opened,
+)
+
+if TYPE_CHECKING:
+    from cadsynth.config import RunConfig
+    from cadsynth.runner import Fork, Progress
+
+
+def _progress_view(p: Progress) -> Any:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("run", p.run)
+    if p.lanes > 1:
+        grid.add_row("lanes", f"{p.lanes} ({p.lanes_done} done)")
+    grid.add_row("round", str(p.round))
+    grid.add_row("phase", p.phase)
+    grid.add_row("kept", str(p.counts["keep"] + p.counts["adversarial"]))
+    grid.add_row("adversarial", str(p.counts["adversarial"]))
+    grid.add_row("discarded", str(p.counts["discard"]))
+    return Panel(grid, title="cads run", expand=False)
+
+
+def _on_ray(db: str, option: str | None, stored: dict[str, Any] | None) -> Any:
+    """The cluster the lanes go to: `--ray`, else the run config's `ray:`; None to run them here."""
+    from pydantic import ValidationError
+
+    from cadsynth.config import RayConfig
+
+    if option is None and not stored:
+        return None
+    given = {} if option is None else {"address": None if option == LOCAL_RAY else option}
+    try:
+        ray = RayConfig.model_validate({**(stored or {}), **given})
+    except ValidationError as exc:  # only the option can be wrong: a stored config was validated
+        fail(f"--ray {option!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+    checked(lambda checks: checks.cluster_store(db))
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        fail("--ray: Ray is not installed here; pip install 'cadsynth[ray]' (on the driver and every node)")
+    from cadsynth.cluster import ClusterError, connect
+
+    try:
+        connect(ray.address)  # before anything is written: a cluster that is not there is bad input
+    except ClusterError as exc:
+        fail(f"--ray: {exc}")
+    return ray
+
+
+def advance(
+    db: str,
+    data: Path,
+    cache: bool,
+    run: str,
+    *,
+    config: RunConfig | None = None,
+    fork: Fork | None = None,
+    budget: float | None = None,
+    ray: Any = None,
+    review: dict[str, Any] | None = None,
+) -> bool:
+    """Advance the run; True when it paused for a person's review (exit 0: a pause, not a failure)."""
+    from rich.live import Live
+
+    from cadsynth.graphs.settings import Settings
+    from cadsynth.runner import Progress, RunFailed, RunStateError, execute
+    from cadsynth.store.ledger import LeaseError
+
+    lanes_on = None
+    if ray is not None:
+        from cadsynth.cluster import lanes_on_ray
+
+        lanes_on = lanes_on_ray(ray)
+        data = data.absolute()  # workers in other processes (and machines) find the images by it
+    settings = Settings(db_url=db, data_dir=str(data), cache=cache)
+    latest = [Progress(run=run)]
+    # Redrawn a few times a second from the latest figures, not on every step: a large run takes
+    # hundreds of thousands of steps, and drawing each would cost more than the steps themselves.
+    live = Live(get_renderable=lambda: _progress_view(latest[0]), console=console, refresh_per_second=4)
+
+    def stop() -> None:
+        live.stop()
+        console.line()  # the last frame ends its line before the error is printed
+
+    def observe(progress: Progress) -> None:
+        latest[0] = progress
+
+    with live:
+        try:
+            progress = asyncio.run(
+                execute(settings, run, config, fork=fork, budget=budget, on_update=observe, lanes_on=lanes_on, review=review)
+            )
+        except (LeaseError, RunStateError) as exc:
+            stop()
+            fail(str(exc))
+        except RunFailed as exc:
+            stop()
+            if os.environ.get("CADS_DEBUG"):
+                console.print_exception()
+            fail(f"run {run!r} failed: {exc}; fix it and `cads resume {run}`", code=1)
+        except KeyboardInterrupt:
+            stop()
+            fail(f"interrupted; `cads resume {run}` continues the run", code=130)
+        latest[0] = progress
+    if progress.stopped:
+        why = progress.stopped
+        console.print(
+            f"\nstopped before round {why['round']}: spent ${why['spent_usd']:.4f} of the ${why['budget_usd']:.4f} budget, "
+            f"and the last round cost ${why['next_round_usd']:.4f}. Continue with: cads resume {run} --budget USD",
+            markup=False,
+        )
+    if progress.waiting:
+        rounds = sorted({w["round"] for w in progress.waiting})
+        where = f" in {len(progress.waiting)} lanes" if len(progress.waiting) > 1 else ""
+        console.print(
+            f"\nround {', '.join(map(str, rounds))} is waiting for review{where}: decide its outcomes with "
+            f"cads review {run} (--accept-all, or --set ID=keep|discard|pool)",
+            markup=False,
+        )
+    return bool(progress.waiting)
+
+
+def summarize(db: str, run_name: str) -> None:
+    from cadsynth.report import summary as run_summary
+
+    summary = read(db, lambda ledger: run_summary(ledger, run_name))
+    console.print(
+        f"\nkept {summary['kept']} samples ({summary['adversarial']} adversarial), discarded {summary['discarded']}, "
+        f"{summary['model_calls']} model calls. Export with: cads export {run_name} --out {run_name}-data",
+        markup=False,
+    )
+
+
+def _load(config_path: Path | None) -> RunConfig:
+    from cadsynth.config import ConfigError, load_config
+    from cadsynth.seeds import SeedError, load_seeds
+
+    try:
+        config = load_config(config_path)
+        if config.seeds is not None:
+            load_seeds(config.seeds)
+    except (ConfigError, SeedError) as exc:
+        fail(str(exc))
+    return config
+
+
+def _warn_unreachable_target(config: RunConfig) -> None:
+    most = config.rounds * config.proposals_per_round * config.lanes  # rounds are per lane
+    if most < config.target:
+        lanes = f" x {config.lanes} lanes" if config.lanes > 1 else ""
+        errors.print(
+            f"warning: {config.rounds} rounds x {config.proposals_per_round} proposals a round{lanes} make at most "
+            f"{most} samples, fewer than the target of {config.target}; raise rounds or proposals_per_agent",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _new_run_name(db: str, run_id: str | None) -> str:
+    from cadsynth.runner import new_run_id
+
+    run_name = run_id or new_run_id()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", run_name):
+        fail(f"--run-id {run_name!r}: use letters, digits, '.', '_' or '-' (at most 128, starting with a letter or digit)")
+    if read(db, lambda ledger: ledger.run(run_name), mode="new") is not None:
+        fail(f"--run-id {run_name!r}: that run already exists; pick another id or continue it with `cads resume {run_name}`")
+    return run_name
+
+
+def run(
+    config_path: Annotated[Path | None, typer.Argument(metavar="CONFIG.yaml", help="Panel config; none = simulated panel")] = None,
+    db: DbOption = DEFAULT_DB,
+    data: DataOption = Path("cads-data"),
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name for the run (default: generated)")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Override the config's rounds")] = None,
+    target: Annotated[int | None, typer.Option(help="Stop once this many samples are kept")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed")] = None,
+    lanes: Annotated[int | None, typer.Option(help="Independent debates side by side; the target is split")] = None,
+    ray: RayOption = None,
+    no_adversary: Annotated[bool, typer.Option("--no-adversary", metavar="", help="Never change the context (ablation)")] = False,
+    budget: BudgetOption = None,
+    no_cache: NoCacheOption = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", metavar="", help="Print the calls, tokens and cost a real run would take; calls nothing")
+    ] = False,
+) -> None:
+    """Synthesize a data set: rounds of propose, paint, critique, judge and adversary."""
+    from cadsynth.config import ConfigError, parse_config
+
+    # Everything is checked before anything is written.
+    config = _load(config_path)
+    overrides = {"rounds": rounds, "target": target, "seed": seed, "lanes": lanes}
+    update: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if no_adversary:
+        update["adversary"] = False
+    if update:
+        try:
+            config = parse_config({**config.model_dump(), **update}, "options (--rounds, --target, --seed, --lanes)")
+        except ConfigError as exc:
+            fail(str(exc))
+    if dry_run:
+        _warn_unreachable_target(config)
+        _dry_run(config)
+        return
+    check_keys(config)
+    check_writer(db, data)
+    on_ray = _on_ray(db, ray, config.ray.model_dump() if config.ray else None)
+    if on_ray is not None:
+        config = config.model_copy(update={"ray": on_ray})
+    run_name = _new_run_name(db, run_id)
+    console.print(f"run id: [bold]{run_name}[/bold]")
+    if not advance(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray):
+        summarize(db, run_name)
+
+
+def _dry_run(config: RunConfig) -> None:
+    from rich.table import Table
+
+    from cadsynth.dryrun import estimate
+
+    with console.status("playing the run with simulated stand-ins..."):
+        est = estimate(config)
+    table = Table("agent", "stands in for", "calls", "input tokens", "output tokens", "USD", title="dry run (estimate)")
+    for r in est.rows:
+        price = f"{r['usd']:.4f}" if r["priced"] else "unpriced"
+        table.add_row(
+            r["agent"], f"{r['provider']} {r['model']}", str(r["calls"]), f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", price
+        )
+    t = est.total
+    table.add_row("total", "", str(t["calls"]), f"{t['input_tokens']:,}", f"{t['output_tokens']:,}", f"{t['usd']:.4f}", style="bold")
+    console.print(table)
+    console.print(
+        f"{est.rounds} rounds, {est.proposals} proposals, {est.kept} kept, as played by simulated stand-ins with the "
+        "real prompts and prices. Unpriced models count as free; add them under `prices:`.",
+        markup=False,
+    )
+
+
+def resume(
+    run_name: RunArgument,
+    db: DbOption = DEFAULT_DB,
+    data: DataOption = Path("cads-data"),
+    budget: BudgetOption = None,
+    no_cache: NoCacheOption = False,
+    ray: RayOption = None,
+) -> None:
+    """Continue an interrupted, failed or stopped run from its last checkpoint; finished calls are not made again."""
+    from cadsynth.config import RunConfig
+    from cadsynth.store.ledger import WAITING_FOR_REVIEW
+
+    record = require_run(db, run_name, mode="write")
+    if record["status"] == "done":
+        fail(f"run {run_name!r} has finished; `cads replay {run_name} --round N` forks it into a new run")
+    if record["status"] == WAITING_FOR_REVIEW:
+        fail(f"run {run_name!r} is waiting for review; `cads review {run_name}` decides its outcomes and continues it")
+    check_keys(RunConfig.model_validate(record["config"]))
+    if record["status"] == "stopped" and record["budget_usd"] is not None and (budget or 0) <= record["budget_usd"]:
+        fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
+    check_writer(db, data)
+    on_ray = _on_ray(db, ray, record["config"].get("ray"))
+    if not advance(db, data, not no_cache, run_name, budget=budget, ray=on_ray):
+        summarize(db, run_name)
+
+
+def replay(
+    run_name: RunArgument,
+    round_: Annotated[int, typer.Option("--round", help="Fork at the checkpoint before this round (1 or later)")],
+    config_path: Annotated[Path | None, typer.Option("--config", help="Another panel config for the fork")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name for the new run (default: generated)")] = None,
+    lane: Annotated[int | None, typer.Option("--lane", help="Fork only this lane, into a run of its own")] = None,
+    db: DbOption = DEFAULT_DB,
+    data: DataOption = Path("cads-data"),
+    budget: BudgetOption = None,
+    no_cache: NoCacheOption = False,
+) -> None:
+    """Fork a run (every lane, or one) before round N into a new run; the original is untouched."""
+    from cadsynth.config import RunConfig
+    from cadsynth.runner import Fork
+
+    config = _load(config_path) if config_path is not None else None
+    parent = require_run(db, run_name, mode="write")
+    check_lane(db, run_name, lane)
+    # A fork shares the rounds before it, so round 0 cannot be forked (that is a new run).
+    checked(lambda checks: checks.round_number(round_, rounds_opened(db, run_name, lane), run_name, least=1))
+    check_keys(config or RunConfig.model_validate(parent["config"]))
+    check_writer(db, data)
+    new_run = _new_run_name(db, run_id)
+    console.print(f"run id: [bold]{new_run}[/bold] (fork of {run_name} at round {round_})")
+    fork = Fork(parent=run_name, round=round_, config=config, lane=lane)
+    if not advance(db, data, not no_cache, new_run, fork=fork, budget=budget):
+        summarize(db, new_run)
+

@@ -23,7 +23,6 @@ import asyncio
 import logging
 import os
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -169,7 +168,7 @@ async def _run_lanes(
     import ray
 
     from cadsynth.graphs.settings import resources
-    from cadsynth.runner import RunFailed
+    from cadsynth.runner import RunFailed, refresh
 
     ledger = (await resources(settings)).ledger
     record = await ledger.run(run)
@@ -191,7 +190,7 @@ async def _run_lanes(
         progress.phase = f"{len(lanes)} lanes on Ray"
         while waiting:
             done, _ = await asyncio.wait(waiting, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-            await _observe(ledger, run, progress)
+            await refresh(ledger, run, progress)
             if on_update:
                 on_update(progress)
             for future in done:
@@ -205,7 +204,7 @@ async def _run_lanes(
                 await lifecycle.failed(ledger, lane, reason)  # the run's status reads from its lanes'
                 record = await ledger.run(run)
                 raise RunFailed(record["reason"] if record is not None and record["reason"] else reason)
-        await _observe(ledger, run, progress)  # the final figures, not the last poll's
+        await refresh(ledger, run, progress)  # the final figures, not the last poll's
         return stops
     finally:
         for future, lane in waiting.items():
@@ -216,13 +215,3 @@ async def _run_lanes(
             ray.kill(desk)
         if started:
             ray.shutdown()
-
-
-async def _observe(ledger: Any, run: str, progress: Progress) -> None:
-    lanes = await ledger.lane_progress(run)
-    counts: Counter[str] = Counter()
-    for lane in lanes:
-        counts.update(lane["outcomes"])
-    progress.counts = counts
-    progress.round = max((lane["round"] for lane in lanes), default=0)
-    progress.lanes_done = sum(lane["status"] == "done" for lane in lanes)

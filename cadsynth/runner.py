@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -17,13 +18,17 @@ from langgraph.types import Command
 
 from cadsynth import lifecycle
 from cadsynth.config import RunConfig
+from cadsynth.domain import Outcome
 from cadsynth.graphs import dedup
+from cadsynth.graphs.consensus import tally
 from cadsynth.graphs.debate import build_graph
 from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer, thread_id
 from cadsynth.graphs.state import DebateState
 from cadsynth.store.ledger import LEASE_SECONDS, Ledger, LeaseError, lease_owner
 
+
+REFRESH_SECONDS = 0.5  # how often the live display reads the ledger while lanes run here
 
 Debate = CompiledStateGraph[DebateState, Settings, DebateState, DebateState]
 # Runs a run's unfinished lanes somewhere else (a Ray cluster): (settings, run, lane ids, each
@@ -58,23 +63,43 @@ def thread(run: str) -> RunnableConfig:
 
 @dataclass
 class Progress:
-    """What the live display shows; updated from the graphs' streams of node updates (all lanes)."""
+    """What the live display shows. The phase comes from the graphs' streams (in this process); the
+    round, the outcomes and the finished lanes from the ledger (`refresh`), on every path: lanes
+    here or on Ray count alike."""
 
     run: str
     lanes: int = 1
     round: int = 0  # the furthest lane's round
     phase: str = "starting"
-    counts: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # recorded consensus outcomes, every lane
     lanes_done: int = 0
     stopped: dict[str, Any] | None = None  # why the run paused (its budget), when it did
     waiting: list[dict[str, Any]] = field(default_factory=list)  # the rounds paused for review (graphs.review)
+    refreshed: float = 0.0  # when the ledger was last read (time.monotonic)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """kept, adversarial, discarded, dropped: the counts every report uses (graphs.consensus.tally)."""
+        return tally(cast("Iterator[Outcome]", self.outcomes.elements()))
 
     def observe(self, node: str, update: Any) -> None:
         self.phase = node
-        if node in ("keep", "adversarial", "discard"):
-            self.counts[node] += 1
         if isinstance(update, dict) and "round" in update:
             self.round = max(self.round, update["round"])
+
+
+async def refresh(ledger: Ledger, run: str, progress: Progress, *, every: float = 0.0) -> None:
+    """Read the run's progress from the ledger (at most once in `every` seconds): its lanes'
+    furthest round, recorded outcomes and how many are done."""
+    if time.monotonic() - progress.refreshed < every:
+        return
+    progress.refreshed = time.monotonic()
+    lanes = await ledger.lane_progress(run)
+    progress.outcomes = Counter()
+    for lane in lanes:
+        progress.outcomes.update(lane["outcomes"])
+    progress.round = max([progress.round, *(lane["round"] for lane in lanes)])
+    progress.lanes_done = sum(lane["status"] == "done" for lane in lanes)
 
 
 @dataclass(frozen=True)
@@ -232,6 +257,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
                     continue
                 for node, update in chunk.items():
                     progress.observe(node, update)
+                await refresh(ledger, progress.run, progress, every=REFRESH_SECONDS)
                 if on_update:
                     on_update(progress)
             final = await graph.aget_state(thread(lane.run))
@@ -246,7 +272,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     record = await ledger.run(lane.run)
     if record is not None and record["status"] == "failed":  # finished, but kept nothing: the graph says why
         raise RunFailed(record["reason"])
-    progress.lanes_done += not final.interrupts
+    await refresh(ledger, progress.run, progress)
     if on_update:
         on_update(progress)
     return final.interrupts[0].value if final.interrupts else None
@@ -295,7 +321,8 @@ async def execute(
                 held.append(member)
             heartbeat = asyncio.create_task(_heartbeat(ledger, held, owner))
             total = len(await ledger.lanes(run)) or 1
-            progress.lanes, progress.lanes_done = total, total - len(lanes)
+            progress.lanes = total
+            await refresh(ledger, run, progress)
             for member in members:
                 if budget is not None:
                     await ledger.set_budget(member, budget if member == run else budget / total)

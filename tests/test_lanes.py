@@ -95,3 +95,33 @@ def test_replay_forks_every_lane_or_one(laned):
     one = stats("f1", laned)
     assert "lanes" not in one and one["parent"] == "a.lane1" and one["status"] == "done"
     assert stats("a", laned) == parent  # the original is untouched
+
+
+async def test_live_progress_counts_what_stats_count(tmp_path: Path) -> None:
+    """The live display reads the ledger as `stats` does (runner.refresh, on Ray too): at the end
+    of a run with lanes its counts are the run's, and it saw them grow, never shrink."""
+    from cadsynth.config import load_config
+    from cadsynth.graphs.settings import Settings
+    from cadsynth.report import stats as run_stats
+    from cadsynth.runner import Progress, execute
+    from cadsynth.store.ledger import Ledger
+
+    config = load_config(None).model_copy(update={"lanes": 2, "rounds": 2, "target": 1000})
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'cads.db'}", data_dir=str(tmp_path / "data"))
+    seen: list[dict[str, int]] = []
+
+    def on_update(progress: Progress) -> None:
+        seen.append(progress.counts)
+
+    done = await execute(settings, "live", config, on_update=on_update)
+    ledger = Ledger.open(settings.db_url)
+    try:
+        s = await run_stats(ledger, "live")
+    finally:
+        await ledger.close()
+    assert {k: done.counts[k] for k in ("kept", "adversarial", "discarded", "dropped")} == {
+        k: s[k] for k in ("kept", "adversarial", "discarded", "dropped")
+    }
+    assert done.lanes == done.lanes_done == 2 and done.phase == "done"
+    kept = [c["kept"] for c in seen]
+    assert kept == sorted(kept) and 0 < kept[-1] == s["kept"]

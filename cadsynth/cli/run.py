@@ -46,9 +46,9 @@ def _progress_view(p: Progress) -> Any:
         grid.add_row("lanes", f"{p.lanes} ({p.lanes_done} done)")
     grid.add_row("round", str(p.round))
     grid.add_row("phase", p.phase)
-    grid.add_row("kept", str(p.counts["keep"] + p.counts["adversarial"]))
-    grid.add_row("adversarial", str(p.counts["adversarial"]))
-    grid.add_row("discarded", str(p.counts["discard"]))
+    counts = p.counts
+    for name in ("kept", "adversarial", "discarded"):
+        grid.add_row(name, str(counts[name]))
     return Panel(grid, title="cads run", expand=False)
 
 

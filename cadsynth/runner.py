@@ -145,7 +145,8 @@ async def _fork_one(graph: Debate, saver: Any, ledger: Ledger, run: str, parent:
     # The fork keeps the parent's history (so Studio can browse it) and branches at the round.
     await saver.acopy_thread(thread_id(parent), thread_id(run))
     branch: RunnableConfig = {"configurable": {**at["configurable"], "thread_id": thread_id(run)}}
-    await graph.aupdate_state(branch, {"run": run, "config": config}, as_node="adversary")
+    # Its config is its ledger row's (lifecycle.begin above); an older checkpoint's copy is cleared.
+    await graph.aupdate_state(branch, {"run": run, "config": None}, as_node="adversary")
 
 
 async def _start_fork(graph: Debate, saver: Any, ledger: Ledger, run: str, fork: Fork) -> list[Lane]:
@@ -181,12 +182,12 @@ async def _start(ledger: Ledger, run: str, config: RunConfig) -> list[Lane]:
     """A new run, and each of its lanes as a run of its own."""
     await lifecycle.begin(ledger, run, config.model_dump(mode="json"), config.seed)
     if config.lanes == 1:
-        return [Lane(run, {"run": run, "config": config.model_dump(mode="json")})]
+        return [Lane(run, {"run": run})]
     lanes = []
     for i in range(config.lanes):
         lane_config = config.lane_config(i)
         await lifecycle.begin(ledger, lane_id(run, i), lane_config.model_dump(mode="json"), lane_config.seed, lane_of=run, lane=i)
-        lanes.append(Lane(lane_id(run, i), {"run": lane_id(run, i), "config": lane_config.model_dump(mode="json")}))
+        lanes.append(Lane(lane_id(run, i), {"run": lane_id(run, i)}))
     return lanes
 
 
@@ -218,7 +219,7 @@ async def _to_resume(graph: Debate, ledger: Ledger, run: str, answers: dict[str,
             continue
         state = await graph.aget_state(thread(member["id"]))
         # Killed before its first checkpoint, a lane starts over from its stored config.
-        start: Any = None if state.values or state.interrupts else {"run": member["id"], "config": member["config"]}
+        start: Any = None if state.values or state.interrupts else {"run": member["id"]}
         if answers and member["id"] in answers and _review_pause(state.interrupts) is not None:
             start = Command(resume=answers[member["id"]])  # a person's decisions (`cads review`)
         lanes.append(Lane(member["id"], start))

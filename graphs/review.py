@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cadsynth.graphs.settings import Settings, resources, validated
+from cadsynth.graphs.settings import Settings, resources
 from cadsynth.graphs.state import DebateState
 from cadsynth import lifecycle
 
@@ -77,7 +77,7 @@ def check(answer: object, waiting: dict[str, Any]) -> Answer:
     return parsed
 
 
-def waiting_round(state: DebateState) -> dict[str, Any]:
+def waiting_round(state: DebateState, lane: int | None) -> dict[str, Any]:
     """What a person is shown: the round's problems with their computed outcomes (images by hash only)."""
     proposals = state.get("proposals", {})
     problems = []
@@ -96,7 +96,7 @@ def waiting_round(state: DebateState) -> dict[str, Any]:
     return {
         "reason": "review",
         "run": state["run"],
-        "lane": validated(state["config"]).lane,
+        "lane": lane,
         "round": state["round"],
         "problems": problems,
         "answer": HOW_TO_ANSWER,
@@ -105,10 +105,11 @@ def waiting_round(state: DebateState) -> dict[str, Any]:
 
 async def human_review(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     """Pause for a person's decisions on the round's outcomes; go on with the decided ones."""
-    asked = waiting_round(state)
+    res = await resources(runtime.context)
+    asked = waiting_round(state, (await res.run(state["run"])).config.lane)
     if not reviewable(asked):
         return {}  # the critics dropped everything: nothing to decide
-    ledger = (await resources(runtime.context)).ledger
+    ledger = res.ledger
     await lifecycle.waiting_for_review(ledger, state["run"])
     question = asked
     while True:

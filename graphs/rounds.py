@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar, cast
 from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END
-from langgraph.runtime import Runtime
+from langgraph.runtime import Runtime, get_runtime
 from langgraph.types import Send, interrupt
 
 from cadsynth import lifecycle
@@ -29,7 +29,7 @@ from cadsynth.graphs import dedup
 from cadsynth.graphs.calls import ask
 from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
 from cadsynth.graphs.plan import initial_context
-from cadsynth.graphs.settings import Resources, Settings, resources, validated
+from cadsynth.graphs.settings import Resources, Settings, resources
 from cadsynth.graphs.state import DebateState, Task
 from cadsynth.store.ledger import lease_owner
 
@@ -94,25 +94,33 @@ async def open_round(state: DebateState, runtime: Runtime[Settings]) -> dict[str
     res = await resources(runtime.context)
     # Started from Studio with no input: the thread is the run, the built-in config its config.
     run = state.get("run") or get_config()["configurable"]["thread_id"]
-    config = state.get("config") or load_config(None).model_dump(mode="json")
     round_ = state.get("round", 0)
     if round_ > 0:
         await _hold_for_budget(res, run, round_)  # before anything of the round is written
     context = Context.model_validate(state["context"]) if state.get("context") else initial_context()
-    if round_ == 0:
-        await lifecycle.begin(res.ledger, run, config, RunConfig.model_validate(config).seed)
+    if round_ == 0 and await res.ledger.run(run, derive=False) is None:
+        # Studio's input (or nothing): the CLI has recorded its runs before their first step.
+        given = RunConfig.model_validate(state.get("config") or load_config(None).model_dump(mode="json"))
+        await lifecycle.begin(res.ledger, run, given.model_dump(mode="json"), given.seed)
     if await res.ledger.claim(run, lease_owner()):  # the CLI holds it already; Studio's server takes it here
         await lifecycle.resumed(res.ledger, run)
     await res.ledger.put_context(run, round_, context)
     res.remember_context(run, round_, context)
     # Only what is not in the state yet: every value returned here is stored again with the step.
-    missing = {"run": run, "config": config, "round": round_, "context": context.model_dump(mode="json"), "kept": 0}
-    return {key: value for key, value in missing.items() if key not in state} | {"done": False}
+    # The config given as input is the run's now (its ledger row): the state does not carry it on.
+    missing = {"run": run, "round": round_, "context": context.model_dump(mode="json"), "kept": 0}
+    cleared = {"config": None} if state.get("config") is not None else {}
+    return {key: value for key, value in missing.items() if key not in state} | cleared | {"done": False}
 
 
-def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
+async def _config(state: DebateState) -> RunConfig:
+    """The run's config, for an edge (a node has its runtime; an edge finds it the same way)."""
+    return (await (await resources(get_runtime(Settings).context)).run(state["run"])).config
+
+
+async def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
     """One problem per proposer and slot; each moves through the round on its own."""
-    config = validated(state["config"])
+    config = await _config(state)
     slots = [(agent.name, index) for agent in config.agents("proposer") for index in range(config.proposals_per_agent)]
     jury = rule.jury_order([j.name for j in config.agents("judge")], state.get("judges", {}))
     weights = {"weights": state.get("reliability", {})} if config.consensus.weighted else {}
@@ -126,8 +134,8 @@ def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
 async def consensus(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     """Every problem of the round has its verdict: the consensus edges route each. The round's
     judged problems are fingerprinted here for the near-duplicate gate (graphs.dedup)."""
-    if validated(state["config"]).gates.near_duplicates.enabled:
-        res = await resources(runtime.context)
+    res = await resources(runtime.context)
+    if (await res.run(state["run"])).config.gates.near_duplicates.enabled:
         verdicts = {pid: Consensus.model_validate(c) for pid, c in state.get("consensus", {}).items()}
         await dedup.fingerprint_round(res.ledger, res.blobs, _proposals(state), verdicts)
     return {}
@@ -144,9 +152,9 @@ def route_by_consensus(state: DebateState) -> list[Send] | Literal["adversary"]:
     return sends or "adversary"
 
 
-def after_consensus(state: DebateState) -> list[Send] | Literal["human_review", "adversary"]:
+async def after_consensus(state: DebateState) -> list[Send] | Literal["human_review", "adversary"]:
     """A run under review waits for a person's decisions before any outcome is recorded."""
-    if validated(state["config"]).review and state.get("consensus"):
+    if state.get("consensus") and (await _config(state)).review:
         return "human_review"
     return route_by_consensus(state)
 
@@ -215,8 +223,8 @@ def _pool(proposals: list[Proposal], verdicts: dict[str, Consensus], judgments: 
 
 async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = await resources(runtime.context)
-    config = validated(state["config"])
     run, round_ = state["run"], state["round"]
+    config = (await res.run(run)).config
     proposals = _proposals(state)
     verdicts = {pid: Consensus.model_validate(c) for pid, c in state.get("consensus", {}).items()}
     stats = round_stats(proposals, verdicts)

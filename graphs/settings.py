@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from cadsynth.agents.panel import Panel
 from cadsynth.config import RunConfig
@@ -27,14 +25,13 @@ class Settings:
     cache: bool = True  # answer identical model calls from the store's call cache
 
 
-@functools.lru_cache(maxsize=64)
-def _validated(text: str) -> RunConfig:
-    return RunConfig.model_validate_json(text)
+@dataclass(frozen=True)
+class Run:
+    """One run as a process advances it: its config, validated once from the ledger's row (the one
+    record of it: the graph's state does not carry it). Its panel: `Resources.panel_of`."""
 
-
-def validated(config: dict[str, Any]) -> RunConfig:
-    """A config from the graph's state, validated once (routing functions see it on every step)."""
-    return _validated(json.dumps(config, sort_keys=True))
+    id: str
+    config: RunConfig
 
 
 class Resources:
@@ -45,7 +42,7 @@ class Resources:
         self.ledger = Ledger.open(settings.db_url)
         self._panels: dict[str, Panel] = {}
         self._gates: dict[str, asyncio.Semaphore] = {}
-        self._configs: dict[str, dict[str, Any]] = {}
+        self._runs: dict[str, Run] = {}
         self._run_panels: dict[str, Panel] = {}
         # A future per (run, round): a round's problems all ask for its context at once, and one
         # read answers them all.
@@ -63,14 +60,14 @@ class Resources:
     def notes(self) -> Notes:
         return Notes(self.ledger.engine)
 
-    async def run_config(self, run: str) -> dict[str, Any]:
-        """The run's stored config: what a task needs to find its panel, without carrying it."""
-        if run not in self._configs:
-            record = await self.ledger.run(run)
+    async def run(self, run: str) -> Run:
+        """The run by its id: its config and panel, read and validated once in this process."""
+        if run not in self._runs:
+            record = await self.ledger.run(run, derive=False)
             if record is None:
                 raise LookupError(f"no run {run!r} in the ledger")
-            self._configs[run] = record["config"]
-        return self._configs[run]
+            self._runs[run] = Run(run, RunConfig.model_validate(record["config"]))
+        return self._runs[run]
 
     def _keep_context(self, run: str, round_: int, slot: asyncio.Future[Context]) -> None:
         self._contexts = {k: v for k, v in self._contexts.items() if k[0] != run}  # one round per run
@@ -97,19 +94,21 @@ class Resources:
         return await asyncio.shield(slot)  # a caller cancelled does not cancel the others' read
 
     async def panel_of(self, run: str) -> Panel:
+        """The run's agents: built when a node first asks one (a missing key fails that node, and
+        so the run, with its reason)."""
         if run not in self._run_panels:
-            self._run_panels[run] = self.panel(await self.run_config(run))
+            self._run_panels[run] = self.panel((await self.run(run)).config)
         return self._run_panels[run]
 
-    def panel(self, config: dict[str, Any]) -> Panel:
+    def panel(self, config: RunConfig) -> Panel:
         """The run's panel, built once: every task of a run shares its agents and call gate, and
         the lanes of a run (configs that differ only in lane, seed and target) share the gate."""
-        key = json.dumps(config, sort_keys=True)
+        dumped = config.model_dump(mode="json")
+        key = json.dumps(dumped, sort_keys=True)
         if key not in self._panels:
-            shared = json.dumps({k: v for k, v in config.items() if k not in ("lane", "seed", "target")}, sort_keys=True)
-            validated = RunConfig.model_validate(config)
-            gate = self._gates.setdefault(shared, asyncio.Semaphore(validated.concurrency))
-            self._panels[key] = Panel(validated, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes)
+            shared = json.dumps({k: v for k, v in dumped.items() if k not in ("lane", "seed", "target")}, sort_keys=True)
+            gate = self._gates.setdefault(shared, asyncio.Semaphore(config.concurrency))
+            self._panels[key] = Panel(config, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes)
         return self._panels[key]
 
     async def close(self) -> None:

@@ -17,7 +17,9 @@ def merge_round(left: dict[str, Any] | None, right: dict[str, Any] | None) -> di
 
 class DebateState(TypedDict, total=False):
     run: str
-    config: dict[str, Any]  # config.RunConfig, secrets never included (only env var names)
+    # The config a run is started with (Studio's input): open_round records it as the run's (its
+    # ledger row, read through graphs.settings.Run) and clears it; nodes never read it here.
+    config: dict[str, Any] | None
     round: int
     context: dict[str, Any]  # domain.Context steering this round
     proposals: Annotated[dict[str, Any], merge_round]  # id -> domain.Proposal

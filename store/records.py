@@ -92,6 +92,8 @@ def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]])
 
 
 class Records(LedgerBase):
+    """What every run produced and what it cost, written idempotently and read through forks."""
+
     @whole
     async def _put(self, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -19,6 +19,8 @@ from cadsynth.store import schema as t
 from cadsynth.store.db import whole
 from cadsynth.store.ledger_base import LedgerBase
 
+# A lease not renewed for this long frees the run: how long a holder on another machine that died
+# keeps it (one on this machine frees it at once).
 LEASE_SECONDS = 60.0
 
 
@@ -66,7 +68,6 @@ def shown_status(record: dict[str, Any]) -> str:
     return "running"
 
 
-
 def lanes_status(lanes: list[dict[str, Any]]) -> tuple[str, str | None]:
     """The status of a run with lanes, read from theirs: failed if one failed (with its reason),
     else waiting for review, else running, else stopped at its budget while any is, else done."""
@@ -81,6 +82,8 @@ def lanes_status(lanes: list[dict[str, Any]]) -> tuple[str, str | None]:
 
 
 class RunRegistry(LedgerBase):
+    """The runs of one database: started, leased, their status set and read."""
+
     @whole
     async def start_run(
         self,
@@ -226,7 +229,8 @@ class RunRegistry(LedgerBase):
 
     async def lane_progress(self, run: str) -> list[dict[str, Any]]:
         """Each lane's (or the run's own) status, furthest round and outcomes so far: two grouped
-        queries, cheap enough for a live display to ask a few times a second."""
+        queries, cheap enough for a live display to ask a few times a second. It counts from the
+        records' tables (store.records) because progress is how far the records have got."""
         members = await self.lanes(run) or [r for r in [await self.run(run)] if r is not None]
         ids = [m["id"] for m in members]
         async with self.engine.connect() as conn:

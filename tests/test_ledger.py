@@ -160,3 +160,43 @@ def test_the_upgrade_to_10_rekeys_calls_and_records_and_keeps_ids_within_their_r
     assert keys[proposals] == ["run", "id"] and keys[consensus] == ["run", "proposal"]
     assert [i["name"] for i in indexes[proposals]] == ["ix_cads_proposals_run_round"]
     assert not sqlite or all("WITHOUT ROWID" in made[table.name] for table in (calls, critiques, judgments))
+
+
+async def test_a_fork_of_a_fork_reads_each_ancestors_rounds_below_the_earliest_fork(sqlite_url: str) -> None:
+    """The records read a fork's lineage from the run registry: a fork of a fork sees its parent's
+    rounds before its own fork and its grandparent's before the earlier of the two forks."""
+    from cadsynth.domain import RoundSummary
+    from cadsynth.lifecycle import begin
+    from cadsynth.store.ledger import Ledger
+
+    def summary(run: str, round_: int) -> RoundSummary:
+        return RoundSummary(run=run, round=round_, proposals=1, kept=1, adversarial=0, discarded=0, dropped=0,
+                            mean_difficulty=0.5, context_version=0)
+
+    ledger = Ledger.open(sqlite_url)
+    try:
+        await begin(ledger, "root", {}, 0)
+        await begin(ledger, "child", {}, 0, parent="root", fork_round=3)
+        await begin(ledger, "late", {}, 0, parent="child", fork_round=4)  # forks after the child's own round 3
+        await begin(ledger, "early", {}, 0, parent="child", fork_round=2)  # forks before the child forked
+        for run, rounds in (("root", range(5)), ("child", range(3, 5)), ("late", [4]), ("early", range(2, 5))):
+            for round_ in rounds:
+                await ledger.put_round(summary(run, round_))
+        seen = {run: [(s.run, s.round) for s in await ledger.rounds(run)] for run in ("late", "early")}
+        assert seen["late"] == [("root", 0), ("root", 1), ("root", 2), ("child", 3), ("late", 4)]
+        assert seen["early"] == [("root", 0), ("root", 1), ("early", 2), ("early", 3), ("early", 4)]
+        assert [s.run for s in await ledger.rounds("root")] == ["root"] * 5  # a parent never reads its forks
+    finally:
+        await ledger.close()
+
+
+async def test_a_reader_of_a_database_without_the_ledger_finds_no_runs(sqlite_url: str) -> None:
+    from cadsynth.store.ledger import Ledger
+
+    ledger = Ledger.open(sqlite_url, create=False)
+    try:
+        assert await ledger.runs() == [] and await ledger.run("any") is None and await ledger.reviews("any") == []
+        assert await ledger.lanes("any") == [] and await ledger.duplicates("any") == []
+    finally:
+        await ledger.close()
+    assert not inspect(create_engine(sqlite_url)).get_table_names()  # a reader creates nothing

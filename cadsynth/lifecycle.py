@@ -5,8 +5,8 @@
        ├──────► done                                         (its last round, or its target)
        └──────► failed, with a one-line reason ──► running   (cads resume)
 
-`running` with its holder gone reads as `interrupted` (store.ledger.shown_status). A run with
-lanes has no status of its own: the ledger reads it from its lanes' (store.ledger.lanes_status),
+`running` with its holder gone reads as `interrupted` (store.runs.shown_status). A run with
+lanes has no status of its own: the ledger reads it from its lanes' (store.runs.lanes_status),
 so the graph, the runner and the Ray driver each write only the status of the lane they advance,
 and only through these functions.
 """

@@ -240,7 +240,7 @@ async def test_a_closed_port_is_an_unreachable_endpoint(tmp_path, monkeypatch, p
 async def test_a_call_that_ends_refused_is_an_unreachable_endpoint(fake_openai, tmp_path):
     fake_openai.faults = ["hang", "hang", "drop"]
     with pytest.raises(EndpointUnreachable, match=r"^agent 'a1' cannot reach http://127\.0\.0\.1:\d+/v1 \(unreachable: .* after 3 attempts\)$") as dead:
-        await ask(make_agent(fake_openai, tmp_path, timeout=0.3, retry=RETRY), task={"role": "propose", "key": "r0/p"})
+        await ask(make_agent(fake_openai, tmp_path, timeout=0.3, retry=RETRY), role="propose")
     assert [a.fault for a in dead.value.attempts] == ["timeout", "timeout", "unreachable"]
     assert dead.value.attempts[-1].outcome == "dropped"
 

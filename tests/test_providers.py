@@ -30,7 +30,7 @@ from cadsynth.store.db import async_engine
 
 JUDGMENT = {"answer": "42", "rationale": "Counted the bars.", "confidence": 0.9, "quality": 3}
 FAST_RETRY = {"attempts": 4, "base_delay": 0.01, "max_delay": 0.05}
-TASK = {"role": "judge", "key": "r0/test"}
+ROLE = "judge"  # what a call that gives up does: a judge abstains, any other role drops
 
 
 def make_agent(
@@ -64,8 +64,8 @@ def make_agent(
     return Panel(config, cache=cache, images=BlobStore(tmp_path / "data"))["a1"]
 
 
-async def ask(agent: Agent, schema: type = JudgmentDraft, images: list[bytes] | None = None, task: dict | None = None) -> Any:
-    return await agent._ask(schema, "Answer the question about the image.", images or [], task or TASK)
+async def ask(agent: Agent, schema: type = JudgmentDraft, images: list[bytes] | None = None, role: str = ROLE) -> Any:
+    return await agent._ask(schema, "Answer the question about the image.", images or [], role=role)
 
 
 def fenced(obj: Any) -> str:
@@ -224,7 +224,7 @@ async def test_a_judge_that_keeps_failing_abstains_and_others_drop(fake_openai, 
         await ask(agent)
     assert [a.outcome for a in judged.value.attempts] == ["retried", "retried", "abstained"]
     with pytest.raises(CallFailed) as proposed:
-        await ask(agent, task={"role": "propose", "key": "r0/p"})
+        await ask(agent, role="propose")
     assert [a.outcome for a in proposed.value.attempts][-1] == "dropped"
     assert fake_openai.request_count == 6
 
@@ -244,7 +244,7 @@ def test_rpm_lets_a_seconds_share_go_at_once_and_no_more(fake_openai, tmp_path):
     agent = make_agent(fake_openai, tmp_path, limits=[{"provider": "openai", "model": "gpt-4o", "rpm": 300}])
 
     async def burst() -> None:
-        await asyncio.gather(*(agent._ask(JudgmentDraft, f"q{i}", [], TASK) for i in range(12)))
+        await asyncio.gather(*(agent._ask(JudgmentDraft, f"q{i}", [], role=ROLE) for i in range(12)))
 
     asyncio.run(burst())
     starts = sorted(r.started for r in fake_openai.requests)
@@ -262,7 +262,7 @@ def test_concurrency_bounds_requests_in_flight(fake_openai, tmp_path):
     agent = make_agent(fake_openai, tmp_path, limits=[{"provider": "openai", "model": "gpt-4o", "concurrency": 2}])
 
     async def burst() -> None:
-        await asyncio.gather(*(agent._ask(JudgmentDraft, f"q{i}", [], TASK) for i in range(6)))
+        await asyncio.gather(*(agent._ask(JudgmentDraft, f"q{i}", [], role=ROLE) for i in range(6)))
 
     t0 = time.monotonic()
     asyncio.run(burst())
@@ -278,7 +278,7 @@ def test_agents_on_one_model_share_its_limit(fake_openai, tmp_path):
     other = make_agent(fake_openai, tmp_path, limits=limits, roles=["judge"])
 
     async def both() -> None:
-        await asyncio.gather(*(a._ask(JudgmentDraft, f"q{i}", [], TASK) for i in range(3) for a in (one, other)))
+        await asyncio.gather(*(a._ask(JudgmentDraft, f"q{i}", [], role=ROLE) for i in range(3) for a in (one, other)))
 
     asyncio.run(both())
     assert fake_openai.stats.snapshot()["max_in_flight"] == 1
@@ -347,9 +347,9 @@ def test_an_identical_call_is_answered_from_the_cache(fake_openai, tmp_path):
         try:
             agent = make_agent(fake_openai, tmp_path, cache=CallCache(engine))
             png = make_png(8, 8, "same")
-            first = await agent._ask(JudgmentDraft, "same prompt", [png], TASK)
-            again = await agent._ask(JudgmentDraft, "same prompt", [png], TASK)
-            other = await agent._ask(JudgmentDraft, "same prompt", [make_png(8, 8, "other")], TASK)
+            first = await agent._ask(JudgmentDraft, "same prompt", [png], role=ROLE)
+            again = await agent._ask(JudgmentDraft, "same prompt", [png], role=ROLE)
+            other = await agent._ask(JudgmentDraft, "same prompt", [make_png(8, 8, "other")], role=ROLE)
             return [first, again, other]
         finally:
             await engine.dispose()

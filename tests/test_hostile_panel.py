@@ -70,8 +70,8 @@ class Hostile:
             answer["guidance"] += HOSTILE
             answer["exemplars"] = [{"question": "Read the bars." + HOSTILE, "why_hard": "{{7*7}}"}]
             if not again:
-                answer["capability_weights"].append({"name": "B", "weight": 57.1})
-                answer["strategy_weights"].append({"name": "../../etc/passwd", "weight": 9.0})
+                answer["capability_weights"][-1] = {"name": "B", "weight": 57.1}
+                answer["strategy_weights"][-1] = {"name": "../../etc/passwd", "weight": 9.0}
         return answer
 
 
@@ -153,11 +153,14 @@ def test_the_context_names_only_known_capabilities_and_strategies(run: dict[str,
 
 
 def test_a_refused_answer_is_recorded_with_its_reason(run: dict[str, Any]) -> None:
-    rows = _rows(run, "SELECT role, target, fault, outcome FROM cads_calls WHERE run = 'hostile' AND fault IS NOT NULL")
-    given_up = [r for r in rows if r[1] == ALWAYS_TOO_LONG]
+    query = "SELECT role, target, fault, outcome, detail FROM cads_calls WHERE run = 'hostile' AND fault IS NOT NULL"
+    rows = _rows(run, query + " ORDER BY attempt")
+    given_up = [r for r in rows if r[1] == ALWAYS_TOO_LONG and r[0] == "proposer"]
     assert [(r[2], r[3]) for r in given_up] == [("malformed", "retried"), ("malformed", "dropped")]
+    assert all(r[4] == "ProposalDraft.solution: String should have at most 8000 characters" for r in given_up)
     adversary = [r for r in rows if r[0] == "adversary"]
-    assert adversary and all(r[2:] == ("malformed", "retried") for r in adversary)
+    assert adversary and all(r[2:4] == ("malformed", "retried") for r in adversary)
+    assert all(r[4].startswith("ContextDraft.capability_weights.11.name: Input should be 'color'") for r in adversary)
 
 
 def test_the_report_runs_no_script(run: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from cadsynth.agents import jsontext
-from cadsynth.agents.faults import Fault, FaultKind, Outcome, backoff, classify, reason
+from cadsynth.agents.faults import Fault, FaultKind, Outcome, backoff, classify, reason, why
 from cadsynth.agents.limits import Limiter
 from cadsynth.config import AgentConfig, Price, RetryConfig
 
@@ -54,6 +54,7 @@ class Attempt:
     cached: bool = False
     fault: FaultKind | None = None
     outcome: Outcome | None = None
+    detail: str | None = None  # why a malformed answer was refused
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,11 @@ class Caller:
             return 0.0
         return (usage.input_tokens * self.price.input + usage.output_tokens * self.price.output) / 1e6
 
-    def _attempt(self, usage: Usage, fault: FaultKind | None = None, outcome: Outcome | None = None) -> Attempt:
-        return Attempt(usage=usage, cost_usd=self.cost(usage), fault=fault, outcome=outcome)
+    def _attempt(
+        self, usage: Usage, fault: FaultKind | None = None, outcome: Outcome | None = None, exc: BaseException | None = None
+    ) -> Attempt:
+        detail = why(exc) if fault == "malformed" and exc is not None else None
+        return Attempt(usage=usage, cost_usd=self.cost(usage), fault=fault, outcome=outcome, detail=detail)
 
     async def _request(self, send: Send, messages: list[BaseMessage]) -> tuple[Any, Usage]:
         estimate = estimate_tokens(messages)
@@ -266,12 +270,12 @@ class Caller:
                     continue
                 if not fault.transient and not reasked:
                     reasked = True
-                    attempts.append(self._attempt(usage, fault.kind, "retried"))
+                    attempts.append(self._attempt(usage, fault.kind, "retried", exc))
                     if json_text:
                         answer = getattr(exc, "answer", None) or "(empty)"
                         messages = [*messages, AIMessage(content=answer), HumanMessage(content=jsontext.reask(str(exc)))]
                     continue
-                attempts.append(self._attempt(usage, fault.kind, give_up))
+                attempts.append(self._attempt(usage, fault.kind, give_up, exc))
                 if all(a.fault in ("unreachable", "timeout") for a in attempts):
                     # Not one answer: if the server is down or misconfigured, every other call to it
                     # would spend its retries the same way. Stop the run rather than drop them all.

@@ -33,6 +33,7 @@ from langchain_core.exceptions import (
 from pydantic import ValidationError
 
 from cadsynth.config import RetryConfig
+from cadsynth.text import clean
 
 # unreachable: no answer came back because there was no connection (refused, reset, DNS, dropped
 # before the response); timeout: a connection, but no answer in time; server_error: an answer, 5xx.
@@ -166,6 +167,18 @@ def reason(exc: BaseException) -> str:
     last = chain[-1]
     text = (str(last).strip().splitlines() or [""])[0][:200].rstrip(".")
     return text or type(last).__name__
+
+
+def why(exc: BaseException) -> str:
+    """One line on why an answer was refused: the first problem validation found (where and what),
+    else the error's first line. Cleaned and cut short: it may quote what the model wrote."""
+    for e in _chain(exc):
+        if isinstance(e, ValidationError):
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the answer"
+            more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+            return clean(f"{e.title}.{where}: {first['msg']}{more}")[:300]
+    return clean((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:300]
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:

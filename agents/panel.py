@@ -174,7 +174,8 @@ class Agent:
         if out.get("parsing_error") is not None or out.get("parsed") is None:
             error = Malformed(f"{schema.__name__} could not be parsed: {out.get('parsing_error') or 'no structured answer'}")
             error.usage = usage  # type: ignore[attr-defined]
-            raise error
+            cause = out.get("parsing_error")
+            raise error from cause if isinstance(cause, BaseException) else None
         return out["parsed"], usage
 
     async def _ask(self, schema: type[T], prompt: str, images: list[bytes], *, role: Role | str) -> Reply[T]:

@@ -7,12 +7,13 @@ crash overwrites the same record instead of adding a second copy.
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
 from cadsynth.agents.painter.specs import ImageSpec
+from cadsynth.text import Clean, cleaned
 
 Role = Literal["proposer", "critic", "judge", "adversary", "painter"]
 
@@ -60,6 +61,10 @@ class Record(BaseModel):
 
 
 # --- what models are asked to produce (structured-output schemas) ---------------------------
+# Every string a model writes is `Clean` (cadsynth.text) and bounded: generously for a sensible
+# answer, far below a runaway one. An answer over a bound is malformed, and asked again.
+
+Line = Annotated[str, Field(max_length=500), cleaned]  # an option, an issue
 
 
 class PortableJsonSchema(GenerateJsonSchema):
@@ -130,18 +135,22 @@ class ProposalDraft(Draft):
     image_spec: ImageSpec | None = Field(
         default=None, description="Declarative image spec the renderer draws; null when a painter model draws"
     )
-    visual_prompt: str = Field(description="Detailed description of the image: layout, objects, values, labels")
-    question: str
+    visual_prompt: Clean = Field(
+        max_length=4000, description="Detailed description of the image: layout, objects, values, labels"
+    )
+    question: Clean = Field(max_length=2000)
     answer_type: AnswerType
-    choices: list[str] | None = Field(default=None, description="Options for a multiple-choice question, A-D")
-    reference_answer: str
-    solution: str = Field(description="Worked solution that reaches the reference answer")
+    choices: list[Line] | None = Field(
+        default=None, max_length=10, description="Options for a multiple-choice question, A-D"
+    )
+    reference_answer: Clean = Field(max_length=500)
+    solution: Clean = Field(max_length=8000, description="Worked solution that reaches the reference answer")
     difficulty: float = Field(ge=0.0, le=1.0, description="The proposer's estimate, 0 easy .. 1 hard")
 
 
 class CritiqueDraft(Draft):
     verdict: Verdict
-    issues: list[str] = Field(default_factory=list)
+    issues: list[Line] = Field(default_factory=list, max_length=20)
 
 
 class ConsistencyCritiqueDraft(CritiqueDraft):
@@ -158,19 +167,25 @@ class ConsistencyCritiqueDraft(CritiqueDraft):
 class JudgmentDraft(Draft):
     """A judge's blind answer: it never sees the reference answer."""
 
-    answer: str
-    rationale: str
+    answer: Clean = Field(max_length=500)
+    rationale: Clean = Field(max_length=8000)
     confidence: float = Field(ge=0.0, le=1.0)
     quality: int = Field(ge=1, le=5, description="Vote on the problem's value as training data")
 
 
 class Exemplar(Record):
-    question: str
-    why_hard: str
+    question: Clean = Field(max_length=2000)
+    why_hard: Clean = Field(max_length=1000)
 
 
-class Weight(Record):
-    name: str
+# The adversary weighs only what the planner draws from: an unknown name is a malformed answer.
+class CapabilityWeight(Record):
+    name: Capability
+    weight: float = Field(ge=0.0, le=100.0)
+
+
+class StrategyWeight(Record):
+    name: Strategy
     weight: float = Field(ge=0.0, le=100.0)
 
 
@@ -181,10 +196,14 @@ class ContextDraft(Draft):
     mapping (`additionalProperties`). `Context` keeps them as dicts.
     """
 
-    reflection: str = Field(description="Why the panel split on the pool's problems")
-    guidance: str
-    capability_weights: list[Weight] = Field(description="One entry per capability; higher means use more")
-    strategy_weights: list[Weight] = Field(description="One entry per meta-strategy; higher means use more")
+    reflection: Clean = Field(max_length=4000, description="Why the panel split on the pool's problems")
+    guidance: Clean = Field(max_length=4000)
+    capability_weights: list[CapabilityWeight] = Field(
+        max_length=len(CAPABILITIES), description="One entry per capability; higher means use more"
+    )
+    strategy_weights: list[StrategyWeight] = Field(
+        max_length=len(STRATEGIES), description="One entry per meta-strategy; higher means use more"
+    )
     difficulty_target: float = Field(ge=0.0, le=1.0)
     exemplars: list[Exemplar] = Field(default_factory=list, max_length=5)
 
@@ -232,8 +251,8 @@ class Judgment(Record):
     round: int
     judge: str
     proposal: str
-    answer: str | None
-    rationale: str = ""
+    answer: Clean | None
+    rationale: Clean = ""
     confidence: float = 0.0
     quality: int | None = None
     abstained: bool = False
@@ -261,12 +280,12 @@ class Consensus(Record):
 
 class Context(Record):
     version: int = 0
-    guidance: str = ""
+    guidance: Clean = ""
     capability_weights: dict[str, float] = Field(default_factory=dict)
     strategy_weights: dict[str, float] = Field(default_factory=dict)
     difficulty_target: float = Field(default=0.3, ge=0.0, le=1.0)
     exemplars: list[Exemplar] = Field(default_factory=list)
-    reflection: str = ""
+    reflection: Clean = ""
 
 
 class RoundSummary(Record):

@@ -28,6 +28,7 @@ from cadsynth.report import stats
 from cadsynth.samples import INCLUDE, Sample, image_name, samples
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.ledger import Ledger
+from cadsynth.text import clean, clean_tree
 
 FORMATS = ("jsonl", "llava", "sharegpt", "parquet", "hf")
 HUB_FORMATS = ("parquet", "hf")  # the ones a `datasets` user loads from the Hub
@@ -65,7 +66,7 @@ def write(found: Found, fmt: str, out: Path, blobs: BlobStore, *, overwrite: boo
     with _staged(out, overwrite) as staging:
         writers[fmt](found, staging, blobs)
         if fmt in HUB_FORMATS:
-            (staging / "README.md").write_text(card(found, fmt, license_id), encoding="utf-8")
+            (staging / "README.md").write_text(clean(card(found, fmt, license_id)), encoding="utf-8")
     return len(found.chosen)
 
 
@@ -116,16 +117,18 @@ def _images(chosen: list[Sample], blobs: BlobStore, folder: Path) -> dict[str, s
     return paths
 
 
+# Model text is cleaned where it enters (cadsynth.text); what an export writes is cleaned once
+# more, so that no control character reaches training data, whatever a ledger holds.
 def _write_json(path: Path, value: Any) -> None:
     with path.open("w", encoding="utf-8") as fh:
-        json.dump(value, fh, ensure_ascii=False)
+        json.dump(clean_tree(value), fh, ensure_ascii=False)
 
 
 def _jsonl(found: Found, folder: Path, blobs: BlobStore) -> None:
     paths = _images(found.chosen, blobs, folder)
     with (folder / "samples.jsonl").open("w", encoding="utf-8") as fh:
         for s in found.chosen:
-            fh.write(json.dumps(s.record(paths.get(s.image or "")), ensure_ascii=False) + "\n")
+            fh.write(json.dumps(clean_tree(s.record(paths.get(s.image or ""))), ensure_ascii=False) + "\n")
 
 
 def prompt(s: Sample) -> str:
@@ -204,7 +207,7 @@ def _dataset(found: Found, blobs: BlobStore, cache: Path) -> Any:
     def rows() -> Iterator[dict[str, Any]]:
         for s in found.chosen:
             image = {"bytes": blobs.get(s.image), "path": image_name(s.image)} if s.image else None
-            yield s.record(None) | {"image": image}
+            yield clean_tree(s.record(None)) | {"image": image}
 
     # The fingerprint names this export; without it `datasets` would hash the generator's closure.
     return datasets.Dataset.from_generator(

@@ -54,6 +54,7 @@ def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Att
             fault=a.fault,
             outcome=a.outcome,
             attempt=i,
+            detail=a.detail,
         )
         for i, a in enumerate(attempts)
     ]

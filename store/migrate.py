@@ -82,6 +82,7 @@ def _upgrade(conn: Connection, found: int) -> None:
         2: ((t.calls, "outcome", "VARCHAR(16)"), (t.runs, "budget_usd", "FLOAT")),
         3: ((t.runs, "reason", "TEXT"), (t.runs, "lane_of", "VARCHAR(128)"), (t.runs, "lane", "INTEGER")),
         4: ((t.calls, "attempt", "INTEGER"),),
+        12: ((t.calls, "detail", "TEXT"),),
     }
     for version, columns in added.items():
         if found >= version:

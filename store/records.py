@@ -41,6 +41,7 @@ class CallRecord:
     fault: str | None = None  # rate_limited | server_error | timeout | malformed
     outcome: str | None = None  # after a fault: retried | abstained | dropped
     attempt: int = 0  # the request's place among the call's retries
+    detail: str | None = None  # why a malformed answer was refused (agents.faults.why)
 
 
 @dataclass(frozen=True)

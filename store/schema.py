@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 11  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 12  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
@@ -37,7 +37,8 @@ SCHEMA_VERSION = 11  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_ca
 # is keyed by the request (CALL_KEY; no seq column, no unique index), cads_critiques and
 # cads_judgments by (run, round, id) with no other index, all three WITHOUT ROWID on SQLite; a
 # record's id and proposal columns hold its key within its run (RUN_RELATIVE); 11: cads_notes, a new
-# table (an agent's own records: the simulator's truth), and proposals no longer hold that truth
+# table (an agent's own records: the simulator's truth), and proposals no longer hold that truth;
+# 12: cads_calls.detail (why an answer was refused)
 
 metadata = MetaData()
 
@@ -218,6 +219,7 @@ calls = Table(
     Column("cached", Boolean, nullable=False, default=False),
     Column("fault", String(32), nullable=True),  # rate_limited | server_error | timeout | malformed
     Column("outcome", String(16), nullable=True),  # after a fault: retried | abstained | dropped
+    Column("detail", Text, nullable=True),  # why a malformed answer was refused, in one line
     # The request's place among its call's retries; a row from before schema 4 has -(its old row id).
     Column("attempt", Integer, primary_key=True, autoincrement=False),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),

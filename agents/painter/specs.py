@@ -14,6 +14,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from cadsynth.text import cleaned
+
 # Named colours a spec may use. Black, white and gray are left out on purpose: text and axes use
 # them, so a palette colour can always be told apart from ink by its exact RGB value.
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -49,8 +51,9 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon")
 
 MAX_SIDE = 2048
 MIN_SIDE = 64
-Label = Annotated[str, Field(max_length=40)]
-Title = Annotated[str, Field(max_length=80)]
+# Text a model writes for the image, cleaned (cadsynth.text) like all model text.
+Label = Annotated[str, Field(max_length=40), cleaned]
+Title = Annotated[str, Field(max_length=80), cleaned]
 # Bounded so tick arithmetic and label widths stay sane.
 Number = Annotated[float, Field(ge=-1e9, le=1e9)]
 Cell = Union[int, Number, Label]
@@ -172,7 +175,7 @@ class GeometryFigure(_Spec):
     angle_labels: list[Label] = Field(
         default_factory=list, max_length=3, description="Triangles: text inside the angle at A, B, C"
     )
-    vertex_names: list[Annotated[str, Field(max_length=3)]] = Field(
+    vertex_names: list[Annotated[str, Field(max_length=3), cleaned]] = Field(
         default_factory=list, max_length=4, description="Vertex letters; a circle's single name marks its centre"
     )
     circle_segment: Literal["radius", "diameter"] = Field(
@@ -245,7 +248,7 @@ def _where(loc: tuple[int | str, ...]) -> str:
     parts = list(loc)
     if parts and parts[0] in _KINDS:
         parts = parts[1:]
-    if parts and parts[-1] in _BRANCHES:
+    if parts and (parts[-1] in _BRANCHES or str(parts[-1]).startswith("function-")):  # a Label branch
         parts = parts[:-1]
     out = ""
     for p in parts:

@@ -61,14 +61,15 @@ from cadsynth.agents.sim.world import LETTERS, Problem, World
 from cadsynth.config import SimPersona, WorldConfig
 from cadsynth.domain import (
     Capability,
+    CapabilityWeight,
     ConsistencyCritiqueDraft,
     ContextDraft,
     CritiqueDraft,
     Exemplar,
     JudgmentDraft,
     ProposalDraft,
+    StrategyWeight,
     Verdict,
-    Weight,
 )
 from cadsynth.prompts import read_prompt
 from cadsynth.rng import rng_for, sigmoid
@@ -446,8 +447,8 @@ class SimChatModel(BaseChatModel):
         return ContextDraft(
             reflection=reflection,
             guidance=guidance,
-            capability_weights=[Weight(name=n, weight=w) for n, w in capability_weights.items()],
-            strategy_weights=[Weight(name=n, weight=w) for n, w in strategy_weights.items()],
+            capability_weights=[CapabilityWeight.model_validate({"name": n, "weight": w}) for n, w in capability_weights.items()],
+            strategy_weights=[StrategyWeight.model_validate({"name": n, "weight": w}) for n, w in strategy_weights.items()],
             difficulty_target=target,
             exemplars=exemplars,
         )

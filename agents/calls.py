@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ from cadsynth.config import AgentConfig, Price, RetryConfig
 
 T = TypeVar("T")
 
-CACHE_VERSION = 1  # bump when what a fingerprint covers changes
+CACHE_VERSION = 2  # bump when what a fingerprint covers changes (2: the schema by its digest)
 
 # A server that refuses connections through a call's retries is down. One that only times out may
 # be slow under load: it is taken for down when this many calls in a row got not one answer.
@@ -138,6 +139,13 @@ def _usage_from_error(exc: BaseException) -> Usage:
             u = body.get("usage") or {} if isinstance(body, dict) else {}
             return Usage(int(u.get("prompt_tokens", 0) or 0), int(u.get("completion_tokens", 0) or 0))
     return Usage()
+
+
+@functools.cache
+def schema_digest(schema: type[Any]) -> str:
+    """The sha256 of a structured-output schema's JSON: what a fingerprint holds of it, made once
+    per class (the schema is the same for every call that asks for it)."""
+    return hashlib.sha256(json.dumps(schema.model_json_schema(), sort_keys=True).encode()).hexdigest()
 
 
 def fingerprint(agent: AgentConfig, messages: list[BaseMessage], **details: Any) -> str:

@@ -30,6 +30,7 @@ from cadsynth.agents.calls import (
     Usage,
     cached_reply,
     fingerprint,
+    schema_digest,
     usage_of,
 )
 from cadsynth.agents.faults import Malformed, Outcome
@@ -185,7 +186,7 @@ class Agent:
         messages: list[BaseMessage] = [HumanMessage(content=content)]  # type: ignore[arg-type]
         key = None
         if self.cache is not None:
-            key = fingerprint(self.config, messages, mode=self.mode, schema=schema.model_json_schema(), **self.identity)
+            key = fingerprint(self.config, messages, mode=self.mode, schema=schema_digest(schema), **self.identity)
             hit = await self.cache.get(key)
             if hit is not None:
                 try:

@@ -112,6 +112,9 @@ class Resources:
         return self._panels[key]
 
     async def close(self) -> None:
+        cache = self.__dict__.get("cache")  # made on first use (a cached_property)
+        if cache is not None:
+            await cache.close()
         await self.ledger.close()
 
 

@@ -3,10 +3,18 @@
 The panel computes the fingerprint (agents.calls.fingerprint) and decides what is cacheable; this
 module only keeps rows. The first answer stored for a key stays: a concurrent identical call
 that finishes second does not overwrite it.
+
+Every call of every panel asks the cache, so it works in batches: the lookups made in one turn of
+the event loop are answered by one query, and answers are written behind, many in one transaction,
+a moment after they arrive and whenever the process closes its store (`flush`). An answer is in
+the cache at once for this process; a process killed in that moment loses only those rows, never
+a paid-for answer: LangGraph saved each finished call's result with its task, and resume does
+not ask it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import select
@@ -17,30 +25,67 @@ from cadsynth.store.db import whole
 from cadsynth.store.migrate import setup_schema
 from cadsynth.store.upsert import insert_new
 
+WRITE_BEHIND_SECONDS = 0.25  # how long an answer waits for others to share its transaction
+READ_BATCH = 500  # keys per lookup query: under every backend's bound-parameter limit
+
 
 class CallCache:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self._ready = False
+        self._setting_up = asyncio.Lock()
+        self._unwritten: dict[str, dict[str, Any]] = {}  # rows kept but not yet in the database
+        self._wanted: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = {}
+        self._reading: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()  # one write at a time: close waits for the one under way
 
     @whole
     async def _init(self) -> None:
-        if not self._ready:
-            async with self.engine.connect() as conn:
-                await conn.run_sync(setup_schema)
-            self._ready = True
+        if self._ready:
+            return
+        async with self._setting_up:  # the first caller sets up; the rest wait for it, not repeat it
+            if not self._ready:
+                async with self.engine.connect() as conn:
+                    await conn.run_sync(setup_schema)
+                self._ready = True
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        await self._init()
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(t.call_cache.c.value).where(t.call_cache.c.key == key))).first()
-        return row[0] if row else None
+        if key in self._unwritten:
+            return self._unwritten[key]["value"]
+        found: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._wanted.setdefault(key, []).append(found)
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read())
+        return await found
 
-    @whole
+    async def _read(self) -> None:
+        """Answer every lookup made meanwhile with one query (per READ_BATCH keys)."""
+        await asyncio.sleep(0)  # the other calls of this turn ask too
+        wanted, self._wanted, self._reading = self._wanted, {}, None
+        try:
+            await self._init()
+            keys, values = sorted(wanted), {}
+            async with self.engine.connect() as conn:
+                for start in range(0, len(keys), READ_BATCH):
+                    query = select(t.call_cache.c.key, t.call_cache.c.value).where(t.call_cache.c.key.in_(keys[start : start + READ_BATCH]))
+                    values.update({key: value for key, value in await conn.execute(query)})
+        except BaseException as exc:
+            for futures in wanted.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for key, futures in wanted.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(values.get(key))
+
     async def put(self, key: str, agent: Any, value: dict[str, Any], usage: Any) -> None:
         """Keep `value` under `key`; `agent` (an AgentConfig) and `usage` are kept for inspection."""
-        await self._init()
-        row = {
+        self._unwritten.setdefault(key, {
             "key": key,
             "agent": agent.name,
             "provider": agent.provider,
@@ -48,6 +93,30 @@ class CallCache:
             "value": value,
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
-        }
-        async with self.engine.begin() as conn:
-            await conn.execute(insert_new(conn.dialect.name, t.call_cache), [row])
+        })
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_behind())
+
+    async def _write_behind(self) -> None:
+        await asyncio.sleep(WRITE_BEHIND_SECONDS)
+        await self.flush()
+
+    @whole
+    async def flush(self) -> None:
+        """Write every answer kept so far, in one transaction."""
+        self._writing = None
+        async with self._flushing:
+            rows = list(self._unwritten.values())
+            if not rows:
+                return
+            await self._init()
+            async with self.engine.begin() as conn:
+                await conn.execute(insert_new(conn.dialect.name, t.call_cache), rows)
+            for row in rows:  # only once written: until then this process answers from memory
+                self._unwritten.pop(row["key"], None)
+
+    async def close(self) -> None:
+        """Write what is left; the store's engine may close after this."""
+        if self._writing is not None:
+            self._writing.cancel()
+        await self.flush()

@@ -7,29 +7,34 @@ like the call cache's: a key names content, so a second writer would write the s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
 from cadsynth.store.migrate import setup_schema
+from cadsynth.store.upsert import insert_new
 
 
 class Notes:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self._ready = False
+        self._setting_up = asyncio.Lock()
 
     @whole
     async def _init(self) -> None:
-        if not self._ready:
-            async with self.engine.connect() as conn:
-                await conn.run_sync(setup_schema)
-            self._ready = True
+        if self._ready:
+            return
+        async with self._setting_up:  # the first caller sets up; the rest wait for it, not repeat it
+            if not self._ready:
+                async with self.engine.connect() as conn:
+                    await conn.run_sync(setup_schema)
+                self._ready = True
 
     async def get(self, book: str, key: str) -> dict[str, Any] | None:
         found = await self.get_many(book, [key])
@@ -57,5 +62,4 @@ class Notes:
         await self._init()
         rows = [{"book": book, "key": key, "value": value} for key, value in values.items()]
         async with self.engine.begin() as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            await conn.execute(dialect.insert(t.notes).on_conflict_do_nothing(index_elements=["book", "key"]), rows)
+            await conn.execute(insert_new(conn.dialect.name, t.notes), rows)

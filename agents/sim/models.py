@@ -211,7 +211,7 @@ class SimChatModel(BaseChatModel):
 
     @cached_property
     def book(self) -> TruthBook:
-        return TruthBook(self.world_config, self.notes)
+        return TruthBook.shared(self.world_config, self.notes)
 
     def _generate(
         self,

@@ -76,6 +76,9 @@ def spec_digest_of(spec: ImageSpec | dict[str, Any] | None) -> str | None:
     return spec_digest(spec)
 
 
+_SHARED: dict[tuple[int, str], TruthBook] = {}
+
+
 class TruthBook:
     """The simulator's truth, by what the messages carry. Kept in notes when the panel has a store
     (every run has); in memory alone otherwise (unit tests). A process keeps what it wrote or read
@@ -93,6 +96,18 @@ class TruthBook:
             for key in list(self._known)[: len(self._known) // 2]:
                 del self._known[key]
         self._known.update(values)
+
+    @classmethod
+    def shared(cls, world: WorldConfig, notes: NoteStore | None) -> TruthBook:
+        """The book every simulated agent of a process keeps for this world in these notes: a
+        proposer's judges find what it wrote without asking the database."""
+        if notes is None:
+            return cls(world)
+        key = (id(notes), world.model_dump_json())
+        book = _SHARED.get(key)
+        if book is None or book.notes is not notes:
+            book = _SHARED[key] = cls(world, notes)
+        return book
 
     async def write(self, question: str, spec_digest: str, truth: Truth) -> None:
         value = truth.model_dump(mode="json")

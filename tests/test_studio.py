@@ -15,7 +15,7 @@ from langgraph_sdk import get_client
 
 from cadsynth.store import thread_id
 
-from tests.helpers import cads, dev_server, export, free_port
+from tests.helpers import cads, cads_process, dev_server, export, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,8 @@ async def test_a_studio_run_in_flight_shows_as_running(tmp_path, monkeypatch):
     # This process (standing in for the server) is alive and has not finished the run.
     stats = json.loads(cads("stats", "in-studio", "--json", "--db", db, cwd=tmp_path).stdout)
     assert stats["status"] == "running"
-    resumed = cads("resume", "in-studio", "--db", db, cwd=tmp_path, check=False)
+    # Another process: this one holds the run, and may advance it.
+    resumed = cads_process("resume", "in-studio", "--db", db, cwd=tmp_path, check=False)
     assert resumed.returncode == 2 and "being advanced by another process" in resumed.stderr
 
 

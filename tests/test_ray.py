@@ -25,7 +25,7 @@ from tests.fakes.panelist import Panelist
 from tests.helpers import cads, content, pg_count, pg_rows, read_back
 from tests.helpers import cads_process  # `--ray` connects its process to the cluster: a process of its own
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # a Ray cluster, and `cads` processes on it
 LANES = ["--lanes", "4", "--seed", "11", "--rounds", "1", "--target", "1000"]
 
 

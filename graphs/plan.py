@@ -53,7 +53,9 @@ def _seed_file(path: str) -> tuple[Seed, ...]:
 
 async def _seed_view(config: RunConfig, key: str, with_image: bool) -> SeedView:
     if config.seeds is not None:
-        seeds = _seed_file(str(config.seeds))
+        # Keyed by the file it names from here: a relative path ("seeds.jsonl" beside a config
+        # given as `cads run panel.yaml`) names another file in a process that runs in another folder.
+        seeds = _seed_file(str(config.seeds.absolute()))
         if config.lane is not None:  # a lane draws from its own share, when there are seeds enough
             seeds = seeds[config.lane :: config.lanes] or seeds
         seed = seeds[rng_for(config.seed, "pick-seed", key).randrange(len(seeds))]

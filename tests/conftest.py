@@ -16,9 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Compile cadsynth's sources once: the suite starts `cads` as a process hundreds of times, and
-    where PYTHONDONTWRITEBYTECODE is set (as on CI's machines) each start compiled them again
-    (7% of test_debate_run.py's time)."""
+    """Compile cadsynth's sources once: the slow tests start `cads` as a process many times (and
+    painter workers, Ray workers, `langgraph dev`), and where PYTHONDONTWRITEBYTECODE is set (as on
+    CI's machines) each start compiled them again (7% of test_debate_run.py's time, when it ran
+    `cads` as processes)."""
     for package in ("cadsynth", "agents", "graphs", "store"):
         compileall.compile_dir(REPO / package, quiet=1)
 

@@ -1,4 +1,5 @@
-"""Helpers the tests share: drive `cads` as a user would, and read back what it made."""
+"""Helpers the tests share: drive `cads` as a user would (in this process, or as a process where one
+is what a test is about), and read back what it made."""
 
 from __future__ import annotations
 
@@ -11,19 +12,68 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
 
 CADS = [sys.executable, "-m", "cadsynth.cli"]
+# What a test's `cads` does not inherit from the environment the suite runs in.
+HIDDEN = ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
-def cads(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in `cwd` without the caller's CADS_DB, CADS_DATA or API keys (plus `env`)."""
+def cads(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `cads *args` in this process as a `cads` started in `cwd` would run, without the caller's
+    CADS_DB, CADS_DATA or API keys (plus `env`): its stdout and stderr apart, and the exit status
+    the console script would end with (`cadsynth.cli.invoke` is the script minus its exit).
+
+    The working directory and the environment are set for the call and restored after it. A test
+    that needs a process of its own (a kill, a signal, Ray, startup) uses `cads_process`.
+    """
+    import click.formatting
+    from typer.testing import CliRunner
+
+    from cadsynth.cli import invoke
+
+    changes: dict[str, str | None] = {var: None for var in HIDDEN} | {"COLUMNS": "200"} | dict(env or {})
+    here = os.getcwd()
+    with CliRunner().isolation(env=changes) as (out, err, _):
+        click.formatting.FORCED_WIDTH = None  # help wraps to the terminal's width, as in a process
+        os.chdir(cwd)
+        try:
+            code = _in_a_thread_if_async(invoke, list(args))
+        except SystemExit as exc:  # only a bug exits past invoke; its status as the process's
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            os.chdir(here)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        result = subprocess.CompletedProcess([*CADS, *args], code, out.getvalue().decode(), err.getvalue().decode())
+    if check and result.returncode != 0:
+        raise AssertionError(f"cads {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _in_a_thread_if_async(command: Callable[[list[str]], int], args: list[str]) -> int:
+    """`command(args)` here; in a thread of its own when an async test calls (the command's
+    asyncio.run cannot start inside the test's running loop, which waits as it would on a process)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return command(args)
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(command, args).result()
+
+
+def cads_process(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None,
+                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`cads` as a process of its own, in `cwd`, with the same environment as `cads` gives a command."""
     full = {**os.environ, "COLUMNS": "200"}
-    for var in ("CADS_DB", "CADS_DATA", "OPENAI_API_KEY", "GOOGLE_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    for var in HIDDEN:
         full.pop(var, None)
     full.update(env or {})
     result = subprocess.run([*CADS, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
@@ -62,7 +112,7 @@ def count_calls(db: Path, where: str) -> int:
 def run_until_killed(args: list[str], cwd: Path, db: Path, where: str, threshold: int) -> int:
     """Start `cads *args`, SIGKILL it once the ledger shows `threshold` matching calls; calls at the kill."""
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "cadsynth.cli", *args], cwd=cwd, env=env,
+    proc = subprocess.Popen([*CADS, *args], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while count_calls(db, where) < threshold:

@@ -245,6 +245,7 @@ async def test_a_call_that_ends_refused_is_an_unreachable_endpoint(fake_openai, 
     assert dead.value.attempts[-1].outcome == "dropped"
 
 
+@pytest.mark.slow  # waits out 3 x SILENT_CALLS real timeouts
 async def test_a_server_that_only_times_out_is_down_after_several_silent_calls(fake_openai, tmp_path):
     """A timeout may be a slow server under load: one silent call gives up alone, SILENT_CALLS in a row stop the run."""
     agent = make_agent(fake_openai, tmp_path, timeout=0.3, retry=RETRY)
@@ -257,6 +258,7 @@ async def test_a_server_that_only_times_out_is_down_after_several_silent_calls(f
         await ask(agent)
 
 
+@pytest.mark.slow  # waits out 6 x (SILENT_CALLS - 1) real timeouts
 async def test_an_answer_between_silent_calls_keeps_the_server_alive(fake_openai, tmp_path):
     agent = make_agent(fake_openai, tmp_path, timeout=0.3, retry=RETRY)
     for _ in range(2):

@@ -23,16 +23,6 @@ def laned(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("lanes")
     (work / "a.out").write_text(cads("run", "--run-id", "a", *LANES, cwd=work).stdout)
     cads("run", "--run-id", "b", *LANES, cwd=work)
-    # The same run, killed twice mid-flight and resumed. Its calls take as long as a fast model's,
-    # so that calls in flight at a kill are few and countable (the simulator answers the same).
-    config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
-    for agent in config["panel"]:
-        agent["sim"]["latency"] = 0.1
-    (work / "slow.yaml").write_text(yaml.safe_dump(config))
-    db = work / "cads.db"
-    run_until_killed(["run", "slow.yaml", "--run-id", "k", *LANES], work, db, "run LIKE 'k.lane%' AND role = 'judge'", 30)
-    run_until_killed(["resume", "k"], work, db, "run LIKE 'k.lane%' AND round = 1 AND role = 'judge'", 20)
-    cads("resume", "k", cwd=work)
     return work
 
 
@@ -63,7 +53,18 @@ def test_the_same_seed_and_lanes_give_the_same_data_set(laned):
     assert content(_export("a", laned)) == content(_export("b", laned))
 
 
+@pytest.mark.slow  # kills a process, twice
 def test_a_killed_run_with_lanes_resumes_to_the_same_data_set(laned):
+    # The same run, killed twice mid-flight and resumed. Its calls take as long as a fast model's,
+    # so that calls in flight at a kill are few and countable (the simulator answers the same).
+    config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
+    for agent in config["panel"]:
+        agent["sim"]["latency"] = 0.1
+    (laned / "slow.yaml").write_text(yaml.safe_dump(config))
+    db = laned / "cads.db"
+    run_until_killed(["run", "slow.yaml", "--run-id", "k", *LANES], laned, db, "run LIKE 'k.lane%' AND role = 'judge'", 30)
+    run_until_killed(["resume", "k"], laned, db, "run LIKE 'k.lane%' AND round = 1 AND role = 'judge'", 20)
+    cads("resume", "k", cwd=laned)
     assert stats("k", laned)["status"] == "done"
     resumed, clean = _export("k", laned), _export("a", laned)
     assert len({x["id"] for x in resumed}) == len(resumed)

@@ -15,7 +15,7 @@ import yaml
 
 from tests.helpers import cads, content, read_back
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # 32 `cads` processes at once
 WORKERS = 32
 POOL = 2  # connections per process: 32 x 2 leaves the server's other clients room
 RUN = ["small.yaml", "--seed", "5", "--rounds", "1", "--target", "1000"]

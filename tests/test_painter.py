@@ -255,6 +255,7 @@ print(len(asyncio.run(workers.render_async(spec))), flush=True)
 """
 
 
+@pytest.mark.slow  # worker processes
 def test_the_workers_draw_the_same_bytes_and_a_killed_worker_costs_no_image() -> None:
     specs = [parse_spec(data) for data in SAMPLES.values()]
 
@@ -270,6 +271,7 @@ def test_the_workers_draw_the_same_bytes_and_a_killed_worker_costs_no_image() ->
     assert workers._pool is not None and all(p.is_alive() for p in workers._pool._processes.values())
 
 
+@pytest.mark.slow  # worker processes
 def test_the_workers_end_when_their_parent_is_killed(tmp_path) -> None:
     script = tmp_path / "child.py"
     script.write_text(WORKER_CHILD)
@@ -289,6 +291,7 @@ def test_the_workers_end_when_their_parent_is_killed(tmp_path) -> None:
     assert not any(_alive(pid) for pid in pids)
 
 
+@pytest.mark.slow  # worker processes
 def test_a_script_whose_workers_cannot_start_still_paints(tmp_path) -> None:
     script = tmp_path / "unguarded.py"  # no __main__ guard: spawned workers cannot start
     script.write_text(UNGUARDED)

@@ -9,10 +9,8 @@ sample, account for every fault the server injected, and never write the API key
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,16 @@ import yaml
 from cadsynth.fakes import FakeOpenAI, FaultPlan
 from cadsynth.fakes.panelist import Panelist
 from tests.helpers import records
+from tests import helpers
 
 KEY = "sk-cads-leakcheck-7Qe2Vx9LmT4pZr8s"  # distinctive: grepped for in every artifact
 KEY_ENV = "CADS_E2E_OPENAI_KEY"
 ROUNDS = 3
-CADS = [sys.executable, "-m", "cadsynth.cli"]
 
 
 def cads(*args: str, cwd: Path, env: dict[str, str], log: list[str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*CADS, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    """`cads` in this process; what it printed goes to `log`, which is searched for the key."""
+    result = helpers.cads(*args, cwd=cwd, env=env, check=False)
     log += [result.stdout, result.stderr]
     if result.returncode != 0:
         raise AssertionError(f"cads {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -62,9 +61,7 @@ def panel_config(base_url: str) -> dict[str, Any]:
 def run(tmp_path_factory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("provider-run")
     plan = FaultPlan(rate=0.2, seed=5, kinds=("429", "500", "hang", "malformed", "fenced"), retry_after=0.1, hang_seconds=2)
-    env = {**os.environ, KEY_ENV: KEY, "COLUMNS": "200"}
-    env.pop("CADS_DB", None)
-    env.pop("CADS_DATA", None)
+    env = {KEY_ENV: KEY}
     log: list[str] = []
     with FakeOpenAI(Panelist(), api_key=KEY, faults=plan) as server:
         (work / "panel.yaml").write_text(yaml.safe_dump(panel_config(server.base_url)))

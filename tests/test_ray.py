@@ -23,8 +23,9 @@ import yaml
 from cadsynth.fakes import FakeOpenAI
 from cadsynth.fakes.panelist import Panelist
 from tests.helpers import cads, content, pg_count, pg_rows, read_back
+from tests.helpers import cads_process  # `--ray` connects its process to the cluster: a process of its own
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # a Ray cluster, and `cads` processes on it
 LANES = ["--lanes", "4", "--seed", "11", "--rounds", "1", "--target", "1000"]
 
 
@@ -62,7 +63,7 @@ def _lane_calls(db: str, run: str) -> int:
 
 
 def test_lanes_on_ray_make_the_same_data_set(tmp_path, pg_url, cluster, alone):
-    cads("run", _slow_panel(tmp_path), *LANES, "--ray", cluster, "--db", pg_url, "--run-id", "ray-same", cwd=tmp_path)
+    cads_process("run", _slow_panel(tmp_path), *LANES, "--ray", cluster, "--db", pg_url, "--run-id", "ray-same", cwd=tmp_path)
     stats, samples = read_back(pg_url, tmp_path / "cads-data", ["ray-same"], tmp_path)["ray-same"]
     assert stats["status"] == "done" and len(stats["lanes"]) == 4
     assert content(samples) == content(alone[1])
@@ -134,7 +135,7 @@ def test_a_lane_that_keeps_failing_stops_the_run_in_one_line(tmp_path, pg_url, c
                    "roles": ["proposer", "critic", "judge", "adversary"]}],
     }
     (tmp_path / "down.yaml").write_text(yaml.safe_dump(config))
-    result = cads("run", "down.yaml", "--ray", cluster, "--db", pg_url, "--run-id", "ray-down", cwd=tmp_path, check=False, timeout=300)
+    result = cads_process("run", "down.yaml", "--ray", cluster, "--db", pg_url, "--run-id", "ray-down", cwd=tmp_path, check=False, timeout=300)
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: run 'ray-down' failed: agent 'gpt' cannot reach http://127.0.0.1:9/v1")
@@ -157,7 +158,7 @@ def test_limits_hold_across_four_workers(tmp_path, pg_url, cluster):
                        "roles": ["proposer", "critic", "judge", "adversary"]}],
         }
         (tmp_path / "limited.yaml").write_text(yaml.safe_dump(config))
-        cads("run", "limited.yaml", "--ray", cluster, "--db", pg_url, "--run-id", "ray-limits", cwd=tmp_path)
+        cads_process("run", "limited.yaml", "--ray", cluster, "--db", pg_url, "--run-id", "ray-limits", cwd=tmp_path)
         requests = server.requests
         most_in_flight = server.stats.snapshot()["max_in_flight"]
     assert len(requests) >= 16
@@ -174,13 +175,13 @@ def test_limits_hold_across_four_workers(tmp_path, pg_url, cluster):
 
 
 def test_bad_ray_input_is_one_line_and_writes_nothing(tmp_path, pg_url):
-    on_sqlite = cads("run", "--lanes", "2", "--ray", cwd=tmp_path, check=False)
+    on_sqlite = cads_process("run", "--lanes", "2", "--ray", cwd=tmp_path, check=False)
     assert on_sqlite.returncode == 2 and not (tmp_path / "cads.db").exists()
     assert on_sqlite.stderr.startswith("error: --ray with --db 'sqlite:///cads.db': ") and on_sqlite.stderr.count("\n") == 1
     assert "use --db postgresql+psycopg://" in on_sqlite.stderr
-    bad = cads("run", "--ray", "not an address", "--db", pg_url, cwd=tmp_path, check=False)
+    bad = cads_process("run", "--ray", "not an address", "--db", pg_url, cwd=tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --ray 'not an address': use auto, HOST:PORT")
-    nobody = cads("run", "--ray", "127.0.0.1:1", "--db", pg_url, "--run-id", "ray-nobody", cwd=tmp_path, check=False)
+    nobody = cads_process("run", "--ray", "127.0.0.1:1", "--db", pg_url, "--run-id", "ray-nobody", cwd=tmp_path, check=False)
     assert nobody.returncode == 2 and "nothing answers at '127.0.0.1:1'" in nobody.stderr
     assert not pg_rows(pg_url, "SELECT id FROM cads_runs WHERE id LIKE %s", ("ray-nobody%",))
     pool = cads("runs", "--db", pg_url, cwd=tmp_path, check=False, env={"CADS_DB_POOL": "many"})

@@ -66,6 +66,7 @@ def _shown(page) -> str:
     return page.inner_text("#shown")
 
 
+@pytest.mark.slow  # a browser
 def test_the_page_draws_summary_plots_and_gallery(page, facts: dict, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -83,6 +84,7 @@ def test_the_page_draws_summary_plots_and_gallery(page, facts: dict, tmp_path: P
     assert page.locator("#contexts ins").count() > 0 and page.locator("#contexts del").count() > 0
 
 
+@pytest.mark.slow  # a browser
 def test_the_gallery_pages_through_every_sample(page, facts: dict) -> None:
     total = facts["proposals"]  # every one has an outcome: kept, discarded or dropped
     assert total > PAGE_SIZE and _shown(page) == f"samples 1–{PAGE_SIZE} of {total}"
@@ -95,6 +97,7 @@ def test_the_gallery_pages_through_every_sample(page, facts: dict) -> None:
     assert len(_cards(page)) == total - PAGE_SIZE * ((total - 1) // PAGE_SIZE)
 
 
+@pytest.mark.slow  # a browser
 def test_filters_choose_what_is_visible(page, facts: dict) -> None:
     before = _cards(page)
     page.select_option("#outcome", "adversarial")

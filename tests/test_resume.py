@@ -21,6 +21,8 @@ import yaml
 from tests.helpers import cads, content, count_calls, run_until_killed
 from tests.helpers import export as _export
 
+pytestmark = pytest.mark.slow  # every test kills a `cads` process, or starts a second one
+
 SEED, ROUNDS = "5", "4"
 RUN = ["--seed", SEED, "--rounds", ROUNDS, "--target", "1000"]
 CONCURRENCY = 8  # the built-in panel's default: at most this many calls in flight at a kill

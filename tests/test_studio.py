@@ -15,7 +15,7 @@ from langgraph_sdk import get_client
 
 from cadsynth.store import thread_id
 
-from tests.helpers import cads, dev_server, export, free_port
+from tests.helpers import cads, cads_process, dev_server, export, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +33,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         yield url, project
 
 
+@pytest.mark.slow  # the `langgraph dev` server
 async def test_a_whole_debate_through_the_dev_server(studio):
     url, project = studio
     client = get_client(url=url)
@@ -61,6 +62,7 @@ async def test_a_whole_debate_through_the_dev_server(studio):
     assert len(samples) == stats["kept"] and all((project / f"{thread}-jsonl" / s["image"]).is_file() for s in samples)
 
 
+@pytest.mark.slow  # the `langgraph dev` server
 async def test_a_studio_run_that_raises_is_failed(studio):
     url, project = studio
     client = get_client(url=url)
@@ -88,6 +90,7 @@ def _studio_module():
     return getattr(module, graph_attr), getattr(module, cp_attr)
 
 
+@pytest.mark.slow  # a second `cads` process
 async def test_a_studio_run_in_flight_shows_as_running(tmp_path, monkeypatch):
     """A run the server advances holds no CLI lease: the graph marks it as this process's."""
     db = f"sqlite:///{tmp_path / 'cads.db'}"
@@ -101,10 +104,12 @@ async def test_a_studio_run_in_flight_shows_as_running(tmp_path, monkeypatch):
     # This process (standing in for the server) is alive and has not finished the run.
     stats = json.loads(cads("stats", "in-studio", "--json", "--db", db, cwd=tmp_path).stdout)
     assert stats["status"] == "running"
-    resumed = cads("resume", "in-studio", "--db", db, cwd=tmp_path, check=False)
+    # Another process: this one holds the run, and may advance it.
+    resumed = cads_process("resume", "in-studio", "--db", db, cwd=tmp_path, check=False)
     assert resumed.returncode == 2 and "being advanced by another process" in resumed.stderr
 
 
+@pytest.mark.slow  # the `langgraph dev` server
 async def test_a_cli_run_opens_in_studio(studio):
     url, project = studio
     cads("run", "--run-id", "from-cli", "--rounds", "2", "--lanes", "2", cwd=project)
@@ -123,12 +128,17 @@ async def test_a_cli_run_opens_in_studio(studio):
         assert any(h["next"] == ["open_round"] and h["values"].get("round") == 1 for h in history)
 
 
-def test_opening_in_studio_needs_a_server_and_a_run(tmp_path):
+@pytest.mark.slow  # waits out the SDK's retries of a refused connection (8 s)
+def test_opening_in_studio_needs_a_server(tmp_path):
     cads("run", "--run-id", "here", "--rounds", "1", cwd=tmp_path)
     nobody = f"http://127.0.0.1:{free_port()}"
     no_server = cads("studio", "here", "--url", nobody, cwd=tmp_path, check=False)
     assert no_server.returncode == 2 and nobody in no_server.stderr and "langgraph dev" in no_server.stderr
-    no_run = cads("studio", "nowhere", "--url", nobody, cwd=tmp_path, check=False)
+
+
+def test_opening_in_studio_needs_a_run(tmp_path):
+    cads("run", "--run-id", "here", "--rounds", "1", cwd=tmp_path)
+    no_run = cads("studio", "nowhere", "--url", f"http://127.0.0.1:{free_port()}", cwd=tmp_path, check=False)
     assert no_run.returncode == 2 and "no run 'nowhere'" in no_run.stderr
 
 
@@ -146,6 +156,7 @@ def test_a_database_from_before_uuid_threads_is_upgraded(tmp_path):
     assert threads == {thread_id("old"), thread_id("fork")}
 
 
+@pytest.mark.slow  # the `langgraph dev` server
 async def test_a_review_answered_through_the_sdk(studio):
     """`review: true` in Studio: the round waits with its problems; a Command(resume=...) decides them."""
     url, project = studio

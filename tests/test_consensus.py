@@ -1,6 +1,6 @@
 from cadsynth.config import ConsensusConfig
 from cadsynth.domain import Judgment, Proposal
-from cadsynth.graphs.consensus import judge_record, judges_to_ask, jury_order, outcome_for, score, tally
+from cadsynth.graphs.consensus import judge_record, judged_out, judges_to_ask, jury_order, outcome_for, score, tally
 
 
 def _proposal(reference: str, answer_type: str = "number") -> Proposal:
@@ -56,7 +56,8 @@ def test_an_adaptive_jury_asks_until_the_outcome_is_settled():
 
 def test_the_counts_are_defined_once():
     counts = tally(["keep", "adversarial", "adversarial", "discard", "dropped", "dropped"])
-    assert counts == {"kept": 3, "adversarial": 2, "discarded": 3, "dropped": 2}
+    assert counts == {"kept": 3, "adversarial": 2, "discarded": 3, "dropped": 2, "discarded_by_judges": 1}
+    assert judged_out(counts) == counts["discarded_by_judges"] == counts["discarded"] - counts["dropped"]
 
 
 def test_an_adaptive_jury_asks_the_most_and_least_reliable_judges_first():

@@ -163,6 +163,7 @@ def test_a_refused_answer_is_recorded_with_its_reason(run: dict[str, Any]) -> No
     assert all(r[4].startswith("ContextDraft.capability_weights.11.name: Input should be 'color'") for r in adversary)
 
 
+@pytest.mark.slow  # a browser
 def test_the_report_runs_no_script(run: dict[str, Any]) -> None:
     from tests.test_report import CHROMIUM
 

@@ -66,7 +66,10 @@ def test_32_runs_at_once_on_a_fresh_database(tmp_path, empty_pg_url):
     found = read_back(empty_pg_url, tmp_path / "cads-data", ["alone", *(f"w{i}" for i in range(WORKERS))], tmp_path)
     alone_stats, alone_samples = found.pop("alone")
     assert alone_stats["status"] == "done" and alone_samples
+    # The same run 33 times over one store: its calls are answered from the call cache by whichever
+    # run asked first, so tokens and cost differ by who paid; everything else is the same.
+    paid = ("run", "tokens", "cost")
     for run, (stats, samples) in found.items():
         assert stats["status"] == "done", run
-        assert {k: v for k, v in stats.items() if k != "run"} == {k: v for k, v in alone_stats.items() if k != "run"}
+        assert {k: v for k, v in stats.items() if k not in paid} == {k: v for k, v in alone_stats.items() if k not in paid}
         assert content(samples) == content(alone_samples), run

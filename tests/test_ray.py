@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,7 +119,7 @@ def test_a_lane_whose_worker_keeps_dying_stops_the_run_in_one_line(tmp_path, pg_
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
     line = err.strip().splitlines()[-1]
-    assert line.startswith("error: run 'ray-dies' failed: its worker died 1 time (ray.retries: 0)")
+    assert line.startswith("error: run 'ray-dies' failed: lane ray-dies.lane1: its worker died 1 time (ray.retries: 0)")
     assert "cads resume ray-dies" in line
     stats = json.loads(cads("stats", "ray-dies", "--json", "--db", pg_url, cwd=tmp_path).stdout)
     assert stats["status"] == "failed" and stats["reason"].startswith("lane ray-dies.lane1: its worker died")
@@ -138,7 +139,7 @@ def test_a_lane_that_keeps_failing_stops_the_run_in_one_line(tmp_path, pg_url, c
     result = cads_process("run", "down.yaml", "--ray", cluster, "--db", pg_url, "--run-id", "ray-down", cwd=tmp_path, check=False, timeout=300)
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: run 'ray-down' failed: agent 'gpt' cannot reach http://127.0.0.1:9/v1")
+    assert re.match(r"error: run 'ray-down' failed: lane ray-down\.lane\d: agent 'gpt' cannot reach http://127\.0\.0\.1:9/v1", line)
     assert "cads resume ray-down" in line
     stats = json.loads(cads("stats", "ray-down", "--json", "--db", pg_url, cwd=tmp_path).stdout)
     assert stats["status"] == "failed" and stats["reason"].startswith("lane ray-down.lane")

@@ -4,12 +4,17 @@ The panel computes the fingerprint (agents.calls.fingerprint) and decides what i
 module only keeps rows. The first answer stored for a key stays: a concurrent identical call
 that finishes second does not overwrite it.
 
-Every call of every panel asks the cache, so it works in batches: the lookups made in one turn of
-the event loop are answered by one query, and answers are written behind, many in one transaction,
-a moment after they arrive and whenever the process closes its store (`flush`). An answer is in
-the cache at once for this process; a process killed in that moment loses only those rows, never
-a paid-for answer: LangGraph saved each finished call's result with its task, and resume does
-not ask it again.
+Every call of every panel asks the cache, so it is cheap to ask:
+* a process reads the keys stored before it started into a Bloom filter (`MaybeKept`, 2 MiB
+  whatever the store holds) and adds each answer it keeps: a key the filter has never seen is a
+  miss without a query. (So an answer another process keeps while this one runs is not seen
+  here: two live processes may each pay for the same call. Resume and replay start a process,
+  which sees everything.)
+* the lookups made in one turn of the event loop are answered by one query;
+* answers are written behind, many in one transaction, a moment after they arrive and whenever
+  the process closes its store (`flush`). An answer is in the cache at once for this process; a
+  process killed in that moment loses only those rows, never a paid-for answer: LangGraph saved
+  each finished call's result with its task, and resume does not ask it again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,27 @@ from cadsynth.store.db import whole
 from cadsynth.store.migrate import setup_schema
 from cadsynth.store.upsert import insert_new
 
+class MaybeKept:
+    """A Bloom filter of cache keys (sha256 hex): no false misses, about one false hit in a
+    thousand at a million keys."""
+
+    BITS = 1 << 24
+
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS // 8)
+
+    @staticmethod
+    def _spots(key: str) -> tuple[int, ...]:
+        return tuple(int(key[i : i + 6], 16) for i in (0, 6, 12))  # three independent 24-bit slices
+
+    def add(self, key: str) -> None:
+        for spot in self._spots(key):
+            self.bits[spot >> 3] |= 1 << (spot & 7)
+
+    def __contains__(self, key: str) -> bool:
+        return all(self.bits[spot >> 3] & (1 << (spot & 7)) for spot in self._spots(key))
+
+
 WRITE_BEHIND_SECONDS = 0.25  # how long an answer waits for others to share its transaction
 READ_BATCH = 500  # keys per lookup query: under every backend's bound-parameter limit
 
@@ -34,6 +60,7 @@ class CallCache:
         self.engine = engine
         self._ready = False
         self._setting_up = asyncio.Lock()
+        self._maybe = MaybeKept()
         self._unwritten: dict[str, dict[str, Any]] = {}  # rows kept but not yet in the database
         self._wanted: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = {}
         self._reading: asyncio.Task[None] | None = None
@@ -48,11 +75,18 @@ class CallCache:
             if not self._ready:
                 async with self.engine.connect() as conn:
                     await conn.run_sync(setup_schema)
+                    stored = await conn.stream(select(t.call_cache.c.key).execution_options(yield_per=10_000))
+                    async for (key,) in stored:
+                        self._maybe.add(key)
                 self._ready = True
 
     async def get(self, key: str) -> dict[str, Any] | None:
         if key in self._unwritten:
             return self._unwritten[key]["value"]
+        if not self._ready:
+            await self._init()
+        if key not in self._maybe:
+            return None
         found: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
         self._wanted.setdefault(key, []).append(found)
         if self._reading is None:
@@ -85,6 +119,7 @@ class CallCache:
 
     async def put(self, key: str, agent: Any, value: dict[str, Any], usage: Any) -> None:
         """Keep `value` under `key`; `agent` (an AgentConfig) and `usage` are kept for inspection."""
+        self._maybe.add(key)
         self._unwritten.setdefault(key, {
             "key": key,
             "agent": agent.name,

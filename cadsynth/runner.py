@@ -28,7 +28,7 @@ from cadsynth.graphs.state import DebateState
 from cadsynth.store.ledger import LEASE_SECONDS, Ledger, LeaseError, lease_owner
 
 
-REFRESH_SECONDS = 0.5  # how often the live display reads the ledger while lanes run here
+REFRESH_SECONDS = 2.0  # how often the live display reads the ledger while lanes run here
 
 Debate = CompiledStateGraph[DebateState, Settings, DebateState, DebateState]
 # Runs a run's unfinished lanes somewhere else (a Ray cluster): (settings, run, lane ids, each

@@ -51,7 +51,7 @@ class MaybeKept:
         return all(self.bits[spot >> 3] & (1 << (spot & 7)) for spot in self._spots(key))
 
 
-WRITE_BEHIND_SECONDS = 0.25  # how long an answer waits for others to share its transaction
+WRITE_BEHIND_SECONDS = 1.0  # how long an answer waits for others to share its transaction
 READ_BATCH = 500  # keys per lookup query: under every backend's bound-parameter limit
 
 

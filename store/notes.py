@@ -25,6 +25,8 @@ class Notes:
         self.engine = engine
         self._ready = False
         self._setting_up = asyncio.Lock()
+        self._unwritten: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
 
     @whole
     async def _init(self) -> None:
@@ -54,12 +56,33 @@ class Notes:
                 found.update({key: value for key, value in rows})
         return found
 
-    @whole
     async def put(self, book: str, values: dict[str, dict[str, Any]]) -> None:
-        """Keep each value under its key in `book`, unless the key is taken already."""
+        """Keep each value under its key in `book`, unless the key is taken already. Returns once
+        they are stored; the notes put meanwhile (a round's proposers write at once) share one
+        transaction, since every write of a process waits for the store's one connection."""
         if not values:
             return
-        await self._init()
-        rows = [{"book": book, "key": key, "value": value} for key, value in values.items()]
-        async with self.engine.begin() as conn:
-            await conn.execute(insert_new(conn.dialect.name, t.notes), rows)
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unwritten.append(([{"book": book, "key": key, "value": value} for key, value in values.items()], stored))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write())
+        await asyncio.shield(stored)
+
+    @whole
+    async def _write(self) -> None:
+        await asyncio.sleep(0)  # the other writers of this turn join the transaction
+        batch, self._unwritten, self._writing = self._unwritten, [], None
+        try:
+            await self._init()
+            async with self.engine.begin() as conn:
+                await conn.execute(insert_new(conn.dialect.name, t.notes), [row for rows, _ in batch for row in rows])
+        except BaseException as exc:
+            for _, stored in batch:
+                if not stored.done():
+                    stored.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for _, stored in batch:
+            if not stored.done():
+                stored.set_result(None)

@@ -87,7 +87,7 @@ class _Call:
 
     def __init__(self, messages: list[BaseMessage]):
         texts: list[str] = []
-        self.images: list[bytes] = []
+        self.images: list[str] = []  # base64, as sent: the simulator reads only their first bytes
         for message in messages:
             content = message.content if isinstance(message.content, list) else [message.content]
             for part in content:
@@ -96,7 +96,7 @@ class _Call:
                 elif part.get("type") == "text":
                     texts.append(part["text"])
                 elif part.get("type") == "image":
-                    self.images.append(base64.b64decode(part["base64"]))
+                    self.images.append(part["base64"])
         self.text = "\n".join(texts)
         for role in ROLES:
             values = read_prompt(role, self.text)
@@ -112,13 +112,14 @@ class _Call:
         else:
             digest = hashlib.sha256(self.text.encode())
             for image in self.images:
-                digest.update(hashlib.sha256(image).digest())
+                digest.update(hashlib.sha256(image.encode()).digest())
             self.key = digest.hexdigest()
 
     @property
     def spec(self) -> str | None:
         """The spec digest of the image the call shows, if a renderer drew it."""
-        return spec_stamp(self.images[0]) if self.images else None
+        # The stamp sits in the chunks before the pixels: the first few hundred bytes carry it.
+        return spec_stamp(base64.b64decode(self.images[0][:1024])) if self.images else None
 
     def __getitem__(self, name: str) -> str:
         return self.values[name]

@@ -36,7 +36,7 @@ from cadsynth.config import WorldConfig  # noqa: E402
 RENDER_AGAIN = """
 import sqlite3, sys, time, json
 from cadsynth.agents.painter.render import render
-from cadsynth.agents.painter.specs import parse_spec
+from cadsynth.specs import parse_spec
 db = sqlite3.connect(sys.argv[1])
 specs = [parse_spec(json.loads(r)["image_spec"]) for (r,) in db.execute("SELECT record FROM cads_proposals")
          if json.loads(r).get("image_spec")]

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
-from cadsynth.agents.painter.specs import ImageSpec
+from cadsynth.specs import ImageSpec
 from cadsynth.text import Clean, cleaned
 
 Role = Literal["proposer", "critic", "judge", "adversary", "painter"]

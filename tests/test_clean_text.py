@@ -6,7 +6,7 @@ import pytest
 from openai.lib._pydantic import to_strict_json_schema
 from pydantic import ValidationError
 
-from cadsynth.agents.painter.specs import SpecError, parse_spec
+from cadsynth.specs import SpecError, parse_spec
 from cadsynth.domain import (
     CAPABILITIES,
     ConsistencyCritiqueDraft,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cadsynth.agents.painter.render import render
-from cadsynth.agents.painter.specs import Bar, BarChart, PieChart, Slice
+from cadsynth.specs import Bar, BarChart, PieChart, Slice
 from cadsynth.config import ConfigError, NearDuplicatesConfig, load_config
 from cadsynth.domain import Proposal
 from cadsynth.graphs.dedup import Candidate, fingerprint, near_duplicates, question_minhash

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from cadsynth.agents.painter import workers
 from cadsynth.agents.painter.render import render, spec_digest
-from cadsynth.agents.painter.specs import (
+from cadsynth.specs import (
     PALETTE,
     SHAPES,
     BarChart,
@@ -128,7 +128,7 @@ def test_constructors_raise_validation_errors() -> None:
 def test_specs_have_a_json_schema() -> None:
     from pydantic import TypeAdapter
 
-    from cadsynth.agents.painter.specs import ImageSpec
+    from cadsynth.specs import ImageSpec
 
     schema = TypeAdapter(ImageSpec).json_schema()
     assert {"BarChart", "LineChart", "PieChart", "Table", "GeometryFigure", "ShapeScene"} <= set(schema["$defs"])
@@ -233,7 +233,7 @@ def test_geometry_is_drawn_to_scale() -> None:
 WORKER_CHILD = """
 import asyncio, time
 from cadsynth.agents.painter import workers
-from cadsynth.agents.painter.specs import parse_spec
+from cadsynth.specs import parse_spec
 
 async def main():
     png = await workers.render_async(parse_spec({"kind": "pie_chart", "slices": [{"label": "A", "value": 1}]}))
@@ -248,7 +248,7 @@ if __name__ == "__main__":  # spawned workers import this file too
 UNGUARDED = """
 import asyncio
 from cadsynth.agents.painter import workers
-from cadsynth.agents.painter.specs import parse_spec
+from cadsynth.specs import parse_spec
 
 spec = parse_spec({"kind": "pie_chart", "slices": [{"label": "A", "value": 1}]})
 print(len(asyncio.run(workers.render_async(spec))), flush=True)

@@ -17,7 +17,7 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from cadsynth.agents.painter.specs import (
+from cadsynth.specs import (
     CHART_ORDER,
     PALETTE,
     BarChart,

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from cadsynth.agents.painter.render import render
-from cadsynth.agents.painter.specs import ImageSpec
+from cadsynth.specs import ImageSpec
 
 _pool: ProcessPoolExecutor | None = None
 _starting = threading.Lock()

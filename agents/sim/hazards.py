@@ -20,7 +20,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from cadsynth.agents.painter.specs import ImageSpec
+from cadsynth.specs import ImageSpec
 from cadsynth.rng import rng_for
 from cadsynth.agents.sim.world import CITIES, FRUITS, MONTHS, NAMED, NAMES, PRODUCTS, SHAPE_NAMES, TEAMS, Problem, World, describe
 from cadsynth.config import WorldConfig

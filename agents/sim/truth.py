@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from cadsynth.agents.painter.specs import ImageSpec
+from cadsynth.specs import ImageSpec
 from cadsynth.config import WorldConfig
 
 BOOK = "sim-truth"

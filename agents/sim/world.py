@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence, cast
 
-from cadsynth.agents.painter.specs import (
+from cadsynth.specs import (
     ColorName,
     Bar,
     BarChart,

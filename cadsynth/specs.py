@@ -1,10 +1,10 @@
-"""Declarative image specs: what the painter draws.
+"""Declarative image specs: the images a proposal describes, which the painter draws (agents.painter).
 
 A spec is a pydantic discriminated union on `kind`, kept JSON-schema friendly (plain strings,
 numbers, lists, literals) because real models emit it through structured output. Bounds are
 enforced here so a runaway model cannot ask the renderer for a 100000-pixel canvas.
 
-This module must not import cadsynth.domain: domain imports ImageSpec from here.
+Part of the domain (cadsynth.domain imports ImageSpec from here, so this module must not import it).
 """
 
 from __future__ import annotations

@@ -67,7 +67,9 @@ def main() -> None:
             config = _merged([config, extra])
             run = f"setting{i}"
             (Path(work) / f"{run}.yaml").write_text(yaml.safe_dump(config))
-            cads("run", f"{run}.yaml", "--run-id", run, cwd=work, interpreter=py)
+            # Each setting pays for its own calls: the settings share a store, and its call cache
+            # would answer a later setting's identical calls for free.
+            cads("run", f"{run}.yaml", "--run-id", run, "--no-cache", cwd=work, interpreter=py)
             stats = json.loads(cads("stats", run, "--json", cwd=work, interpreter=py).stdout)
             out = Path(work) / f"{run}-export"
             cads("export", run, "--out", str(out), cwd=work, interpreter=py)

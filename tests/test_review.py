@@ -17,9 +17,9 @@ from tests.helpers import cads, export, stats
 
 
 def review_config(work: Path, **changes: object) -> str:
-    """The built-in panel with review on, small enough to be quick."""
+    """The built-in panel with review on, small enough to be quick (and with two kept problems in round 0 to decide)."""
     config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
-    config |= {"review": True, "rounds": 2, "target": 1000, "proposals_per_agent": 2, **changes}
+    config |= {"review": True, "rounds": 2, "target": 1000, "proposals_per_agent": 3, **changes}
     (work / "review.yaml").write_text(yaml.safe_dump(config))
     return "review.yaml"
 
@@ -82,7 +82,7 @@ def test_a_run_under_review_pauses_after_round_0s_consensus(reviewed):
     assert reviewed["paused_stats"]["kept"] == 0 and reviewed["paused_stats"]["rounds"] == []
     assert reviewed["reviews_while_paused"] == [(0,)]
     assert pause["reason"] == "review" and pause["run"] == "r" and pause["round"] == 0
-    assert len(pause["problems"]) == 8 and all(p["id"].startswith("r/r0/") for p in pause["problems"])
+    assert len(pause["problems"]) == 4 * 3 and all(p["id"].startswith("r/r0/") for p in pause["problems"])
     for p in pause["problems"]:  # images by their hash, never their bytes
         assert p["image"].startswith("sha256:") and len(p["image"]) < 80 and p["question"] and p["reference_answer"]
 

@@ -162,7 +162,7 @@ async def test_a_review_answered_through_the_sdk(studio):
     url, project = studio
     client = get_client(url=url)
     thread = (await client.threads.create())["thread_id"]
-    config = _config(rounds=1, target=1000, proposals_per_agent=2, review=True)
+    config = _config(rounds=1, target=1000, proposals_per_agent=3, review=True)
     await client.runs.wait(thread, "cads", input={"config": config})
     state = await client.threads.get_state(thread)
     [pause] = [i["value"] for task in state["tasks"] for i in task["interrupts"]]

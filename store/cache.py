@@ -23,11 +23,11 @@ import asyncio
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
-from cadsynth.store.migrate import setup_schema
+from cadsynth.store.migrate import SetUpOnce
 from cadsynth.store.upsert import insert_new
 
 class MaybeKept:
@@ -58,8 +58,7 @@ READ_BATCH = 500  # keys per lookup query: under every backend's bound-parameter
 class CallCache:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
-        self._ready = False
-        self._setting_up = asyncio.Lock()
+        self._set_up = SetUpOnce(engine, then=self._read_keys)
         self._maybe = MaybeKept()
         self._unwritten: dict[str, dict[str, Any]] = {}  # rows kept but not yet in the database
         self._wanted: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = {}
@@ -69,21 +68,18 @@ class CallCache:
 
     @whole
     async def _init(self) -> None:
-        if self._ready:
-            return
-        async with self._setting_up:  # the first caller sets up; the rest wait for it, not repeat it
-            if not self._ready:
-                async with self.engine.connect() as conn:
-                    await conn.run_sync(setup_schema)
-                    stored = await conn.stream(select(t.call_cache.c.key).execution_options(yield_per=10_000))
-                    async for (key,) in stored:
-                        self._maybe.add(key)
-                self._ready = True
+        await self._set_up()
+
+    async def _read_keys(self, conn: AsyncConnection) -> None:
+        """The keys stored before this process started, into the filter."""
+        stored = await conn.stream(select(t.call_cache.c.key).execution_options(yield_per=10_000))
+        async for (key,) in stored:
+            self._maybe.add(key)
 
     async def get(self, key: str) -> dict[str, Any] | None:
         if key in self._unwritten:
             return self._unwritten[key]["value"]
-        if not self._ready:
+        if not self._set_up.ready:
             await self._init()
         if key not in self._maybe:
             return None

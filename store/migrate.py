@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Connection, MetaData, Table, func, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cadsynth.store import schema as t
 
@@ -169,3 +171,25 @@ def _threads_to_uuids(conn: Connection) -> None:
         if thread_id(name) != name:
             for table in (t.checkpoints, t.checkpoint_blobs, t.checkpoint_writes):
                 conn.execute(update(table).where(table.c.thread_id == name).values(thread_id=thread_id(name)))
+
+
+class SetUpOnce:
+    """A store module's tables, set up (or checked) once however many of its calls ask at once:
+    the first caller sets up, the rest wait for it rather than repeat it. `then` runs once on the
+    same connection after the setup (the call cache reads its keys there)."""
+
+    def __init__(self, engine: AsyncEngine, then: Callable[[AsyncConnection], Awaitable[None]] | None = None):
+        self.engine, self.then = engine, then
+        self.ready = False
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> None:
+        if self.ready:
+            return
+        async with self._lock:
+            if not self.ready:
+                async with self.engine.connect() as conn:
+                    await conn.run_sync(setup_schema)
+                    if self.then is not None:
+                        await self.then(conn)
+                self.ready = True

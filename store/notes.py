@@ -16,27 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
-from cadsynth.store.migrate import setup_schema
+from cadsynth.store.migrate import SetUpOnce
 from cadsynth.store.upsert import insert_new
 
 
 class Notes:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
-        self._ready = False
-        self._setting_up = asyncio.Lock()
+        self._set_up = SetUpOnce(engine)
         self._unwritten: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
 
     @whole
     async def _init(self) -> None:
-        if self._ready:
-            return
-        async with self._setting_up:  # the first caller sets up; the rest wait for it, not repeat it
-            if not self._ready:
-                async with self.engine.connect() as conn:
-                    await conn.run_sync(setup_schema)
-                self._ready = True
+        await self._set_up()
 
     async def get(self, book: str, key: str) -> dict[str, Any] | None:
         found = await self.get_many(book, [key])

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from cadsynth.store.db import DatabaseURLError, normalize_url, pool_size
+from cadsynth.store.patience import patience
 
 
 class BadInput(ValueError):
@@ -53,7 +54,8 @@ def database(url: str, *, create: bool, option: str = "--db") -> None:
     """The URL names a backend we support, and its database can be reached (and, to read, exists)."""
     try:
         normalize_url(url, asynchronous=True)
-    except DatabaseURLError as exc:
+        patience()  # read only once the database is away: checked before it is needed
+    except (DatabaseURLError, ValueError) as exc:
         raise BadInput(str(exc)) from None
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

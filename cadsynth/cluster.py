@@ -56,8 +56,8 @@ def connect(address: str | None) -> bool:
         return False
     if address not in (None, "auto"):
         _answers(address)
-    # Workers connect to the database with the driver's pool bound; keys stay in their own environment.
-    env = {k: os.environ[k] for k in ("CADS_DB_POOL",) if k in os.environ}
+    # Workers connect to the database with the driver's pool bound and patience; keys stay in their own environment.
+    env = {k: os.environ[k] for k in ("CADS_DB_POOL", "CADS_DB_PATIENCE") if k in os.environ}
     options: dict[str, Any] = {
         "logging_level": logging.WARNING,
         "log_to_driver": False,  # the driver's terminal is the live progress display

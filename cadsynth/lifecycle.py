@@ -17,11 +17,12 @@ from typing import Any
 
 from cadsynth.agents.calls import ModelCallError
 from cadsynth.store.ledger import WAITING_FOR_REVIEW, Ledger
+from cadsynth.store.patience import DatabaseUnavailable
 
 
 def failure_reason(exc: BaseException) -> str:
     """Why a run failed, in one line."""
-    if isinstance(exc, ModelCallError):
+    if isinstance(exc, ModelCallError | DatabaseUnavailable):
         return str(exc)
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
@@ -44,11 +45,18 @@ async def resumed(ledger: Ledger, run: str) -> None:
 
 
 async def failed(ledger: Ledger, run: str, why: BaseException | str) -> None:
-    """Failed, with its one-line reason (kept unless it already failed with one: the first cause)."""
-    record = await ledger.run(run, derive=False)
-    if record is None or record["status"] == "failed":
-        return
-    await ledger.set_status(run, "failed", why if isinstance(why, str) else failure_reason(why))
+    """Failed, with its one-line reason (kept unless it already failed with one: the first cause).
+
+    A run that failed because its database stayed away cannot say so there: it reads as
+    interrupted (its holder gone), and `cads resume` continues it alike."""
+    try:
+        record = await ledger.run(run, derive=False)
+        if record is None or record["status"] == "failed":
+            return
+        await ledger.set_status(run, "failed", why if isinstance(why, str) else failure_reason(why))
+    except DatabaseUnavailable:
+        if not isinstance(why, DatabaseUnavailable):
+            raise
 
 
 async def finished(ledger: Ledger, run: str, kept: int) -> None:

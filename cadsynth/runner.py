@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from cadsynth.graphs.settings import Settings, close_resources, resources
 from cadsynth.store import open_checkpointer, thread_id
 from cadsynth.graphs.state import DebateState
 from cadsynth.store.ledger import LEASE_SECONDS, Ledger, LeaseError, lease_owner
+from cadsynth.store.patience import DatabaseUnavailable, outage
 
 
 REFRESH_SECONDS = 2.0  # how often the live display reads the ledger while lanes run here
@@ -82,6 +84,11 @@ class Progress:
         """kept, adversarial, discarded, dropped: the counts every report uses (graphs.consensus.tally)."""
         return tally(cast("Iterator[Outcome]", self.outcomes.elements()))
 
+    @property
+    def database_away(self) -> str | None:
+        """How long the store has been waiting for its database, while it is (store.patience)."""
+        return outage.describe()
+
     def observe(self, node: str, update: Any) -> None:
         self.phase = node
         if isinstance(update, dict) and "round" in update:
@@ -128,6 +135,21 @@ async def _heartbeat(ledger: Ledger, runs: list[str], owner: str) -> None:
         await asyncio.sleep(LEASE_SECONDS / 3)
         for run in runs:
             await ledger.acquire_lease(run, owner)  # a renewal: it was taken when the run began
+
+
+async def _let_go(ledger: Ledger, held: list[str], owner: str, heartbeat: asyncio.Task[None] | None) -> None:
+    """Release this process's leases and close its store, however the run ended. A database that
+    stayed away past the patience is not waited for again: the run's failure line says so, and a
+    lease left behind frees itself (its holder is gone)."""
+    if heartbeat is not None:
+        heartbeat.cancel()
+        if heartbeat.done() and not heartbeat.cancelled():
+            heartbeat.exception()  # a renewal the outage stopped: the run's own failure says why
+    with contextlib.suppress(DatabaseUnavailable):
+        for member in held:
+            await ledger.release_lease(member, owner)
+    with contextlib.suppress(DatabaseUnavailable):
+        await close_resources()
 
 
 async def _fork_checkpoint(graph: Debate, parent: str, round_: int) -> RunnableConfig:
@@ -341,11 +363,7 @@ async def execute(
             if total > 1 or progress.phase != "done":
                 await dedup.settle(ledger, run)
     finally:
-        if heartbeat is not None:
-            heartbeat.cancel()
-        for member in held:
-            await ledger.release_lease(member, owner)
-        await close_resources()
+        await _let_go(ledger, held, owner, heartbeat)
     return progress
 
 
@@ -367,7 +385,10 @@ async def _advance_here(graph: Debate, saver: Any, settings: Settings, ledger: L
 
 async def _why_failed(ledger: Ledger, run: str, error: BaseException) -> str:
     """The failed run's one-line reason as every view shows it (a lane's names the lane)."""
-    record = await ledger.run(run)
+    try:
+        record = await ledger.run(run)
+    except DatabaseUnavailable:  # the database is why: nothing more to read there
+        return str(error)
     return record["reason"] if record is not None and record["reason"] else str(error)
 
 
@@ -402,7 +423,4 @@ async def advance_lane(settings: Settings, lane: str, budget: float | None) -> d
             [resumable] = await _to_resume(graph, ledger, lane)
             return await _advance(graph, saver, settings, ledger, resumable, budget, Progress(run=lane), None)
     finally:
-        if heartbeat is not None:
-            heartbeat.cancel()
-        await ledger.release_lease(lane, owner)
-        await close_resources()
+        await _let_go(ledger, [lane], owner, heartbeat)

@@ -113,9 +113,11 @@ class Resources:
 
     async def close(self) -> None:
         cache = self.__dict__.get("cache")  # made on first use (a cached_property)
-        if cache is not None:
-            await cache.close()
-        await self.ledger.close()
+        try:
+            if cache is not None:
+                await cache.close()
+        finally:
+            await self.ledger.close()
 
 
 # Database engines belong to the event loop that made them, so resources are kept per loop.

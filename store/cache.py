@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
 from cadsynth.store.migrate import SetUpOnce
+from cadsynth.store.patience import patient
 from cadsynth.store.upsert import insert_new
 
 class MaybeKept:
@@ -94,12 +95,7 @@ class CallCache:
         await asyncio.sleep(0)  # the other calls of this turn ask too
         wanted, self._wanted, self._reading = self._wanted, {}, None
         try:
-            await self._init()
-            keys, values = sorted(wanted), {}
-            async with self.engine.connect() as conn:
-                for start in range(0, len(keys), READ_BATCH):
-                    query = select(t.call_cache.c.key, t.call_cache.c.value).where(t.call_cache.c.key.in_(keys[start : start + READ_BATCH]))
-                    values.update({key: value for key, value in await conn.execute(query)})
+            values = await self._lookup(sorted(wanted))
         except BaseException as exc:
             for futures in wanted.values():
                 for future in futures:
@@ -112,6 +108,16 @@ class CallCache:
             for future in futures:
                 if not future.done():
                     future.set_result(values.get(key))
+
+    @patient
+    async def _lookup(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        await self._init()
+        values = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(keys), READ_BATCH):
+                query = select(t.call_cache.c.key, t.call_cache.c.value).where(t.call_cache.c.key.in_(keys[start : start + READ_BATCH]))
+                values.update({key: value for key, value in await conn.execute(query)})
+        return values
 
     async def put(self, key: str, agent: Any, value: dict[str, Any], usage: Any) -> None:
         """Keep `value` under `key`; `agent` (an AgentConfig) and `usage` are kept for inspection."""

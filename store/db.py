@@ -22,6 +22,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
+from cadsynth.store.patience import patient
+
 # Drivers for each backend: (sync, async). psycopg 3 does both for PostgreSQL. MySQL and MariaDB
 # are not among them: the checkpoint store's upserts and locks are written for these two.
 _DRIVERS = {
@@ -39,17 +41,25 @@ T = TypeVar("T")
 
 
 def whole(write: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """A write that, once begun, finishes even if the task awaiting it is cancelled.
+    """A write that, once begun, finishes even if the task awaiting it is cancelled, and waits out
+    a database outage (store.patience).
 
     When one task of a step fails, LangGraph cancels its siblings. A write cut off mid-transaction
     would lose the rows it carried and, on SQLite, can leave a connection holding the database's
     write lock until it is collected, so every later write waits out its busy timeout.
     """
 
+    waiting = patient(write)
+
     @functools.wraps(write)
     async def shielded(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.shield(write(*args, **kwargs))
+        done = asyncio.ensure_future(waiting(*args, **kwargs))
+        # Cancelled, the caller no longer reads the write's outcome; its failure is the run's
+        # failure, told by the caller's siblings, not a "never retrieved" warning at exit.
+        done.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return await asyncio.shield(done)
 
+    shielded.__patient__ = True  # type: ignore[attr-defined]
     return shielded
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
+from cadsynth.store.patience import patient
 from cadsynth.store.migrate import SetUpOnce
 from cadsynth.store.upsert import insert_new
 
@@ -35,6 +36,7 @@ class Notes:
         found = await self.get_many(book, [key])
         return found.get(key)
 
+    @patient
     async def get_many(self, book: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The notes of `book` under `keys` (those that exist), read in batches."""
         await self._init()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
+from cadsynth.store.patience import patient
 from cadsynth.store.ledger_base import LedgerBase
 from cadsynth.store.upsert import insert_new, upsert
 
@@ -143,6 +144,7 @@ class Records(LedgerBase):
     async def put_fingerprints(self, rows: Iterable[Fingerprint]) -> None:
         await self._put(t.fingerprints, [vars(f) for f in rows])
 
+    @patient
     async def fingerprints(self, run: str) -> list[Fingerprint]:
         """The run's fingerprints (a fork's include its parent's before the fork)."""
         await self.init()
@@ -153,6 +155,7 @@ class Records(LedgerBase):
         async with self.engine.connect() as conn:
             return [Fingerprint(*row) for row in await conn.execute(query)]
 
+    @patient
     async def fingerprinted(self, run: str) -> int:
         await self.init()
         query = select(func.count()).select_from(t.fingerprints).where(await self._where_lineage(t.fingerprints, run))
@@ -169,6 +172,7 @@ class Records(LedgerBase):
             if found:
                 await conn.execute(t.duplicates.insert(), found)
 
+    @patient
     async def duplicates(self, run: str) -> list[Duplicate]:
         await self.init()
         if self._empty:
@@ -188,6 +192,7 @@ class Records(LedgerBase):
         """A person's decisions on a round (rows of `cads_reviews`); recorded again, they stay one row each."""
         await self._put(t.reviews, rows)
 
+    @patient
     async def reviews(self, run: str) -> list[dict[str, Any]]:
         await self.init()
         if self._empty:
@@ -203,6 +208,7 @@ class Records(LedgerBase):
 
     # --- reads ---------------------------------------------------------------------------------
 
+    @patient
     async def _lineage(self, run: str) -> list[tuple[str, int | None]]:
         """A fork shares its parent's rounds before the fork: (run, rounds below) back to the root.
 
@@ -228,6 +234,7 @@ class Records(LedgerBase):
         condition = or_(*clauses)
         return and_(condition, table.c.round == round_) if round_ is not None else condition
 
+    @patient
     async def _records(self, table: Table, run: str, round_: int | None = None) -> list[dict[str, Any]]:
         """The table's records, whole again: the JSON with the columns it leaves out."""
         await self.init()
@@ -258,6 +265,7 @@ class Records(LedgerBase):
         rows = [Consensus.model_validate(r) for r in await self._records(t.consensus, run, round_)]
         return sorted(rows, key=lambda c: (c.round, c.proposal))
 
+    @patient
     async def context(self, run: str, round_: int) -> Context | None:
         """The context that steered `round_` (its newest version)."""
         await self.init()
@@ -270,6 +278,7 @@ class Records(LedgerBase):
 
         return Context.model_validate(row[0]) if row else None
 
+    @patient
     async def contexts(self, run: str) -> list[tuple[int, Context]]:
         await self.init()
         where = await self._where_lineage(t.contexts, run)
@@ -281,6 +290,7 @@ class Records(LedgerBase):
 
             return [(r[0], Context.model_validate(r[1])) for r in result]
 
+    @patient
     async def rounds(self, run: str) -> list[RoundSummary]:
         await self.init()
         where = await self._where_lineage(t.rounds, run)
@@ -292,6 +302,7 @@ class Records(LedgerBase):
 
     # --- calls: tokens, cost and faults ------------------------------------------------------------
 
+    @patient
     async def call_totals(self, run: str) -> dict[str, Any]:
         await self.init()
         c = t.calls.c
@@ -308,6 +319,7 @@ class Records(LedgerBase):
             ).one()
         return {"calls": int(row[0]), "input_tokens": int(row[1]), "output_tokens": int(row[2]), "usd": float(row[3])}
 
+    @patient
     async def call_breakdown(self, run: str) -> dict[str, Any]:
         """Faults by kind and what followed them, and cost by agent, by role and by round."""
         await self.init()
@@ -339,6 +351,7 @@ class Records(LedgerBase):
                 "by_round": {int(r[0]): row(r) for r in rounds},
             }
 
+    @patient
     async def round_cost(self, run: str, round_: int) -> float:
         await self.init()
         c = t.calls.c

@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from cadsynth.store import schema as t
 from cadsynth.store.db import whole
+from cadsynth.store.patience import patient
 from cadsynth.store.ledger_base import LedgerBase
 
 # A lease not renewed for this long frees the run: how long a holder on another machine that died
@@ -183,6 +184,7 @@ class RunRegistry(LedgerBase):
                 .values(lease_owner=None, lease_until=None)
             )
 
+    @patient
     async def runs(self) -> list[dict[str, Any]]:
         """Every run (a lane is listed with its run, not on its own)."""
         await self.init()
@@ -203,6 +205,7 @@ class RunRegistry(LedgerBase):
         status, reason = lanes_status(lanes)
         return {**record, "status": status, "reason": reason}
 
+    @patient
     async def lanes(self, run: str) -> list[dict[str, Any]]:
         """The lanes of a run, in order; none for a run without lanes."""
         await self.init()
@@ -212,6 +215,7 @@ class RunRegistry(LedgerBase):
             query = select(t.runs).where(t.runs.c.lane_of == run).order_by(t.runs.c.lane)
             return [dict(row._mapping) for row in await conn.execute(query)]
 
+    @patient
     async def run(self, run: str, *, derive: bool = True) -> dict[str, Any] | None:
         """The run's row; with `derive`, a run with lanes reads its status from theirs (what every
         reader shows). `derive=False` is the row as stored (cadsynth.lifecycle's own reads)."""
@@ -227,6 +231,7 @@ class RunRegistry(LedgerBase):
             record = self._derived(record, await self.lanes(run))
         return record
 
+    @patient
     async def lane_progress(self, run: str) -> list[dict[str, Any]]:
         """Each lane's (or the run's own) status, furthest round and outcomes so far: two grouped
         queries, cheap enough for a live display to ask a few times a second. It counts from the
@@ -254,6 +259,7 @@ class RunRegistry(LedgerBase):
             for m in members
         ]
 
+    @patient
     async def forks(self, run: str) -> list[str]:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(t.runs.c.id).where(t.runs.c.parent == run).order_by(t.runs.c.id))

@@ -49,11 +49,11 @@ def _pg_schema() -> Iterator[str]:
         pytest.skip(f"PostgreSQL not reachable at {url.host}:{url.port}: {exc}")
     with admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-                hide_password=False
-            )
-        finally:
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        # A connection of its own: a test may have restarted the server meanwhile (test_db_outage).
+        with psycopg.connect(autocommit=True, **conninfo) as admin:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

@@ -46,6 +46,8 @@ def _progress_view(p: Progress) -> Any:
         grid.add_row("lanes", f"{p.lanes} ({p.lanes_done} done)")
     grid.add_row("round", str(p.round))
     grid.add_row("phase", p.phase)
+    if p.database_away:
+        grid.add_row("waiting", p.database_away)
     counts = p.counts
     for name in ("kept", "adversarial", "discarded"):
         grid.add_row(name, str(counts[name]))
@@ -97,6 +99,7 @@ def advance(
     from cadsynth.graphs.settings import Settings
     from cadsynth.runner import Progress, RunFailed, RunStateError, execute
     from cadsynth.store.ledger import LeaseError
+    from cadsynth.store.patience import DatabaseUnavailable
 
     lanes_on = None
     if ray is not None:
@@ -125,7 +128,7 @@ def advance(
         except (LeaseError, RunStateError) as exc:
             stop()
             fail(str(exc))
-        except RunFailed as exc:
+        except (RunFailed, DatabaseUnavailable) as exc:
             stop()
             if os.environ.get("CADS_DEBUG"):
                 console.print_exception()

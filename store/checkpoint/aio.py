@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from ..db import sync_engine
+from ..patience import patient
 from .base import BaseSqlSaver, autocommit_twin, check_prune_args, connected, schema_ready, setup_schema
 from .listing import Pager
 
@@ -113,12 +114,14 @@ class AsyncSqlSaver(BaseSqlSaver):
     # Off the SQLite worker, an operation is one greenlet hop (what AsyncConnection.run_sync does,
     # here around the checkout too): the sync `_op_*` code then drives the async driver.
 
+    @patient
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         await self.setup()
         if self._file is not None:
             return await self._in_worker(connected, self._file, False, fn, args)
         return await greenlet_spawn(connected, self._autocommit.sync_engine, False, fn, args)
 
+    @patient
     async def _write(self, fn: Callable[..., T], *args: Any, atomic: bool = True) -> T:
         await self.setup()
         if self._file is not None:

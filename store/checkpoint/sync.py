@@ -13,6 +13,7 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy import Engine
 
+from ..patience import patient_sync
 from .base import BaseSqlSaver, autocommit_twin, check_prune_args, schema_ready, setup_schema
 from .listing import Pager
 
@@ -66,11 +67,13 @@ class SqlSaver(BaseSqlSaver):
             setup_schema(conn)
         schema_ready.add(self.engine)
 
+    @patient_sync
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
         self.setup()
         with self._autocommit.connect() as conn:
             return fn(conn, *args)
 
+    @patient_sync
     def _write(self, fn: Callable[..., T], *args: Any, atomic: bool = True) -> T:
         self.setup()
         if not atomic:

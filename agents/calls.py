@@ -209,7 +209,7 @@ class Caller:
         retry: RetryConfig,
         limiter: Limiter,
         price: Price | None,
-        gate: asyncio.Semaphore,
+        gate: asyncio.Semaphore | None,
     ):
         self.agent = agent
         self.retry = retry
@@ -228,9 +228,9 @@ class Caller:
         detail = why(exc) if fault == "malformed" and exc is not None else None
         return Attempt(usage=usage, cost_usd=self.cost(usage), fault=fault, outcome=outcome, detail=detail)
 
-    async def _request(self, send: Send, messages: list[BaseMessage]) -> tuple[Any, Usage]:
+    async def _request(self, send: Send, messages: list[BaseMessage], kind: str) -> tuple[Any, Usage]:
         estimate = estimate_tokens(messages)
-        async with self.limiter.admit(estimate, self.gate) as ticket:
+        async with self.limiter.admit(estimate, self.gate, kind) as ticket:
             try:
                 # The client's own timeout should fire first; this only stops a client that never does.
                 async with asyncio.timeout(self.agent.timeout * 1.5 + 5):
@@ -248,16 +248,19 @@ class Caller:
         message = f"agent {agent.name!r} cannot reach {endpoint(agent)} ({fault.kind}: {why} after {n})"
         return EndpointUnreachable(_redact(message, agent), attempts)
 
-    async def call(self, send: Send, messages: list[BaseMessage], *, give_up: Outcome, json_text: bool = False) -> Reply[Any]:
+    async def call(
+        self, send: Send, messages: list[BaseMessage], *, give_up: Outcome, json_text: bool = False, kind: str = "request"
+    ) -> Reply[Any]:
         """Send until answered: transient faults back off and retry, a malformed answer is asked once more.
 
         In json_text mode the second ask carries the model's bad answer and the parse error.
+        `kind` (the role asking) is what the endpoint's limiter sorts latencies by.
         """
         attempts: list[Attempt] = []
         transient, reasked = 0, False
         while True:
             try:
-                value, usage = await self._request(send, messages)
+                value, usage = await self._request(send, messages, kind)
             except Exception as exc:
                 fault = classify(exc)
                 if fault is not None and fault.kind not in ("unreachable", "timeout"):

@@ -16,15 +16,17 @@ permit before each request: the same budget, held in one place for all workers.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cadsynth.config import Limit
+from cadsynth.agents.faults import classify
+from cadsynth.config import AutoConcurrency, Limit
 
 WINDOW = 60.0
 
@@ -70,13 +72,165 @@ async def reserve(*asks: tuple[Window, int]) -> list[list[float]]:
         await asyncio.sleep(min(1.0, max(0.005, longest)))
 
 
+# What says an endpoint is overloaded, besides its latency: it refused (429), failed under load
+# (5xx) or did not answer in time.
+OVERLOAD = ("rate_limited", "server_error", "timeout")
+
+
+class Concurrency:
+    """How many requests one endpoint is sent at once, found while running (`concurrency: auto`).
+
+    It rises while the endpoint keeps up and falls on each sign that it does not:
+      * a 429, a 5xx or a timeout (what a paid API says near its limit): x0.75, once a round trip;
+        a Retry-After holds every new request to the endpoint that long;
+      * latency inflation (what a self-hosted server does instead: it queues): the median, over a
+        round trip, of each answer's latency against the lowest its kind of request has taken,
+        above TOLERANCE: x0.9.
+    It starts by doubling each round trip until the first such sign. After one, it climbs back
+    quickly to where the sign came and probes past it by one a round trip, so it spends its time
+    just under the endpoint's limit. It rises only when the requests used the room it gave.
+    A round trip here is as many answers as requests may be in flight (at least four).
+    """
+
+    TOLERANCE = 1.3
+
+    def __init__(self, auto: AutoConcurrency, now: float | None = None):
+        self.low, self.high = auto.min, auto.max
+        self.value = float(min(self.high, max(self.low, 4)))
+        self.slow_start = True
+        self.ceiling: float | None = None  # where the last sign of overload came
+        self.held_until = 0.0  # no new request before this (a Retry-After)
+        self.changes: list[tuple[float, int]] = [(time.monotonic() if now is None else now, self.limit)]
+        self._lowest: dict[str, float] = {}  # per kind of request: the lowest typical latency seen
+        self._recent: dict[str, deque[float]] = {}
+        self._ratios: list[float] = []
+        self._answers = 0
+        self._busiest = 0  # most requests in flight this round trip
+        self._cut = False  # already fell this round trip
+
+    @property
+    def limit(self) -> int:
+        return int(self.value)
+
+    def sent(self, in_flight: int) -> None:
+        self._busiest = max(self._busiest, in_flight)
+
+    def answered(self, kind: str, latency: float, now: float) -> None:
+        recent = self._recent.setdefault(kind, deque(maxlen=9))
+        recent.append(latency)
+        if len(recent) >= 3:  # a median, so one lucky answer does not set the bar
+            self._lowest[kind] = min(self._lowest.get(kind, float("inf")), statistics.median(recent))
+        if kind in self._lowest:
+            self._ratios.append(latency / max(self._lowest[kind], 1e-6))
+        self._answers += 1
+        if self._answers >= max(4, self.limit):
+            self._round_trip(now)
+
+    def overloaded(self, retry_after: float | None, now: float) -> None:
+        if retry_after:
+            self.held_until = max(self.held_until, now + retry_after)
+        if not self._cut:
+            self._fall(0.75, now)
+
+    def _round_trip(self, now: float) -> None:
+        inflated = len(self._ratios) >= 3 and statistics.median(self._ratios) > self.TOLERANCE
+        if not self._cut:
+            if inflated:
+                self._fall(0.9, now)
+            elif self._busiest >= self.limit:
+                self._rise(now)
+        self._ratios, self._answers, self._busiest, self._cut = [], 0, 0, False
+
+    def _fall(self, factor: float, now: float) -> None:
+        self.ceiling = self.value
+        self.slow_start = False
+        self._set(max(self.low, self.value * factor), now)
+        self._cut = True
+
+    def _rise(self, now: float) -> None:
+        if self.slow_start:
+            value = self.value * 2
+        elif self.ceiling is not None and self.value < self.ceiling - 1:
+            value = self.value + (self.ceiling - self.value) / 2
+        else:
+            value = self.value + 1
+        self._set(min(self.high, value), now)
+
+    def _set(self, value: float, now: float) -> None:
+        before = self.limit
+        self.value = value
+        if self.limit != before:
+            self.changes.append((now, self.limit))
+
+
+class AdaptiveGate:
+    """Requests in flight to one endpoint, up to what its `Concurrency` says now; the rest wait
+    in order. A freed slot goes straight to the next waiter, so thousands of waiting calls cost
+    nothing until their turn."""
+
+    def __init__(self, control: Concurrency):
+        self.control = control
+        self.in_flight = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def acquire(self) -> None:
+        if not self._waiting and self._room():
+            self._take()
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        self._admit()  # a hold (Retry-After) needs its timer from the first waiter on
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.in_flight -= 1  # granted as it was cancelled: hand the slot on
+                self._admit()
+            raise
+
+    def release(self, kind: str, latency: float, fault: str | None, retry_after: float | None) -> None:
+        self.in_flight -= 1
+        now = time.monotonic()
+        if fault in OVERLOAD:
+            self.control.overloaded(retry_after, now)
+        elif fault in (None, "malformed"):  # answered (if not well): its latency counts
+            self.control.answered(kind, latency, now)
+        self._admit()
+
+    def _room(self) -> bool:
+        return self.in_flight < self.control.limit and time.monotonic() >= self.control.held_until
+
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.control.sent(self.in_flight)
+
+    def _admit(self) -> None:
+        while self._waiting and self._room():
+            turn = self._waiting.popleft()
+            if not turn.done():
+                self._take()
+                turn.set_result(None)
+        held = self.control.held_until - time.monotonic()
+        if self._waiting and held > 0 and self._timer is None:
+            def wake() -> None:
+                self._timer = None
+                self._admit()
+
+            self._timer = asyncio.get_running_loop().call_later(held, wake)
+
+
 @dataclass
 class Ticket:
-    """One admitted request; `settle` replaces its token estimate with the real usage."""
+    """One admitted request; `settle` replaces its token estimate with the real usage. What came
+    of it (`fault`, `retry_after`) is what an adaptive concurrency learns from."""
 
     window: Window | None = None
     entry: list[float] | None = None
     on_settle: Callable[[int], None] | None = None  # a permit's desk, on a cluster
+    fault: str | None = None
+    retry_after: float | None = None
+    sent: float = field(default_factory=time.monotonic)
 
     def settle(self, tokens: int) -> None:
         if self.window is not None and self.entry is not None:
@@ -84,15 +238,21 @@ class Ticket:
         if self.on_settle is not None:
             self.on_settle(tokens)
 
+    def failed(self, exc: BaseException) -> None:
+        fault = classify(exc)
+        self.fault = fault.kind if fault is not None else "fatal"
+        self.retry_after = fault.retry_after if fault is not None else None
+
 
 class Desk(Protocol):
     """Where a cluster's workers get permits for one endpoint (a Ray actor's `PermitDesk`)."""
 
-    def acquire(self, holder: str, tokens: int) -> Awaitable[str | None]: ...
+    def acquire(self, holder: str, tokens: int, kind: str) -> Awaitable[str | None]: ...
 
     def settle(self, permit: str, tokens: int) -> None: ...
 
-    def release(self, permit: Any) -> None: ...  # a permit, or the pending answer of an acquire
+    # A permit (with what came of its request), or the pending answer of an acquire.
+    def release(self, permit: Any, fault: str | None = None, retry_after: float | None = None) -> None: ...
 
 
 class Limiter:
@@ -106,29 +266,41 @@ class Limiter:
         self.tokens = Window(limit.tpm) if limit and limit.tpm else None
         # Calls in a row that gave up without one answer from this server (see Caller.call).
         self.unanswered_calls = 0
-        # Semaphores belong to an event loop; a process normally has one, tests have several.
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+        auto = limit.concurrency if limit and isinstance(limit.concurrency, AutoConcurrency) else None
+        self.concurrency = Concurrency(auto) if auto is not None and desk is None else None
+        # Gates belong to an event loop; a process normally has one, tests have several.
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore | AdaptiveGate] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _gate(self) -> asyncio.Semaphore | None:
+    def _gate(self) -> asyncio.Semaphore | AdaptiveGate | None:
         if not (self.limit and self.limit.concurrency):
             return None
         loop = asyncio.get_running_loop()
         if loop not in self._gates:
-            self._gates[loop] = asyncio.Semaphore(self.limit.concurrency)
+            self._gates[loop] = (
+                AdaptiveGate(self.concurrency) if self.concurrency is not None
+                else asyncio.Semaphore(self.limit.concurrency)  # type: ignore[arg-type]
+            )
         return self._gates[loop]
 
+    def in_flight(self) -> int:
+        return sum(g.in_flight for g in self._gates.values() if isinstance(g, AdaptiveGate))
+
     @asynccontextmanager
-    async def admit(self, estimated_tokens: int, panel_gate: asyncio.Semaphore | None = None) -> AsyncIterator[Ticket]:
+    async def admit(
+        self, estimated_tokens: int, panel_gate: asyncio.Semaphore | None = None, kind: str = "request"
+    ) -> AsyncIterator[Ticket]:
         """Hold this model's connection slot and the panel's, then wait for room in the token
         window and for a request token: the request leaves right after, so what is sent is what
-        was spaced."""
+        was spaced. `kind` (the role asking) sorts latencies for an adaptive concurrency: a
+        proposal takes longer than a verdict on any server."""
         if self.desk is not None:
-            async with self._permit(estimated_tokens, panel_gate) as ticket:
+            async with self._permit(estimated_tokens, panel_gate, kind) as ticket:
                 yield ticket
             return
-        held: list[asyncio.Semaphore] = []
+        held: list[asyncio.Semaphore | AdaptiveGate] = []
+        ticket: Ticket | None = None
         try:
             for gate in (self._gate(), panel_gate):
                 if gate is not None:
@@ -138,19 +310,29 @@ class Limiter:
             if self.tokens is not None:
                 asks.append((self.tokens, estimated_tokens))
             taken = await reserve(*asks)
-            yield Ticket(self.tokens, taken[-1] if self.tokens is not None else None)
+            ticket = Ticket(self.tokens, taken[-1] if self.tokens is not None else None)
+            try:
+                yield ticket
+            except BaseException as exc:
+                ticket.failed(exc)
+                raise
         finally:
             for gate in reversed(held):
-                gate.release()
-
+                if isinstance(gate, AdaptiveGate):
+                    if ticket is None:  # never sent
+                        gate.release(kind, 0.0, "cancelled", None)
+                    else:
+                        gate.release(kind, time.monotonic() - ticket.sent, ticket.fault, ticket.retry_after)
+                else:
+                    gate.release()
 
     @asynccontextmanager
-    async def _permit(self, estimated_tokens: int, panel_gate: asyncio.Semaphore | None) -> AsyncIterator[Ticket]:
+    async def _permit(self, estimated_tokens: int, panel_gate: asyncio.Semaphore | None, kind: str) -> AsyncIterator[Ticket]:
         """The desk's permit for one request (the panel's gate stays this process's own)."""
         desk = self.desk
         assert desk is not None
         async with panel_gate if panel_gate is not None else _no_gate():
-            asking = desk.acquire(self.holder, estimated_tokens)
+            asking = desk.acquire(self.holder, estimated_tokens, kind)
             try:
                 permit = await asking
             except asyncio.CancelledError:
@@ -158,10 +340,14 @@ class Limiter:
                 raise
             if permit is None:
                 raise RuntimeError(f"the limits desk of {self.limit} no longer serves {self.holder!r}")
+            ticket = Ticket(on_settle=lambda tokens: desk.settle(permit, tokens))
             try:
-                yield Ticket(on_settle=lambda tokens: desk.settle(permit, tokens))
+                yield ticket
+            except BaseException as exc:
+                ticket.failed(exc)
+                raise
             finally:
-                desk.release(permit)
+                desk.release(permit, ticket.fault, ticket.retry_after)
 
 
 @asynccontextmanager
@@ -185,9 +371,9 @@ class PermitDesk:
         self.attempt: dict[str, str] = {}  # lane -> the attempt running it now
         self.issued = 0
 
-    async def acquire(self, holder: str, tokens: int) -> str | None:
+    async def acquire(self, holder: str, tokens: int, kind: str = "request") -> str | None:
         stack = AsyncExitStack()
-        ticket = await stack.enter_async_context(self.limiter.admit(tokens))
+        ticket = await stack.enter_async_context(self.limiter.admit(tokens, kind=kind))
         lane = holder.rpartition("@")[0]
         if self.attempt.setdefault(lane, holder) != holder:  # its worker died while it waited
             await stack.aclose()
@@ -201,9 +387,10 @@ class PermitDesk:
         if permit in self.permits:
             self.permits[permit][2].settle(tokens)
 
-    async def release(self, permit: str | None) -> None:
+    async def release(self, permit: str | None, fault: str | None = None, retry_after: float | None = None) -> None:
         entry = self.permits.pop(permit, None) if permit is not None else None
         if entry is not None:
+            entry[2].fault, entry[2].retry_after = fault, retry_after  # what the holder's request met
             await entry[1].aclose()
 
     async def forget(self, lane: str, current: str) -> int:
@@ -216,6 +403,11 @@ class PermitDesk:
 
     def in_use(self) -> int:
         return len(self.permits)
+
+    def concurrency(self) -> tuple[int, int] | None:
+        """An adaptive concurrency's value now, and the requests in flight; None when fixed."""
+        control = self.limiter.concurrency
+        return None if control is None else (control.limit, self.limiter.in_flight())
 
 
 _registry: dict[tuple[str, str, str | None], Limiter] = {}

@@ -130,15 +130,16 @@ class Agent:
     ):
         self.config = config
         self.model = model
-        # Shared by the panel: bounds the model calls in flight, whatever the graph schedules.
-        self.gate = gate or asyncio.Semaphore(8)
+        # Shared by the panel: bounds the model calls in flight, whatever the graph schedules;
+        # not those of an endpoint that finds its own concurrency (config.RunConfig.bounds_panel).
+        self.gate = gate if run is not None else gate or asyncio.Semaphore(8)
         limit = run.limit(config) if run else None
         self.caller = Caller(
             config,
             run.retry if run else RetryConfig(),
             limiter_for(config.provider, config.model, config.base_url, limit),
             run.price(config.model) if run else None,
-            self.gate,
+            self.gate if run is None or run.bounds_panel(config) else None,
         )
         self.cache = cache
         self.images = images
@@ -195,7 +196,8 @@ class Agent:
                     pass  # stored by an older schema: ask again
         give_up: Outcome = "abstained" if role == "judge" else "dropped"
         reply = await self.caller.call(
-            lambda msgs: self._send(schema, msgs), messages, give_up=give_up, json_text=self.mode == "json_text"
+            lambda msgs: self._send(schema, msgs), messages, give_up=give_up, json_text=self.mode == "json_text",
+            kind=str(role),
         )
         if key is not None and self.cache is not None:
             await self.cache.put(key, self.config, {"value": reply.value.model_dump(mode="json")}, reply.usage)
@@ -220,7 +222,7 @@ class Agent:
             png = await asyncio.to_thread(as_png, data)
             return await asyncio.to_thread(self.images.put, png), Usage(usage["input_tokens"], usage["output_tokens"])  # type: ignore[union-attr]
 
-        reply = await self.caller.call(send, messages, give_up="dropped")
+        reply = await self.caller.call(send, messages, give_up="dropped", kind="painter")
         if key is not None and self.cache is not None:
             await self.cache.put(key, self.config, {"value": {"image": reply.value}}, reply.usage)
         return reply
@@ -355,7 +357,8 @@ class Panel:
         """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings).
         `notes` (store.notes.Notes) is where a model may keep records of its own."""
         self.config = config
-        gate = gate or asyncio.Semaphore(config.concurrency)
+        if gate is None and config.concurrency != "auto":
+            gate = asyncio.Semaphore(config.concurrency)
         self.agents = {
             a.name: Agent(
                 a,

@@ -113,15 +113,15 @@ class _RayDesk:
     def __init__(self, actor: Any):
         self.actor = actor
 
-    def acquire(self, holder: str, tokens: int) -> Awaitable[str | None]:
-        return self.actor.acquire.remote(holder, tokens)  # type: ignore[no-any-return]
+    def acquire(self, holder: str, tokens: int, kind: str) -> Awaitable[str | None]:
+        return self.actor.acquire.remote(holder, tokens, kind)  # type: ignore[no-any-return]
 
     def settle(self, permit: str, tokens: int) -> None:
         self.actor.settle.remote(permit, tokens)
 
-    def release(self, permit: Any) -> None:
+    def release(self, permit: Any, fault: str | None = None, retry_after: float | None = None) -> None:
         # An ObjectRef (an acquire whose caller gave up) is resolved by Ray before the call runs.
-        self.actor.release.remote(permit)
+        self.actor.release.remote(permit, fault, retry_after)
 
 
 def _desks(config: RunConfig) -> dict[EndpointKey, Any]:

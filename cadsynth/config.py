@@ -10,7 +10,7 @@ import hashlib
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -137,6 +137,36 @@ class AgentConfig(BaseModel):
         return "OPENAI_API_KEY" if self.provider == "openai" else "GOOGLE_API_KEY"
 
 
+class AutoConcurrency(BaseModel):
+    """`concurrency: auto`: how many requests an endpoint serves best at once, found while running
+    (agents.limits.Concurrency), between `min` and `max`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(default=1, ge=1)
+    max: int = Field(default=256, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> AutoConcurrency:
+        if self.min > self.max:
+            raise ValueError(f"concurrency min {self.min} is above max {self.max}")
+        return self
+
+
+def _auto(value: Any) -> Any:
+    """`auto` or `{min: N, max: M}` as an AutoConcurrency; a number as it is."""
+    if value == "auto":
+        return AutoConcurrency()
+    if isinstance(value, dict):
+        try:
+            return AutoConcurrency.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    if isinstance(value, str):
+        raise ValueError("give a number of requests, auto, or {min: N, max: M}")
+    return value
+
+
 class Limit(BaseModel):
     """What a provider allows one model: shared by every agent and task that calls it."""
 
@@ -147,7 +177,14 @@ class Limit(BaseModel):
     base_url: str | None = Field(default=None, description="Only calls to this server; null = any")
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute")
     tpm: int | None = Field(default=None, ge=1, description="Tokens (input + output) per minute")
-    concurrency: int | None = Field(default=None, ge=1, description="Requests in flight at once")
+    concurrency: Annotated[int, Field(ge=1)] | AutoConcurrency | None = Field(
+        default=None, description="Requests in flight at once: a number, or auto (optionally {min: N, max: M})"
+    )
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _auto_concurrency(cls, value: Any) -> Any:
+        return _auto(value)
 
 
 class Price(BaseModel):
@@ -237,7 +274,10 @@ class RunConfig(BaseModel):
     rounds: int = Field(default=8, ge=1, le=1000)
     target: int = Field(default=40, ge=1, description="Stop once this many samples are kept")
     proposals_per_agent: int = Field(default=3, ge=1, le=50)
-    concurrency: int = Field(default=8, ge=1, le=256, description="Model calls in flight at once, over all lanes")
+    concurrency: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        default=8,
+        description="Model calls in flight at once, over all lanes; auto: each endpoint finds its own (limits)",
+    )
     jury: Literal["full", "adaptive"] = Field(
         default="full", description="adaptive: ask judges in order and stop once the outcome is settled"
     )
@@ -268,6 +308,13 @@ class RunConfig(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict, description="Per model name, USD per million tokens")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     ray: RayConfig | None = Field(default=None, description="Run the lanes on a Ray cluster (PostgreSQL store only)")
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _number_or_auto(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "auto":
+            raise ValueError("give a number of calls, or auto")
+        return value
 
     @model_validator(mode="after")
     def _check_panel(self) -> RunConfig:
@@ -315,13 +362,26 @@ class RunConfig(BaseModel):
         return table[family] if family else None
 
     def limit(self, agent: AgentConfig) -> Limit | None:
+        """The agent's endpoint's limits. Under `concurrency: auto` an endpoint given no number
+        of its own finds its concurrency while running."""
         matches = [
             lim
             for lim in self.limits
             if lim.provider == agent.provider and lim.model == agent.model and lim.base_url in (None, agent.base_url)
         ]
         # A limit naming the server wins over one for the model anywhere.
-        return max(matches, key=lambda lim: lim.base_url is not None, default=None)
+        found = max(matches, key=lambda lim: lim.base_url is not None, default=None)
+        if self.concurrency != "auto":
+            return found
+        if found is None:
+            return Limit(provider=agent.provider, model=agent.model, concurrency=AutoConcurrency())
+        return found if found.concurrency is not None else found.model_copy(update={"concurrency": AutoConcurrency()})
+
+    def bounds_panel(self, agent: AgentConfig) -> bool:
+        """Whether the top-level `concurrency` bounds this agent's calls: not when its endpoint
+        finds its own (an auto limit), which the panel's fixed number would cap."""
+        limit = self.limit(agent)
+        return self.concurrency != "auto" and not (limit and isinstance(limit.concurrency, AutoConcurrency))
 
     def lane_config(self, lane: int) -> RunConfig:
         """Lane `lane`'s own config: its share of the target, and a seed of its own.

@@ -299,7 +299,7 @@ class FakeGemini(FakeServerBase):
         fault = self._faults.draw()
         if self._apply_http_fault(h, rec, fault):
             return
-        self._maybe_sleep(body)
+        self._maybe_sleep(body, rec)
 
         answer = self._call_responder(body)
         reply = answer if isinstance(answer, Reply) else None

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .capacity import Capacity
 from .faults import HTTP_FAULTS, Fault, FaultPlan
 from .images import check_image
 from .records import RequestRecord, Stats
@@ -138,6 +139,8 @@ class FakeServerBase:
         self.api_key = api_key
         self.allowed_image_mimes = tuple(allowed_image_mimes)
         self.latency = latency
+        # What the server can serve at once (fakes.capacity): set it to serve chat requests through it.
+        self.capacity: Capacity | None = None
         self.stats = Stats()
         self._faults = self._as_plan(faults)
         self._host, self._port = host, port
@@ -317,7 +320,17 @@ class FakeServerBase:
         body, headers = self._fault_response(status, fault)
         raise HttpError(status, body, headers)
 
-    def _maybe_sleep(self, body: Any = None) -> None:
+    def _maybe_sleep(self, body: Any = None, rec: RequestRecord | None = None) -> None:
+        """Take as long as answering takes: the latency, or the server's capacity's say (which
+        may refuse the request instead: `rec` then records the fault)."""
+        if self.capacity is not None:
+            fault = self.capacity.serve(self._stop)
+            if fault is not None and rec is not None:
+                rec.fault = fault.kind
+                self.stats._add_fault(fault.kind)
+            if fault is not None:
+                raise HttpError(int(fault.kind), *self._fault_response(int(fault.kind), fault))
+            return
         delay = self.latency(body) if callable(self.latency) else self.latency
         if delay > 0:
             self._stop.wait(delay)

@@ -107,7 +107,10 @@ class Resources:
         key = json.dumps(dumped, sort_keys=True)
         if key not in self._panels:
             shared = json.dumps({k: v for k, v in dumped.items() if k not in ("lane", "seed", "target")}, sort_keys=True)
-            gate = self._gates.setdefault(shared, asyncio.Semaphore(config.concurrency))
+            gate = (
+                None if config.concurrency == "auto"  # each endpoint finds its own (RunConfig.limit)
+                else self._gates.setdefault(shared, asyncio.Semaphore(config.concurrency))
+            )
             self._panels[key] = Panel(config, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes)
         return self._panels[key]
 

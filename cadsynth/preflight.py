@@ -217,7 +217,8 @@ class _Checker:
             else:
                 found.fail(f"unreachable ({reason(error)}, {n} requests)", f"check this machine's connection to {where}")
             return
-        found.saw("reachable")
+        if not isinstance(error, CallFailed) or any(a.fault not in ("timeout", "unreachable") for a in error.attempts):
+            found.saw("reachable")  # it answered, if not well
         if isinstance(error, CallFailed) and error.fault != "malformed":
             fixes = {
                 "rate_limited": f"try again later, or lower the `limits:` for {config.provider}/{config.model}",

@@ -111,6 +111,17 @@ def test_an_unreachable_endpoint_says_start_the_server_or_fix_base_url(tmp_path,
     assert stats(run, tmp_path)["faults"]["unreachable"] == 2  # a check makes two requests a call at most
 
 
+def test_a_server_that_never_answers_in_time_is_told_to_raise_timeout(fake_openai, tmp_path):
+    fake_openai.inject("hang", "hang")
+    code, lines, run = check(tmp_path, qwen(fake_openai.base_url, timeout=0.5), VEGA)
+    assert code == 1
+    assert lines["qwen"] == (
+        f"✗ qwen (openai qwen2.5-vl @ {fake_openai.base_url}): no answer: timeout after 2 requests — "
+        f"raise `timeout` for agent qwen (now 0.5), or check the server at {fake_openai.base_url}"
+    )
+    assert stats(run, tmp_path)["faults"]["timeout"] == 2
+
+
 @pytest.mark.parametrize("provider", ["openai", "google"])
 def test_a_rejected_key_says_which_variable_to_fix(fake_openai, fake_gemini, tmp_path, provider):
     server, var = (fake_openai, "CADS_TEST_OPENAI_KEY") if provider == "openai" else (fake_gemini, "CADS_TEST_GEMINI_KEY")

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from cadsynth.agents import jsontext
-from cadsynth.agents.faults import Fault, FaultKind, Outcome, backoff, classify, reason, why
+from cadsynth.agents.faults import Fault, FaultKind, Outcome, Refusal, backoff, classify, reason, refusal, why
 from cadsynth.agents.limits import Limiter
 from cadsynth.config import AgentConfig, Price, RetryConfig
 
@@ -80,7 +80,12 @@ class CallFailed(RuntimeError):
 
 
 class ModelCallError(RuntimeError):
-    """A fault no retry can fix (a rejected key, an unknown model, a request the server refuses)."""
+    """A fault no retry can fix (a rejected key, an unknown model, a request the server refuses);
+    `refusal` says which, in the server's words (the key blanked)."""
+
+    def __init__(self, message: str, refusal: Refusal | None = None):
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class EndpointUnreachable(ModelCallError):
@@ -270,8 +275,10 @@ class Caller:
                     # carrying on would turn every call of the run into a silent drop.
                     first = (str(exc).strip().splitlines() or [""])[0][:300]
                     agent = self.agent
+                    refused = refusal(exc)
                     raise ModelCallError(
-                        _redact(f"agent {agent.name!r} ({agent.provider} {agent.model}): {type(exc).__name__}: {first}", agent)
+                        _redact(f"agent {agent.name!r} ({agent.provider} {agent.model}): {type(exc).__name__}: {first}", agent),
+                        Refusal(refused.about, refused.status, _redact(refused.message, agent)),
                     ) from exc
                 usage = _usage_from_error(exc)
                 if fault.transient and transient + 1 < self.retry.attempts:

@@ -156,6 +156,46 @@ def classify(exc: BaseException) -> Fault | None:
     return None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A request the server answered with a 4xx no retry can fix: what it is about, its status and
+    the server's own words."""
+
+    about: Literal["key", "model", "request"]
+    status: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}" if self.status else self.message
+
+
+def _server_words(exc: BaseException) -> str:
+    """The message in an error's body (openai's `body`, google-genai's `message`), else its first line."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+    message = getattr(exc, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def refusal(exc: BaseException) -> Refusal:
+    """What a refused request (classify() gave None) was refused for: its key (401, 403, Gemini's
+    400 API_KEY_INVALID), a model the server does not have (404), or the request itself."""
+    for e in _chain(exc):
+        status = _status(e)
+        if status is None or not 400 <= status < 500:
+            continue
+        words = clean(_server_words(e))[:200]
+        if status in (401, 403) or "API_KEY_INVALID" in json.dumps(getattr(e, "details", None), default=str):
+            return Refusal("key", status, words)
+        return Refusal("model" if status == 404 else "request", status, words)
+    return Refusal("request", None, clean(_server_words(exc))[:200])
+
+
 def reason(exc: BaseException) -> str:
     """A few words on why a connection failed, from the socket error at the bottom of the chain."""
     chain = _chain(exc)

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import ssl
+import warnings
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
@@ -124,6 +125,9 @@ class _SchemaKeywordsDropped(logging.Filter):
 
 
 logging.getLogger("langchain_google_genai._function_utils").addFilter(_SchemaKeywordsDropped())
+# langchain-openai also warns on stderr when a server refuses json_schema, with advice about its own
+# API; cadsynth says it in its own words (the call's one-line error, `cads check`'s suggestion).
+warnings.filterwarnings("ignore", message="This model does not support OpenAI's structured output feature", category=UserWarning)
 
 
 # --- painters ---------------------------------------------------------------------------------

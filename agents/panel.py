@@ -54,7 +54,7 @@ from cadsynth.prompts import render_prompt
 
 T = TypeVar("T", bound=BaseModel)
 
-__all__ = ["Agent", "Attempt", "CallFailed", "Panel", "Reply", "SeedView", "Usage"]
+__all__ = ["Agent", "Attempt", "CallFailed", "Panel", "Reply", "SeedView", "Usage", "make_agent"]
 
 
 class ImageSink(Protocol):
@@ -342,6 +342,21 @@ class Agent:
         return Reply(context_from_draft(reply.value, context.version + 1), reply.usage, reply.attempts)
 
 
+def make_agent(
+    run: RunConfig,
+    config: AgentConfig,
+    gate: asyncio.Semaphore | None,
+    *,
+    cache: CallCache | None = None,
+    images: ImageSink | None = None,
+    notes: Any = None,
+) -> Agent:
+    """One agent of the run's panel. A painter has no chat model: its image model is made when it
+    first paints. A missing key raises agents.models.MissingKeyError."""
+    model = None if config.roles == ["painter"] else make_chat_model(config, seed=run.seed, world=run.world, notes=notes)
+    return Agent(config, model, gate, run=run, cache=cache, images=images)
+
+
 class Panel:
     """The agents of one run, built once from its config."""
 
@@ -359,17 +374,7 @@ class Panel:
         self.config = config
         if gate is None and config.concurrency != "auto":
             gate = asyncio.Semaphore(config.concurrency)
-        self.agents = {
-            a.name: Agent(
-                a,
-                None if a.roles == ["painter"] else make_chat_model(a, seed=config.seed, world=config.world, notes=notes),
-                gate,
-                run=config,
-                cache=cache,
-                images=images,
-            )
-            for a in config.panel
-        }
+        self.agents = {a.name: make_agent(config, a, gate, cache=cache, images=images, notes=notes) for a in config.panel}
 
     def by_role(self, role: Role) -> list[Agent]:
         return [agent for agent in self.agents.values() if role in agent.config.roles]

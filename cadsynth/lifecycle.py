@@ -5,6 +5,8 @@
        ├──────► done                                         (its last round, or its target)
        └──────► failed, with a one-line reason ──► running   (cads resume)
 
+    done at once                                             (cads check: a run that only holds its requests)
+
 `running` with its holder gone reads as `interrupted` (store.runs.shown_status). A run with
 lanes has no status of its own: the ledger reads it from its lanes' (store.runs.lanes_status),
 so the graph, the runner and the Ray driver each write only the status of the lane they advance,
@@ -34,6 +36,12 @@ async def begin(
 ) -> None:
     """A new run (a lane, a fork) in the ledger, running."""
     await ledger.start_run(run, config, seed, parent=parent, fork_round=fork_round, lane_of=lane_of, lane=lane)
+
+
+async def begin_check(ledger: Ledger, run: str, config: dict[str, Any], seed: int) -> None:
+    """`cads check`'s run, done from the start: it holds the check's requests (recorded and priced
+    like any run's) and has no debate, so `cads resume` must never start one from it."""
+    await ledger.start_run(run, config, seed, status="done")
 
 
 async def resumed(ledger: Ledger, run: str) -> None:

@@ -49,8 +49,9 @@ class RunFailed(RuntimeError):
     """The run stopped and is marked failed; the message is its one-line reason, kept in the ledger."""
 
 
-def new_run_id() -> str:
-    return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+def new_run_id(kind: str = "run") -> str:
+    """`run-20261207-101500-ab12`; `cads check` names its runs `check-...`."""
+    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def lane_id(run: str, lane: int) -> str:

@@ -41,6 +41,9 @@ class OpenAIBase(FakeServerBase):
         api_key: str | None = None,
         models: Iterable[str] | None = None,
         allowed_image_mimes: Iterable[str] = ("image/png",),
+        vision: bool = True,
+        response_formats: Iterable[str] = ("text", "json_object", "json_schema"),
+        tools: bool = True,
         check_strict_schemas: bool = True,
         latency: float | Callable[[Any], float] = 0.0,
         host: str = "127.0.0.1",
@@ -51,6 +54,9 @@ class OpenAIBase(FakeServerBase):
             allowed_image_mimes=allowed_image_mimes, latency=latency, host=host, port=port,
         )
         self.models = list(models) if models is not None else None
+        self.vision = vision
+        self.response_formats = tuple(response_formats)
+        self.tools = tools
         self.check_strict_schemas = check_strict_schemas
         self._images: dict[str, bytes] = {}
         self._images_lock = threading.Lock()

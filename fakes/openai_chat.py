@@ -51,6 +51,12 @@ class FakeOpenAI(OpenAIImages):
         models: if set, only these model ids are accepted (404 otherwise) and
             listed by ``GET /v1/models``.
         allowed_image_mimes: image types accepted in ``image_url`` data URLs.
+        vision: False for a text-only model: an image part is refused as OpenAI refuses one
+            (400 "Invalid content type. image_url is only supported by certain models.").
+        response_formats: the ``response_format`` types the model takes; another is refused as
+            OpenAI refuses json_schema to a model without Structured Outputs (400).
+        tools: False for a model without tool support: a request with ``tools`` is refused as
+            Ollama refuses one (400 "<model> does not support tools").
         check_strict_schemas: reject ``strict: true`` schemas that break
             OpenAI's strict-mode rules (see :func:`strict_schema_problems`).
         latency: seconds to wait before each normal answer, or a function of the request body
@@ -137,6 +143,9 @@ class FakeOpenAI(OpenAIImages):
                               f"'{role}' are: {sorted(allowed)}.", param=f"{pp}.type")
                 if ptype == "text" and not isinstance(part.get("text"), str):
                     raise bad(f"'{pp}.text' must be a string", param=f"{pp}.text")
+                if ptype == "image_url" and not self.vision:
+                    raise bad("Invalid content type. image_url is only supported by certain models.",
+                              param=f"messages.[{i}].content.[{j}].type")
                 if ptype == "image_url":
                     self._image_part(rec, part, pp)
         self._validate_formats(rec, body)
@@ -172,6 +181,9 @@ class FakeOpenAI(OpenAIImages):
             if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
                 raise bad("Invalid 'response_format.type'", param="response_format.type")
             rec.response_format = rf["type"]
+            if rf["type"] not in self.response_formats:
+                raise bad(f"Invalid parameter: 'response_format' of type '{rf['type']}' is not "
+                          "supported with this model.", param="response_format")
             if rf["type"] == "json_schema":
                 js = rf.get("json_schema")
                 if not isinstance(js, dict):
@@ -195,6 +207,8 @@ class FakeOpenAI(OpenAIImages):
                               "'response_format' of type 'json_object'.", param="messages")
         tools = body.get("tools")
         names: list[str] = []
+        if tools and not self.tools:
+            raise HttpError(400, oai_error(f"{body['model']} does not support tools", "api_error"))
         if tools is not None:
             if not isinstance(tools, list):
                 raise bad("'tools' must be an array", param="tools")

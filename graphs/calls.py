@@ -36,7 +36,7 @@ from cadsynth.store.ledger import CallRecord
 T = TypeVar("T")
 
 
-def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Attempt, ...]) -> list[CallRecord]:
+def call_records(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Attempt, ...]) -> list[CallRecord]:
     """One ledger row per request the call took (or one for a cache hit)."""
     return [
         CallRecord(
@@ -72,12 +72,12 @@ async def ask(
     try:
         reply = await call
     except (CallFailed, EndpointUnreachable) as failed:
-        calls = _calls(agent, task, role, target, failed.attempts)
+        calls = call_records(agent, task, role, target, failed.attempts)
         if isinstance(failed, EndpointUnreachable):
             await res.ledger.write(calls=calls)
             raise
         return None, calls
-    return reply, _calls(agent, task, role, target, reply.attempts)
+    return reply, call_records(agent, task, role, target, reply.attempts)
 
 
 async def _image(res: Resources, proposal: Proposal) -> bytes | None:

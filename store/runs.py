@@ -96,18 +96,19 @@ class RunRegistry(LedgerBase):
         *,
         lane_of: str | None = None,
         lane: int | None = None,
+        status: str = "running",
     ) -> None:
         await self.init()
         async with self.engine.begin() as conn:
             exists = (await conn.execute(select(t.runs.c.id).where(t.runs.c.id == run))).first()
             if exists:
                 await conn.execute(
-                    update(t.runs).where(t.runs.c.id == run).values(status="running", reason=None, updated_at=func.now())
+                    update(t.runs).where(t.runs.c.id == run).values(status=status, reason=None, updated_at=func.now())
                 )
             else:
                 await conn.execute(
                     t.runs.insert().values(
-                        id=run, status="running", config=config, seed=seed, parent=parent, fork_round=fork_round,
+                        id=run, status=status, config=config, seed=seed, parent=parent, fork_round=fork_round,
                         lane_of=lane_of, lane=lane,
                     )
                 )

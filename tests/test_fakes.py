@@ -226,6 +226,28 @@ def test_openai_default_responder_fills_nested_union_schema(method):
         assert srv.stats.snapshot()["errors"] == []
 
 
+def test_openai_a_lesser_model_refuses_images_json_schema_and_tools_as_real_servers_do():
+    """A text-only model, one without Structured Outputs, one without tools: each refusal is the
+    400 body the real server sends, and what it still takes is answered."""
+    png = make_png(16, 12, "diagram")
+    with FakeOpenAI(lambda body: VERDICT, vision=False, response_formats=("text", "json_object"), tools=False) as srv:
+        with pytest.raises(openai.BadRequestError) as refused:
+            _chat(srv).invoke([HumanMessage(content=[{"type": "text", "text": "Describe"}, _png_block(png)])])
+        assert refused.value.body == {
+            "message": "Invalid content type. image_url is only supported by certain models.",
+            "type": "invalid_request_error", "param": "messages.[0].content.[1].type", "code": None,
+        }
+        with pytest.raises(openai.BadRequestError) as refused:
+            _chat(srv).with_structured_output(Verdict, method="json_schema").invoke("judge")
+        assert refused.value.body["param"] == "response_format"
+        assert "'response_format' of type 'json_schema' is not supported with this model" in refused.value.body["message"]
+        with pytest.raises(openai.BadRequestError) as refused:
+            _chat(srv).with_structured_output(Verdict, method="function_calling").invoke("judge")
+        assert refused.value.body["message"] == "gpt-4o-mini does not support tools"
+        assert _chat(srv).with_structured_output(Verdict, method="json_mode").invoke("answer in JSON") == Verdict(**VERDICT)
+        assert srv.stats.snapshot()["rejected"] == 3
+
+
 def test_openai_image_block_arrives_as_png_data_url():
     png = make_png(16, 12, "diagram")
     with FakeOpenAI() as srv:

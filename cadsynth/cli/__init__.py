@@ -12,9 +12,10 @@ a module of its own, registered here in the order `cads --help` lists them.
 
 from __future__ import annotations
 
-from cadsynth.cli import export, review, run, studio, views
+from cadsynth.cli import check, export, review, run, studio, views
 from cadsynth.cli.app import app, invoke, main
 
+app.command()(check.check)
 app.command()(run.run)
 app.command()(run.resume)
 app.command()(review.review)

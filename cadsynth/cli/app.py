@@ -77,6 +77,20 @@ def check_keys(config: RunConfig) -> None:
         raise typer.Exit(2)
 
 
+def load_run_config(config_path: Path | None) -> RunConfig:
+    """The config (None: the built-in simulated panel) with its seed file read, or one line and exit 2."""
+    from cadsynth.config import ConfigError, load_config
+    from cadsynth.seeds import SeedError, load_seeds
+
+    try:
+        config = load_config(config_path)
+        if config.seeds is not None:
+            load_seeds(config.seeds)
+    except (ConfigError, SeedError) as exc:
+        fail(str(exc))
+    return config
+
+
 def check_writer(db: str, data: Path) -> None:
     checked(lambda checks: checks.database(db, create=True))
     checked(lambda checks: checks.data_folder(data))

@@ -26,6 +26,7 @@ from cadsynth.cli.app import (
     console,
     errors,
     fail,
+    load_run_config,
     read,
     require_run,
     rounds_opened,
@@ -166,19 +167,6 @@ def summarize(db: str, run_name: str) -> None:
     )
 
 
-def _load(config_path: Path | None) -> RunConfig:
-    from cadsynth.config import ConfigError, load_config
-    from cadsynth.seeds import SeedError, load_seeds
-
-    try:
-        config = load_config(config_path)
-        if config.seeds is not None:
-            load_seeds(config.seeds)
-    except (ConfigError, SeedError) as exc:
-        fail(str(exc))
-    return config
-
-
 def _warn_unreachable_target(config: RunConfig) -> None:
     most = config.rounds * config.proposals_per_round * config.lanes  # rounds are per lane
     if most < config.target:
@@ -223,7 +211,7 @@ def run(
     from cadsynth.config import ConfigError, parse_config
 
     # Everything is checked before anything is written.
-    config = _load(config_path)
+    config = load_run_config(config_path)
     overrides = {"rounds": rounds, "target": target, "seed": seed, "lanes": lanes}
     update: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if no_adversary:
@@ -312,7 +300,7 @@ def replay(
     from cadsynth.config import RunConfig
     from cadsynth.runner import Fork
 
-    config = _load(config_path) if config_path is not None else None
+    config = load_run_config(config_path) if config_path is not None else None
     parent = require_run(db, run_name, mode="write")
     check_lane(db, run_name, lane)
     # A fork shares the rounds before it, so round 0 cannot be forked (that is a new run).

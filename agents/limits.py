@@ -296,8 +296,8 @@ class Limiter:
         was spaced. `kind` (the role asking) sorts latencies for an adaptive concurrency: a
         proposal takes longer than a verdict on any server."""
         if self.desk is not None:
-            async with self._permit(estimated_tokens, panel_gate, kind) as ticket:
-                yield ticket
+            async with self._permit(estimated_tokens, panel_gate, kind) as permitted:
+                yield permitted
             return
         held: list[asyncio.Semaphore | AdaptiveGate] = []
         ticket: Ticket | None = None

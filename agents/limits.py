@@ -80,19 +80,27 @@ OVERLOAD = ("rate_limited", "server_error", "timeout")
 class Concurrency:
     """How many requests one endpoint is sent at once, found while running (`concurrency: auto`).
 
-    It rises while the endpoint keeps up and falls on each sign that it does not:
-      * a 429, a 5xx or a timeout (what a paid API says near its limit): x0.75, once a round trip;
-        a Retry-After holds every new request to the endpoint that long;
+    It rises while the endpoint keeps up and falls on each sign that it does not, at most once a
+    round trip:
+      * a 5xx or a timeout (a server failing under load): x0.75;
+      * a 429 (what a paid API says at its rate limit): down to what the rate it let through
+        supports (answers a second over the last two seconds, times their median latency: Little's
+        law), at most x0.9, and that is where it climbs back to; its Retry-After holds every new
+        request to the endpoint that long, and after it one request goes alone until an answer
+        comes (else every request held would meet the same empty bucket);
       * latency inflation (what a self-hosted server does instead: it queues): the median, over a
         round trip, of each answer's latency against the lowest its kind of request has taken,
         above TOLERANCE: x0.9.
     It starts by doubling each round trip until the first such sign. After one, it climbs back
-    quickly to where the sign came and probes past it by one a round trip, so it spends its time
-    just under the endpoint's limit. It rises only when the requests used the room it gave.
-    A round trip here is as many answers as requests may be in flight (at least four).
+    quickly to where the sign came, then probes past it by one every PROBE round trips, so it
+    spends its time just under the endpoint's limit and seldom past it. It rises only when the
+    requests used the room it gave. A round trip here is as many answers as requests may be in
+    flight (at least four).
     """
 
     TOLERANCE = 1.3
+    PROBE = 3
+    RATE_SPAN = 2.0  # seconds of answers a 429 measures the rate let through over
 
     def __init__(self, auto: AutoConcurrency, now: float | None = None):
         self.low, self.high = auto.min, auto.max
@@ -107,6 +115,9 @@ class Concurrency:
         self._answers = 0
         self._busiest = 0  # most requests in flight this round trip
         self._cut = False  # already fell this round trip
+        self._probing = 0  # round trips at the last overload's level since the last probe past it
+        self._answered: deque[tuple[float, float]] = deque()  # (when, latency) of the last seconds' answers
+        self.refused = False  # a 429 came, and no answer since
 
     @property
     def limit(self) -> int:
@@ -116,21 +127,32 @@ class Concurrency:
         self._busiest = max(self._busiest, in_flight)
 
     def answered(self, kind: str, latency: float, now: float) -> None:
+        self.refused = False
         recent = self._recent.setdefault(kind, deque(maxlen=9))
         recent.append(latency)
         if len(recent) >= 3:  # a median, so one lucky answer does not set the bar
             self._lowest[kind] = min(self._lowest.get(kind, float("inf")), statistics.median(recent))
         if kind in self._lowest:
             self._ratios.append(latency / max(self._lowest[kind], 1e-6))
+        self._answered.append((now, latency))
+        while self._answered and self._answered[0][0] < now - self.RATE_SPAN:
+            self._answered.popleft()
         self._answers += 1
         if self._answers >= max(4, self.limit):
             self._round_trip(now)
 
-    def overloaded(self, retry_after: float | None, now: float) -> None:
+    def overloaded(self, retry_after: float | None, now: float, *, rate_limited: bool = False) -> None:
         if retry_after:
             self.held_until = max(self.held_until, now + retry_after)
-        if not self._cut:
+        self.refused = self.refused or rate_limited
+        if self._cut:
+            return
+        if not rate_limited:
             self._fall(0.75, now)
+            return
+        recent = [latency for at, latency in self._answered if at >= now - self.RATE_SPAN]
+        supported = len(recent) / self.RATE_SPAN * statistics.median(recent) if len(recent) >= 4 else self.value * 0.9
+        self._fall(min(0.9, supported / self.value), now, ceiling=max(supported, self.low))
 
     def _round_trip(self, now: float) -> None:
         inflated = len(self._ratios) >= 3 and statistics.median(self._ratios) > self.TOLERANCE
@@ -141,8 +163,8 @@ class Concurrency:
                 self._rise(now)
         self._ratios, self._answers, self._busiest, self._cut = [], 0, 0, False
 
-    def _fall(self, factor: float, now: float) -> None:
-        self.ceiling = self.value
+    def _fall(self, factor: float, now: float, ceiling: float | None = None) -> None:
+        self.ceiling = self.value if ceiling is None else ceiling
         self.slow_start = False
         self._set(max(self.low, self.value * factor), now)
         self._cut = True
@@ -153,7 +175,11 @@ class Concurrency:
         elif self.ceiling is not None and self.value < self.ceiling - 1:
             value = self.value + (self.ceiling - self.value) / 2
         else:
+            self._probing += 1
+            if self._probing < self.PROBE:
+                return
             value = self.value + 1
+        self._probing = 0
         self._set(min(self.high, value), now)
 
     def _set(self, value: float, now: float) -> None:
@@ -173,6 +199,7 @@ class AdaptiveGate:
         self.in_flight = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._alone = False  # the one request sent since a 429 is out
 
     async def acquire(self) -> None:
         if not self._waiting and self._room():
@@ -193,16 +220,21 @@ class AdaptiveGate:
         self.in_flight -= 1
         now = time.monotonic()
         if fault in OVERLOAD:
-            self.control.overloaded(retry_after, now)
+            self.control.overloaded(retry_after, now, rate_limited=fault == "rate_limited")
         elif fault in (None, "malformed"):  # answered (if not well): its latency counts
             self.control.answered(kind, latency, now)
         self._admit()
 
     def _room(self) -> bool:
+        if not self.control.refused:
+            self._alone = False
+        elif self._alone:
+            return False
         return self.in_flight < self.control.limit and time.monotonic() >= self.control.held_until
 
     def _take(self) -> None:
         self.in_flight += 1
+        self._alone = self.control.refused
         self.control.sent(self.in_flight)
 
     def _admit(self) -> None:
@@ -414,6 +446,21 @@ _registry: dict[tuple[str, str, str | None], Limiter] = {}
 # On a cluster worker: the desks of the run's limited endpoints, and who is asking (lane@attempt).
 _desks: dict[tuple[str, str, str | None], Desk] = {}
 _holder = ""
+
+
+def endpoint_label(key: tuple[str, str, str | None]) -> str:
+    """`openai gpt-4o` or `openai qwen2.5-vl @ http://gpu1:8000/v1`: a limited endpoint, for people."""
+    provider, model, base_url = key
+    return f"{provider} {model}" + (f" @ {base_url}" if base_url else "")
+
+
+def adaptive_concurrency() -> dict[str, tuple[int, int]]:
+    """This process's adaptive concurrencies now: endpoint -> (value, requests in flight)."""
+    return {
+        endpoint_label(key): (limiter.concurrency.limit, limiter.in_flight())
+        for key, limiter in _registry.items()
+        if limiter.concurrency is not None
+    }
 
 
 def share_limits(desks: dict[tuple[str, str, str | None], Desk], holder: str) -> None:

@@ -167,6 +167,7 @@ async def _run_lanes(
 ) -> list[dict[str, Any]]:
     import ray
 
+    from cadsynth.agents.limits import endpoint_label
     from cadsynth.graphs.settings import resources
     from cadsynth.runner import RunFailed, refresh
 
@@ -190,6 +191,10 @@ async def _run_lanes(
         progress.phase = f"{len(lanes)} lanes on Ray"
         while waiting:
             done, _ = await asyncio.wait(waiting, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            for key, desk in desks.items():  # an adaptive concurrency lives in its desk
+                now = await asyncio.wrap_future(desk.concurrency.remote().future())
+                if now is not None:
+                    progress.concurrency[endpoint_label(key)] = now
             await refresh(ledger, run, progress)
             if on_update:
                 on_update(progress)

@@ -120,6 +120,15 @@ async def _quality(ledger: Ledger, run: str, lanes: list[dict[str, Any]], out: d
         name: {"estimated_accuracy": r.estimated_accuracy, "judged": r.judged}
         for name, r in estimate_reliability(run_votes(proposals, judgments)).items()
     }
+    # `concurrency: auto`: each endpoint's value over the run, from its start.
+    samples = {e: s for m in dict.fromkeys([run, *members]) for e, s in (await ledger.concurrency(m)).items()}
+    if samples:
+        start = min(at for series in samples.values() for at, _, _ in series)
+        out["concurrency"] = {
+            endpoint: [{"seconds": round(at - start, 1), "value": value, "in_flight": in_flight}
+                       for at, value, in_flight in series]
+            for endpoint, series in samples.items()
+        }
     # The gate asks no model: its calls and cost are nil; it hashes what was judged.
     out.setdefault("gates", {})["near_duplicates"] = {
         "on": rule.enabled,

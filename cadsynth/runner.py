@@ -18,6 +18,7 @@ from langgraph.types import Command
 
 
 from cadsynth import lifecycle
+from cadsynth.agents.limits import adaptive_concurrency
 from cadsynth.config import RunConfig
 from cadsynth.domain import Outcome
 from cadsynth.graphs import dedup
@@ -79,6 +80,10 @@ class Progress:
     stopped: dict[str, Any] | None = None  # why the run paused (its budget), when it did
     waiting: list[dict[str, Any]] = field(default_factory=list)  # the rounds paused for review (graphs.review)
     refreshed: float = 0.0  # when the ledger was last read (time.monotonic)
+    # `concurrency: auto`: each endpoint's value and requests in flight, and the values last
+    # written to the ledger (stats show them over the run).
+    concurrency: dict[str, tuple[int, int]] = field(default_factory=dict)
+    recorded: dict[str, int] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -108,6 +113,12 @@ async def refresh(ledger: Ledger, run: str, progress: Progress, *, every: float 
         progress.outcomes.update(lane["outcomes"])
     progress.round = max([progress.round, *(lane["round"] for lane in lanes)])
     progress.lanes_done = sum(lane["status"] == "done" for lane in lanes)
+    progress.concurrency.update(adaptive_concurrency())  # on Ray the driver reads the desks' (cluster)
+    changed = [(endpoint, time.time(), value, in_flight) for endpoint, (value, in_flight) in progress.concurrency.items()
+               if progress.recorded.get(endpoint) != value]
+    if changed:
+        await ledger.put_concurrency(run, changed)
+        progress.recorded.update({endpoint: value for endpoint, _, value, _ in changed})
 
 
 @dataclass(frozen=True)

@@ -30,19 +30,25 @@ class Capacity(Protocol):
 class Serving:
     """`slots` sequences served at once, the rest queued in order; a request takes `service`
     seconds alone and `slowdown` more of that for each other sequence served with it (a decode
-    step's cost grows with the batch)."""
+    step's cost grows with the batch). With `max_waiting` (a proxy's queue in front of it) a
+    request finding the queue full gets 503: past that, the server is over its capacity."""
 
-    def __init__(self, slots: int = 16, service: float = 0.5, slowdown: float = 0.02):
-        self.slots, self.service, self.slowdown = slots, service, slowdown
+    def __init__(self, slots: int = 16, service: float = 0.5, slowdown: float = 0.02, max_waiting: int | None = None):
+        self.slots, self.service, self.slowdown, self.max_waiting = slots, service, slowdown, max_waiting
         self.busy = 0
         self.peak_busy = 0  # most sequences served at once
         self.peak_waiting = 0  # longest queue
+        self.refused = 0  # 503s: the queue was full
         self._cond = threading.Condition()
         self._next_ticket = 0  # first come, first served
         self._serving = 0
 
     def serve(self, stop: threading.Event) -> Fault | None:
         with self._cond:
+            queued = self._next_ticket - self._serving
+            if self.max_waiting is not None and self.busy >= self.slots and queued >= self.max_waiting:
+                self.refused += 1
+                return Fault("503", retry_after=1.0)
             ticket = self._next_ticket
             self._next_ticket += 1
             self.peak_waiting = max(self.peak_waiting, ticket - self._serving)

@@ -139,6 +139,28 @@ class Records(LedgerBase):
     async def put_consensus(self, items: Iterable[Consensus]) -> None:
         await self.write(consensus=items)
 
+    # --- `concurrency: auto`: each endpoint's value over the run ----------------------------------
+
+    async def put_concurrency(self, run: str, samples: Iterable[tuple[str, float, int, int]]) -> None:
+        """(endpoint, time, value, in flight) samples of the run's adaptive concurrencies."""
+        await self._put(t.concurrency, [
+            {"run": run, "endpoint": e, "at": at, "value": v, "in_flight": n} for e, at, v, n in samples
+        ])
+
+    @patient
+    async def concurrency(self, run: str) -> dict[str, list[tuple[float, int, int]]]:
+        """The run's samples per endpoint, in time order: (time, value, in flight)."""
+        await self.init()
+        if self._empty:
+            return {}
+        c = t.concurrency.c
+        query = select(c.endpoint, c.at, c.value, c.in_flight).where(c.run == run).order_by(c.endpoint, c.at)
+        found: dict[str, list[tuple[float, int, int]]] = {}
+        async with self.engine.connect() as conn:
+            for endpoint, at, value, in_flight in await conn.execute(query):
+                found.setdefault(endpoint, []).append((at, value, in_flight))
+        return found
+
     # --- the near-duplicate gate (graphs.dedup decides; this keeps what it found) ---------------
 
     async def put_fingerprints(self, rows: Iterable[Fingerprint]) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 12  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 13  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
@@ -38,7 +38,7 @@ SCHEMA_VERSION = 12  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_ca
 # cads_judgments by (run, round, id) with no other index, all three WITHOUT ROWID on SQLite; a
 # record's id and proposal columns hold its key within its run (RUN_RELATIVE); 11: cads_notes, a new
 # table (an agent's own records: the simulator's truth), and proposals no longer hold that truth;
-# 12: cads_calls.detail (why an answer was refused)
+# 12: cads_calls.detail (why an answer was refused); 13: cads_concurrency, a new table
 
 metadata = MetaData()
 
@@ -154,6 +154,18 @@ RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     "cads_consensus": ("proposal", "run", "round", "outcome", "score"),
 }
 RUN_RELATIVE = ("id", "proposal")  # the record columns that hold an id within the row's run
+
+# --- `concurrency: auto` (agents.limits.Concurrency) ---------------------------------------------
+# An endpoint's concurrency as it changed, sampled by the process driving the run.
+concurrency = Table(
+    "cads_concurrency",
+    metadata,
+    Column("run", String(128), primary_key=True),
+    Column("endpoint", String(255), primary_key=True),  # agents.limits.endpoint_label
+    Column("at", Float, primary_key=True),  # seconds since the epoch
+    Column("value", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+)
 
 # --- the near-duplicate gate (graphs.dedup) -----------------------------------------------------
 # A judged problem's fingerprints, written at its round's barrier: never the image itself.

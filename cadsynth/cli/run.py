@@ -47,6 +47,8 @@ def _progress_view(p: Progress) -> Any:
         grid.add_row("lanes", f"{p.lanes} ({p.lanes_done} done)")
     grid.add_row("round", str(p.round))
     grid.add_row("phase", p.phase)
+    for endpoint, (value, in_flight) in sorted(p.concurrency.items()):
+        grid.add_row("concurrency", f"{endpoint}: {value} ({in_flight} in flight)")
     if p.database_away:
         grid.add_row("waiting", p.database_away)
     counts = p.counts

@@ -26,6 +26,7 @@ from cadsynth.agents.calls import (
     CallCache,
     CallFailed,
     Caller,
+    InFlight,
     Reply,
     Usage,
     cached_reply,
@@ -127,6 +128,7 @@ class Agent:
         run: RunConfig | None = None,
         cache: CallCache | None = None,
         images: ImageSink | None = None,
+        in_flight: InFlight | None = None,
     ):
         self.config = config
         self.model = model
@@ -139,6 +141,7 @@ class Agent:
             limiter_for(config.provider, config.model, config.base_url, limit),
             run.price(config.model) if run else None,
             self.gate,
+            in_flight,
         )
         self.cache = cache
         self.images = images
@@ -351,9 +354,11 @@ class Panel:
         images: ImageSink | None = None,
         gate: asyncio.Semaphore | None = None,
         notes: Any = None,
+        in_flight: InFlight | None = None,
     ):
         """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings).
-        `notes` (store.notes.Notes) is where a model may keep records of its own."""
+        `notes` (store.notes.Notes) is where a model may keep records of its own. `in_flight` is
+        the process's: stopping it refuses every call not yet sent."""
         self.config = config
         gate = gate or asyncio.Semaphore(config.concurrency)
         self.agents = {
@@ -364,6 +369,7 @@ class Panel:
                 run=config,
                 cache=cache,
                 images=images,
+                in_flight=in_flight,
             )
             for a in config.panel
         }

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
-from langgraph.errors import GraphDrained
 from langgraph.runtime import Runtime
 
 from cadsynth.config import RunConfig
@@ -97,8 +96,9 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
 
     Every model call is a task whose result LangGraph keeps as it finishes, so a crash repeats only
     the calls in flight: re-run, the problem gets its finished calls' results back and carries on.
-    What it made and every request it took are recorded in one transaction when it is done; if the
-    run stops first (a call refused: GraphDrained) or is cut short, the requests it took are then.
+    What it made and every request it took are recorded in one transaction when it is done; if it
+    ends early (a call refused because the run is stopping raises GraphDrained), the requests it
+    took are recorded then.
     """
     res = await resources(runtime.context)
     calls: list[CallRecord] = []
@@ -109,9 +109,10 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
 
     try:
         return await _to_verdict(job, (await res.panel_of(job["run"])).config, res.ledger, took, calls)
-    except (GraphDrained, asyncio.CancelledError):
-        # Paid for, so in the ledger before the process ends. Resumed, the problem runs again: its
-        # finished calls come back from the checkpoint, and their rows are not written twice.
+    except BaseException:
+        # Ended early (the run stopping, cut short or failing): what it paid for is in the ledger
+        # before the process ends. Resumed, the problem runs again: its finished calls come back
+        # from the checkpoint, and their rows are not written twice.
         await res.ledger.write(calls=calls)
         raise
 

@@ -3,7 +3,8 @@
 `Caller.call` runs a send function under the agent's policy and returns the answer with every
 request it took (`Attempt`s: what was paid, what failed and what was done about it). A call that
 gives up raises `CallFailed` with the same record, so the graph can log it and carry on; one whose
-endpoint never answered raises `EndpointUnreachable`, which stops the run.
+endpoint never answered raises `EndpointUnreachable`, which stops the run. Once the process is
+stopping (`InFlight.stop`), a call not yet sent raises `CallRefused`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,37 @@ class EndpointUnreachable(ModelCallError):
     def __init__(self, message: str, attempts: list[Attempt]):
         super().__init__(message)
         self.attempts = tuple(attempts)
+
+
+class CallRefused(RuntimeError):
+    """Not sent: the process is stopping. Nothing of the call was paid for; a resumed run makes it."""
+
+
+class InFlight:
+    """The model calls a process has sent and not yet finished, and whether it may start more.
+
+    Once `stop()` is called (a signal: cadsynth.runner), a call whose first request has not gone out
+    is refused, and a call already sent finishes, retries and all: what was paid for comes back,
+    and a resumed run never sends one of a call's requests again under the same ledger key.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.calls: set[object] = set()
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def sending(self, call: object) -> None:
+        """A request of `call` leaves now (it holds its permits); the first of a call that would
+        start while the process stops is refused."""
+        if call not in self.calls:
+            if self.stopping:
+                raise CallRefused("not sent: the run is stopping")
+            self.calls.add(call)
+
+    def finished(self, call: object) -> None:
+        self.calls.discard(call)
 
 
 # Where an agent without base_url sends its requests (the SDKs' defaults), for error messages.
@@ -215,12 +247,14 @@ class Caller:
         limiter: Limiter,
         price: Price | None,
         gate: asyncio.Semaphore | None,
+        in_flight: InFlight | None = None,
     ):
         self.agent = agent
         self.retry = retry
         self.limiter = limiter
         self.price = price
         self.gate = gate
+        self.in_flight = in_flight or InFlight()
 
     def cost(self, usage: Usage) -> float:
         if self.price is None:
@@ -233,9 +267,11 @@ class Caller:
         detail = why(exc) if fault == "malformed" and exc is not None else None
         return Attempt(usage=usage, cost_usd=self.cost(usage), fault=fault, outcome=outcome, detail=detail)
 
-    async def _request(self, send: Send, messages: list[BaseMessage], kind: str) -> tuple[Any, Usage]:
+    async def _request(self, send: Send, messages: list[BaseMessage], call: object, kind: str) -> tuple[Any, Usage]:
         estimate = estimate_tokens(messages)
         async with self.limiter.admit(estimate, self.gate, kind) as ticket:
+            # Here, not before the permits: a call that waited for them while the run began to stop is not sent.
+            self.in_flight.sending(call)
             try:
                 # The client's own timeout should fire first; this only stops a client that never does.
                 async with asyncio.timeout(self.agent.timeout * 1.5 + 5):
@@ -258,14 +294,26 @@ class Caller:
     ) -> Reply[Any]:
         """Send until answered: transient faults back off and retry, a malformed answer is asked once more.
 
-        In json_text mode the second ask carries the model's bad answer and the parse error.
+        In json_text mode the second ask carries the model's bad answer and the parse error. Once
+        the process is stopping, a call whose first request has not left is refused (CallRefused).
         `kind` (the role asking) is what the endpoint's limiter sorts latencies by.
         """
+        call = object()  # this call: in flight from its first request until it returns
+        try:
+            return await self._until_answered(call, send, messages, give_up=give_up, json_text=json_text, kind=kind)
+        finally:
+            self.in_flight.finished(call)
+
+    async def _until_answered(
+        self, call: object, send: Send, messages: list[BaseMessage], *, give_up: Outcome, json_text: bool, kind: str
+    ) -> Reply[Any]:
         attempts: list[Attempt] = []
         transient, reasked = 0, False
         while True:
             try:
-                value, usage = await self._request(send, messages, kind)
+                value, usage = await self._request(send, messages, call, kind)
+            except CallRefused:
+                raise
             except Exception as exc:
                 fault = classify(exc)
                 if fault is not None and fault.kind not in ("unreachable", "timeout"):
@@ -314,10 +362,12 @@ __all__ = [
     "Attempt",
     "CallCache",
     "CallFailed",
+    "CallRefused",
     "Caller",
     "EndpointUnreachable",
     "ModelCallError",
     "Fault",
+    "InFlight",
     "Reply",
     "Usage",
     "cached_reply",

@@ -26,6 +26,7 @@ from cadsynth.agents.calls import (
     CallCache,
     CallFailed,
     Caller,
+    InFlight,
     Reply,
     Usage,
     cached_reply,
@@ -127,6 +128,7 @@ class Agent:
         run: RunConfig | None = None,
         cache: CallCache | None = None,
         images: ImageSink | None = None,
+        in_flight: InFlight | None = None,
     ):
         self.config = config
         self.model = model
@@ -140,6 +142,7 @@ class Agent:
             limiter_for(config.provider, config.model, config.base_url, limit),
             run.price(config.model) if run else None,
             self.gate if run is None or run.bounds_panel(config) else None,
+            in_flight,
         )
         self.cache = cache
         self.images = images
@@ -350,11 +353,12 @@ def make_agent(
     cache: CallCache | None = None,
     images: ImageSink | None = None,
     notes: Any = None,
+    in_flight: InFlight | None = None,
 ) -> Agent:
     """One agent of the run's panel. A painter has no chat model: its image model is made when it
     first paints. A missing key raises agents.models.MissingKeyError."""
     model = None if config.roles == ["painter"] else make_chat_model(config, seed=run.seed, world=run.world, notes=notes)
-    return Agent(config, model, gate, run=run, cache=cache, images=images)
+    return Agent(config, model, gate, run=run, cache=cache, images=images, in_flight=in_flight)
 
 
 class Panel:
@@ -368,13 +372,18 @@ class Panel:
         images: ImageSink | None = None,
         gate: asyncio.Semaphore | None = None,
         notes: Any = None,
+        in_flight: InFlight | None = None,
     ):
         """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings).
-        `notes` (store.notes.Notes) is where a model may keep records of its own."""
+        `notes` (store.notes.Notes) is where a model may keep records of its own. `in_flight` is
+        the process's: stopping it refuses every call not yet sent."""
         self.config = config
         if gate is None and config.concurrency != "auto":
             gate = asyncio.Semaphore(config.concurrency)
-        self.agents = {a.name: make_agent(config, a, gate, cache=cache, images=images, notes=notes) for a in config.panel}
+        self.agents = {
+            a.name: make_agent(config, a, gate, cache=cache, images=images, notes=notes, in_flight=in_flight)
+            for a in config.panel
+        }
 
     def by_role(self, role: Role) -> list[Agent]:
         return [agent for agent in self.agents.values() if role in agent.config.roles]

@@ -13,6 +13,10 @@ shows progress by reading the ledger.
   lane resumes from its last checkpoint, so only the calls in flight are made again. A lane that
   fails on its own (an unreachable endpoint...) is not retried: it is marked failed, the other lanes
   are stopped, and the run fails with that lane's one-line reason; `cads resume RUN` continues it.
+* A stop (`runner.Stop`, the driver's signal) goes on to every lane as Ray's cancel, which a running
+  task receives as SIGINT: each lane stops the way a run in one process does, with the same grace,
+  and returns what its calls in flight came to. Asked again, the lanes stop at once. A lane not
+  started yet is simply not started.
 
 Ray is imported here only, on first use: the CLI starts without it.
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -32,11 +38,14 @@ from cadsynth.config import RayConfig, RunConfig
 
 if TYPE_CHECKING:
     from cadsynth.graphs.settings import Settings
-    from cadsynth.runner import LaneRunner, Progress
+    from cadsynth.runner import LaneRunner, Progress, Stop
 
 EndpointKey = tuple[str, str, "str | None"]
-# How often the driver reads the ledger for its progress display.
+# How often the driver reads the ledger for its progress display (and passes a stop on).
 POLL_SECONDS = 0.5
+# How much longer than a stop's grace the driver waits for its lanes to return from theirs, before
+# it ends their workers.
+RETURN_SECONDS = 15.0
 
 
 class ClusterError(RuntimeError):
@@ -90,21 +99,35 @@ def _answers(address: str) -> None:
         ) from None
 
 
-def _lane_task(settings: Settings, lane: str, budget: float | None, desks: dict[EndpointKey, Any]) -> dict[str, Any] | None:
+def _lane_task(
+    settings: Settings, lane: str, budget: float | None, desks: dict[EndpointKey, Any], grace: float
+) -> dict[str, Any] | None:
     """In a Ray worker: advance one lane, asking the run's desks for permits."""
     import ray
 
     from cadsynth.agents import limits
-    from cadsynth.runner import advance_lane
 
     attempt = f"{lane}@{uuid.uuid4().hex[:8]}"
     # A lane started again after its worker died first returns what that worker held.
     ray.get([desk.forget.remote(lane, attempt) for desk in desks.values()])
     limits.share_limits({key: _RayDesk(desk) for key, desk in desks.items()}, attempt)
     try:
-        return asyncio.run(advance_lane(settings, lane, budget))
+        return asyncio.run(_advance_until_stopped(settings, lane, budget, grace))
     finally:
         limits.share_limits({}, "")
+
+
+async def _advance_until_stopped(settings: Settings, lane: str, budget: float | None, grace: float) -> dict[str, Any] | None:
+    """The lane, stopped by the driver's cancel (SIGINT here) as a run in one process is by a signal;
+    a stopped lane returns what its calls in flight came to."""
+    from cadsynth.runner import Stop, advance_lane
+
+    stop = Stop(grace)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.ask, signal.SIGINT)
+    why = await advance_lane(settings, lane, budget, stop)
+    if why is not None and why.get("reason") == "interrupted":
+        return {**why, "in_flight": stop.in_flight, "abandoned": stop.abandoned}
+    return why
 
 
 class _RayDesk:
@@ -164,8 +187,10 @@ async def _run_lanes(
     budget: float | None,
     progress: Progress,
     on_update: Callable[[Progress], None] | None,
+    stop: Stop,
 ) -> list[dict[str, Any]]:
     import ray
+    from ray.exceptions import TaskCancelledError
 
     from cadsynth.agents.limits import endpoint_label
     from cadsynth.graphs.settings import resources
@@ -182,15 +207,22 @@ async def _run_lanes(
     refs = {
         lane: task.options(
             name=f"cads lane {lane}", num_cpus=ray_config.lane_cpus, max_retries=ray_config.retries, retry_exceptions=False
-        ).remote(settings, lane, budget, desks)
+        ).remote(settings, lane, budget, desks, stop.grace)
         for lane in lanes
     }
     waiting = {asyncio.wrap_future(ref.future()): lane for lane, ref in refs.items()}
     stops: list[dict[str, Any]] = []
+    told, give_up_at = 0, float("inf")  # how often the lanes were asked to stop; when the driver stops waiting
     try:
         progress.phase = f"{len(lanes)} lanes on Ray"
-        while waiting:
+        while waiting and time.monotonic() < give_up_at:
             done, _ = await asyncio.wait(waiting, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            if stop.asked > told:
+                # Not recursive: the permits a lane waits for at its desks are its own to give back.
+                for lane in waiting.values():
+                    ray.cancel(refs[lane], force=False, recursive=False)
+                told = stop.asked
+                give_up_at = min(give_up_at, time.monotonic() + stop.grace + RETURN_SECONDS)
             for key, desk in desks.items():  # an adaptive concurrency lives in its desk
                 now = await asyncio.wrap_future(desk.concurrency.remote().future())
                 if now is not None:
@@ -200,16 +232,23 @@ async def _run_lanes(
                 on_update(progress)
             for future in done:
                 lane = waiting.pop(future)
+                if isinstance(future.exception(), TaskCancelledError):  # stopped before it could start
+                    stops.append({"reason": "interrupted"})
+                    continue
                 if future.exception() is None:
-                    stop = future.result()
-                    if stop is not None:
-                        stops.append(stop)
+                    why = future.result()
+                    if why is not None:
+                        stop.in_flight += why.pop("in_flight", 0)
+                        stop.abandoned += why.pop("abandoned", 0)
+                        stops.append(why)
                     continue
                 reason = _reason(future.exception(), ray_config.retries)  # type: ignore[arg-type]
                 await lifecycle.failed(ledger, lane, reason)  # the run's status reads from its lanes'
                 record = await ledger.run(run)
                 raise RunFailed(record["reason"] if record is not None and record["reason"] else reason)
         await refresh(ledger, run, progress)  # the final figures, not the last poll's
+        if waiting:  # lanes that did not return from their stop in time: their workers are ended below
+            stops.append({"reason": "interrupted"})
         return stops
     finally:
         for future, lane in waiting.items():

@@ -1,4 +1,5 @@
-"""Drives the debate graph for one run: start, resume or fork it; checkpoints, lease, progress."""
+"""Drives the debate graph for one run: start, resume or fork it; checkpoints, lease, progress, and
+a graceful stop (`Stop`)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphDrained
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import RunControl
 from langgraph.types import Command
 
 
 from cadsynth import lifecycle
 from cadsynth.agents.limits import adaptive_concurrency
+from cadsynth.agents.calls import InFlight
 from cadsynth.config import RunConfig
 from cadsynth.domain import Outcome
 from cadsynth.graphs import dedup
@@ -35,11 +39,12 @@ REFRESH_SECONDS = 2.0  # how often the live display reads the ledger while lanes
 
 Debate = CompiledStateGraph[DebateState, Settings, DebateState, DebateState]
 # Runs a run's unfinished lanes somewhere else (a Ray cluster): (settings, run, lane ids, each
-# lane's budget, progress, on_update) -> why lanes paused at their budget.
+# lane's budget, progress, on_update, stop) -> why lanes paused (their budget, a review, a stop).
 LaneRunner = Callable[
-    [Settings, str, list[str], "float | None", "Progress", "Callable[[Progress], None] | None"],
+    [Settings, str, list[str], "float | None", "Progress", "Callable[[Progress], None] | None", "Stop"],
     Awaitable[list[dict[str, Any]]],
 ]
+GRACE_SECONDS = 30.0  # how long a stopping run waits for its calls in flight
 
 
 class RunStateError(RuntimeError):
@@ -119,6 +124,68 @@ async def refresh(ledger: Ledger, run: str, progress: Progress, *, every: float 
     if changed:
         await ledger.put_concurrency(run, changed)
         progress.recorded.update({endpoint: value for endpoint, _, value, _ in changed})
+
+
+class Stop:
+    """A graceful stop, asked for from outside the run: a signal (the CLI; a Ray driver passes it on
+    to its lanes, cadsynth.cluster).
+
+    Asked once, no model call starts any more (graphs.calls: a refused call drains the graph, and
+    LangGraph starts no new step), the calls in flight finish and are recorded, and every lane ends
+    where it stands. Its status stays `running`, which reads `interrupted` once its process has
+    gone (store.runs.shown_status), and `cads resume` continues it. Calls still in flight `grace`
+    seconds later are abandoned; asked again, the run stops at once, abandoning them too. Either
+    way `execute` returns with `phase == "interrupted"`.
+    """
+
+    def __init__(self, grace: float = GRACE_SECONDS):
+        self.grace = grace
+        self.control = RunControl()  # LangGraph's: a drained graph starts no new step
+        self.asked = 0  # how many times
+        self.signal: int | None = None  # the last signal that asked
+        self.in_flight = 0  # the calls in flight when it was first asked
+        self.abandoned = 0  # ... of which were still in flight when the run stopped waiting
+        self._calls: InFlight | None = None
+        self._deadline: asyncio.Timeout | None = None
+        self._give_up: asyncio.TimerHandle | None = None
+
+    @property
+    def saved(self) -> int:
+        return self.in_flight - self.abandoned
+
+    def ask(self, signal: int | None = None) -> None:
+        self.asked += 1
+        self.signal = signal or self.signal
+        self._apply()
+
+    def attach(self, calls: InFlight, deadline: asyncio.Timeout) -> None:
+        """The calls of the process advancing the run, and the timeout around it that cuts the wait short."""
+        self._calls, self._deadline = calls, deadline
+        self._apply()
+
+    def detach(self) -> None:
+        """The run has ended: nothing is left to stop."""
+        if self._give_up is not None:
+            self._give_up.cancel()
+        self._calls = self._deadline = None
+
+    def _apply(self) -> None:
+        if not self.asked or self._calls is None:
+            return  # asked before the run began: applied once it is attached
+        if not self._calls.stopping:
+            self.in_flight = len(self._calls.calls)
+            self._calls.stop()
+            self.control.request_drain("stop")
+            self._give_up = asyncio.get_running_loop().call_later(self.grace, self._stop_waiting)
+        if self.asked > 1:
+            self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
+        if self._give_up is not None:
+            self._give_up.cancel()
+        if self._calls is not None and self._deadline is not None and not self._deadline.expired():
+            self.abandoned = len(self._calls.calls)
+            self._deadline.reschedule(asyncio.get_running_loop().time())  # cancels the run where it stands
 
 
 @dataclass(frozen=True)
@@ -261,8 +328,9 @@ async def _to_resume(graph: Debate, ledger: Ledger, run: str, answers: dict[str,
 
 
 async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger, lane: Lane, budget: float | None,
-                   progress: Progress, on_update: Callable[[Progress], None] | None) -> dict[str, Any] | None:
-    """Run one lane until it ends or pauses (at its budget, or for review: returned, why); a failure marks it failed.
+                   progress: Progress, on_update: Callable[[Progress], None] | None, stop: Stop) -> dict[str, Any] | None:
+    """Run one lane until it ends or pauses (at its budget, for review, or stopped: returned, why); a
+    failure marks it failed. A stopped lane stays `running` in the ledger: its process is going.
 
     Unless the run keeps every checkpoint (`checkpoints: all`), a closed round's checkpoints go
     once the next round's boundary is saved: the boundaries are what resume and replay need.
@@ -283,7 +351,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
             # durability="sync": a step's checkpoint is on disk before the next step's calls start.
             stream = graph.astream(
                 start, thread(lane.run), context=settings, stream_mode=["updates", "checkpoints"],
-                durability="sync", interrupt_before=["open_round"],
+                durability="sync", interrupt_before=["open_round"], control=stop.control,
             )
             async for mode, chunk in cast(AsyncIterator[tuple[str, dict[str, Any]]], stream):
                 if mode == "checkpoints":
@@ -299,6 +367,8 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
             if final.interrupts or not final.next:  # paused at its budget, or finished
                 break
             start = None  # at a round boundary: the next round, in a new stream
+    except GraphDrained:
+        return {"reason": "interrupted"}  # its calls in flight have finished and are recorded (Stop)
     except Exception as exc:
         # The graph marks its run failed when a node raises; a failure outside its nodes (the
         # checkpointer, the store) it cannot see, so it is marked here. `cads resume` continues it.
@@ -323,6 +393,7 @@ async def execute(
     budget: float | None = None,
     lanes_on: LaneRunner | None = None,
     review: dict[str, Any] | None = None,
+    stop: Stop | None = None,
 ) -> Progress:
     """Start `run` with `config`; fork it from another run; or (neither) resume it where it stopped.
 
@@ -334,14 +405,22 @@ async def execute(
     budget continues when resumed with a higher one. Returns with `progress.phase == "stopped"`
     when the run paused at its budget, and "review" (with `progress.waiting`) when rounds wait for a
     person's decisions; `review` maps each waiting lane (or the run) to its answer (graphs.review).
+    Once `stop` is asked for, it returns with "interrupted" (see `Stop`).
     """
-    ledger = (await resources(settings)).ledger
+    stop = stop or Stop()
+    res = await resources(settings)
+    ledger = res.ledger
     owner = lease_owner()
     progress = Progress(run=run)
     held: list[str] = []
     heartbeat: asyncio.Task[None] | None = None
     try:
-        async with open_checkpointer(engine=ledger.engine, thin_rounds=True) as saver:  # one pool for the process
+        async with (
+            asyncio.timeout(None) as deadline,  # what a stop's grace (or a second signal) cuts short
+            open_checkpointer(engine=ledger.engine, thin_rounds=True) as saver,  # one pool for the process
+        ):
+            if lanes_on is None:  # lanes elsewhere are stopped there (cadsynth.cluster)
+                stop.attach(res.in_flight, deadline)
             graph = build_graph().compile(checkpointer=saver)
             if fork is not None:
                 lanes = await _start_fork(graph, saver, ledger, run, fork)
@@ -363,30 +442,38 @@ async def execute(
                     await ledger.set_budget(member, budget if member == run else budget / total)
             share = None if budget is None else budget / total
             if lanes_on is not None:
-                stops = await lanes_on(settings, run, [lane.run for lane in lanes], share, progress, on_update)
+                stops = await lanes_on(settings, run, [lane.run for lane in lanes], share, progress, on_update, stop)
             else:
-                stops = await _advance_here(graph, saver, settings, ledger, run, lanes, share, progress, on_update)
-            progress.waiting = [stop for stop in stops if stop.get("reason") == "review"]
-            budget_stops = [stop for stop in stops if stop.get("reason") != "review"]
+                stops = await _advance_here(graph, saver, settings, ledger, run, lanes, share, progress, on_update, stop)
+            interrupted = any(why.get("reason") == "interrupted" for why in stops)
+            progress.waiting = [why for why in stops if why.get("reason") == "review"]
+            budget_stops = [why for why in stops if why.get("reason") == "budget"]
             progress.stopped = budget_stops[0] if budget_stops else None
-            progress.phase = "review" if progress.waiting else "stopped" if stops else "done"
+            progress.phase = (
+                "interrupted" if interrupted else "review" if progress.waiting else "stopped" if budget_stops else "done"
+            )
             # Over every lane, once all have stopped: no timing in it. A run without lanes that
-            # finished has been settled by its graph's last step.
-            if total > 1 or progress.phase != "done":
+            # finished has been settled by its graph's last step; an interrupted one is settled later.
+            if progress.phase != "interrupted" and (total > 1 or progress.phase != "done"):
                 await dedup.settle(ledger, run)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        progress.phase = "interrupted"  # its calls still in flight abandoned (Stop)
     finally:
+        stop.detach()
         await _let_go(ledger, held, owner, heartbeat)
     return progress
 
 
 async def _advance_here(graph: Debate, saver: Any, settings: Settings, ledger: Ledger, run: str, lanes: list[Lane],
                         share: float | None, progress: Progress,
-                        on_update: Callable[[Progress], None] | None) -> list[dict[str, Any]]:
+                        on_update: Callable[[Progress], None] | None, stop: Stop) -> list[dict[str, Any]]:
     """Every lane in this process at once; the first to fail stops the others. Returns why lanes paused."""
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(_advance(graph, saver, settings, ledger, lane, share, progress, on_update))
+                group.create_task(_advance(graph, saver, settings, ledger, lane, share, progress, on_update, stop))
                 for lane in lanes
             ]
     except* RunFailed as failed:
@@ -404,35 +491,44 @@ async def _why_failed(ledger: Ledger, run: str, error: BaseException) -> str:
     return record["reason"] if record is not None and record["reason"] else str(error)
 
 
-async def advance_lane(settings: Settings, lane: str, budget: float | None) -> dict[str, Any] | None:
+async def advance_lane(settings: Settings, lane: str, budget: float | None, stop: Stop | None = None) -> dict[str, Any] | None:
     """Advance one lane from wherever it stands, in this process, under a lease of its own.
 
     What a cluster worker runs; a lane Ray starts again after its worker died resumes from its last
     checkpoint. A lease left by a holder on another machine is waited out (it expires unless renewed).
-    Returns why the lane paused at its budget, or None once it is done.
+    Returns why the lane paused (its budget, a review, `stop`), or None once it is done.
     """
-    ledger = (await resources(settings)).ledger
+    stop = stop or Stop()
+    res = await resources(settings)
+    ledger = res.ledger
     owner = lease_owner()
     waited = 0.0
     heartbeat: asyncio.Task[None] | None = None
     try:
-        record = await ledger.run(lane)
-        if record is not None and record["status"] == "done":  # its worker died as it finished
-            return None
-        while True:
-            try:
-                if await ledger.acquire_lease(lane, owner):
-                    await lifecycle.resumed(ledger, lane)
-                break
-            except LeaseError:
-                if waited > LEASE_SECONDS:
-                    raise
-                await asyncio.sleep(2.0)
-                waited += 2.0
-        heartbeat = asyncio.create_task(_heartbeat(ledger, [lane], owner))
-        async with open_checkpointer(engine=ledger.engine, thin_rounds=True) as saver:
-            graph = build_graph().compile(checkpointer=saver)
-            [resumable] = await _to_resume(graph, ledger, lane)
-            return await _advance(graph, saver, settings, ledger, resumable, budget, Progress(run=lane), None)
+        async with asyncio.timeout(None) as deadline:  # what a stop's grace (or a second ask) cuts short
+            stop.attach(res.in_flight, deadline)
+            record = await ledger.run(lane)
+            if record is not None and record["status"] == "done":  # its worker died as it finished
+                return None
+            while True:
+                try:
+                    if await ledger.acquire_lease(lane, owner):
+                        await lifecycle.resumed(ledger, lane)
+                    break
+                except LeaseError:
+                    if waited > LEASE_SECONDS:
+                        raise
+                    await asyncio.sleep(2.0)
+                    waited += 2.0
+            heartbeat = asyncio.create_task(_heartbeat(ledger, [lane], owner))
+            async with open_checkpointer(engine=ledger.engine, thin_rounds=True) as saver:
+                graph = build_graph().compile(checkpointer=saver)
+                [resumable] = await _to_resume(graph, ledger, lane)
+                return await _advance(graph, saver, settings, ledger, resumable, budget, Progress(run=lane), None, stop)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        return {"reason": "interrupted"}  # its calls still in flight abandoned (Stop)
     finally:
+        stop.detach()
         await _let_go(ledger, [lane], owner, heartbeat)

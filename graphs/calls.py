@@ -3,6 +3,8 @@
 Every call goes through `ask`, the one way the graph asks a model: it returns the reply (None
 when the call gave up and the problem carries on without it) and a ledger row per request it
 took. A task returns what it made and those rows; its problem records them in one transaction.
+A call refused because the run is stopping drains the graph (LangGraph's GraphDrained): the
+other calls in flight finish, and the run ends where it stands, to be resumed.
 """
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from langgraph.errors import GraphDrained
 from langgraph.func import task
 from langgraph.runtime import get_runtime
 
-from cadsynth.agents.calls import Attempt, EndpointUnreachable, Reply
+from cadsynth.agents.calls import Attempt, CallRefused, EndpointUnreachable, Reply
 from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.workers import render_async
 from cadsynth.config import RunConfig
@@ -67,10 +70,13 @@ async def ask(
     proposal's key (r0/gpt/1, with /revise and the like) or a round's (r0/context). Returns the
     reply (None when the call gave up and the node carries on without it) and a ledger row per
     request it took, for the node to write with its records in one transaction. An unreachable
-    endpoint is logged here and raised: it stops the run.
+    endpoint is logged here and raised: it stops the run. A call refused because the run is
+    stopping raises GraphDrained: not a failure, and LangGraph lets the other calls in flight finish.
     """
     try:
         reply = await call
+    except CallRefused as refused:
+        raise GraphDrained("stopping") from refused
     except (CallFailed, EndpointUnreachable) as failed:
         calls = call_records(agent, task, role, target, failed.attempts)
         if isinstance(failed, EndpointUnreachable):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -24,7 +24,7 @@ from cadsynth.graphs import consensus as rule
 from cadsynth.graphs.calls import blind_judge, critique, judge, paint, propose, rationalize, revise
 from cadsynth.graphs.settings import Settings, resources
 from cadsynth.graphs.state import Task
-from cadsynth.store.ledger import CallRecord
+from cadsynth.store.ledger import CallRecord, Ledger
 
 
 # --- one problem, start to verdict -------------------------------------------------------------
@@ -43,6 +43,20 @@ def review_decision(proposal: Proposal, critiques: list[Critique]) -> Literal["k
 Took = Callable[[dict[str, Any]], Any]
 
 
+async def _each(took: Took, calls: Iterable[Awaitable[dict[str, Any]]]) -> list[Any]:
+    """What the calls made, in order, once all are done. Each answer is taken as it comes, so what a
+    call cost is recorded even if another raises (refused: the run is stopping) or the run is cut short."""
+
+    async def taken(call: Awaitable[dict[str, Any]]) -> Any:
+        return took(await call)
+
+    made = await asyncio.gather(*map(taken, calls), return_exceptions=True)
+    for answer in made:
+        if isinstance(answer, BaseException):
+            raise answer
+    return made
+
+
 def _blind_judge_for(config: RunConfig, proposal: Proposal, slot: int) -> str:
     """Who takes the blind pass: the judges in turn by slot, never the problem's own proposer."""
     judges = [j.name for j in config.agents("judge") if j.name != proposal.proposer] or [j.name for j in config.agents("judge")]
@@ -52,8 +66,8 @@ def _blind_judge_for(config: RunConfig, proposal: Proposal, slot: int) -> str:
 async def _critics(config: RunConfig, about: dict[str, Any], proposal: Proposal, took: Took, *, recheck: bool = False) -> list[Critique]:
     critics = [c for c in config.agents("critic") if c.name != proposal.proposer]
     ask = {**about, "proposal": proposal.model_dump(mode="json"), "consistency": config.gates.consistency, "recheck": recheck}
-    reviews = await asyncio.gather(*(critique({**ask, "agent": c.name}) for c in critics))
-    return [Critique.model_validate(made) for made in map(took, reviews) if made is not None]
+    reviews = await _each(took, (critique({**ask, "agent": c.name}) for c in critics))
+    return [Critique.model_validate(made) for made in reviews if made is not None]
 
 
 async def _jury(config: RunConfig, job: Task, proposal: Proposal, took: Took) -> list[Judgment]:
@@ -69,8 +83,8 @@ async def _jury(config: RunConfig, job: Task, proposal: Proposal, took: Took) ->
         if wave == 0:
             break
         asked, remaining = remaining[:wave], remaining[wave:]
-        answers = await asyncio.gather(*(judge({**job, "agent": j.name}) for j in asked))
-        judgments += [Judgment.model_validate(took(a)) for a in answers]
+        answers = await _each(took, (judge({**job, "agent": j.name}) for j in asked))
+        judgments += [Judgment.model_validate(a) for a in answers]
     return judgments
 
 
@@ -82,17 +96,28 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
 
     Every model call is a task whose result LangGraph keeps as it finishes, so a crash repeats only
     the calls in flight: re-run, the problem gets its finished calls' results back and carries on.
-    What it made and every request it took are recorded in one transaction when it is done.
+    What it made and every request it took are recorded in one transaction when it is done; if it
+    ends early (a call refused because the run is stopping raises GraphDrained), the requests it
+    took are recorded then.
     """
     res = await resources(runtime.context)
-    ledger = res.ledger
-    config = (await res.panel_of(job["run"])).config
     calls: list[CallRecord] = []
 
     def took(answer: dict[str, Any]) -> Any:
         calls.extend(CallRecord(**c) for c in answer["calls"])
         return answer["made"]
 
+    try:
+        return await _to_verdict(job, (await res.panel_of(job["run"])).config, res.ledger, took, calls)
+    except BaseException:
+        # Ended early (the run stopping, cut short or failing): what it paid for is in the ledger
+        # before the process ends. Resumed, the problem runs again: its finished calls come back
+        # from the checkpoint, and their rows are not written twice.
+        await res.ledger.write(calls=calls)
+        raise
+
+
+async def _to_verdict(job: Task, config: RunConfig, ledger: Ledger, took: Took, calls: list[CallRecord]) -> dict[str, Any]:
     proposed = took(await propose(job))
     if proposed is None:
         await ledger.write(calls=calls)
@@ -147,7 +172,7 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         missed = [j for j in judged if not j.agrees and not j.abstained]
         tries = [rationalize({**job, "agent": j.judge, "proposal": proposal.model_dump(mode="json"), "judgment": j.model_dump(mode="json")})
                  for j in missed]
-        rationales = [Judgment.model_validate(made) for made in map(took, await asyncio.gather(*tries)) if made is not None]
+        rationales = [Judgment.model_validate(made) for made in await _each(took, tries) if made is not None]
     # Rationalized judgments go to the ledger only: they are training text, not answers the round weighs.
     await ledger.write(proposals=[proposal], critiques=critiques, judgments=judged + rationales, calls=calls)
     return {

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cadsynth.agents.calls import InFlight
 from cadsynth.agents.panel import Panel
 from cadsynth.config import RunConfig
 from cadsynth.domain import Context
@@ -40,6 +41,7 @@ class Resources:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.ledger = Ledger.open(settings.db_url)
+        self.in_flight = InFlight()  # every panel's calls: a stop (cadsynth.runner) refuses those not yet sent
         self._panels: dict[str, Panel] = {}
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._runs: dict[str, Run] = {}
@@ -111,7 +113,9 @@ class Resources:
                 None if config.concurrency == "auto"  # each endpoint finds its own (RunConfig.limit)
                 else self._gates.setdefault(shared, asyncio.Semaphore(config.concurrency))
             )
-            self._panels[key] = Panel(config, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes)
+            self._panels[key] = Panel(
+                config, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes, in_flight=self.in_flight
+            )
         return self._panels[key]
 
     async def close(self) -> None:

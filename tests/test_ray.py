@@ -187,3 +187,39 @@ def test_bad_ray_input_is_one_line_and_writes_nothing(tmp_path, pg_url):
     assert not pg_rows(pg_url, "SELECT id FROM cads_runs WHERE id LIKE %s", ("ray-nobody%",))
     pool = cads("runs", "--db", pg_url, cwd=tmp_path, check=False, env={"CADS_DB_POOL": "many"})
     assert pool.returncode == 2 and pool.stderr.startswith("error: CADS_DB_POOL='many': give the connections per process")
+
+
+def test_a_signal_to_the_driver_stops_every_lane_gracefully(tmp_path, pg_url, cluster):
+    # Each lane's worker hears the stop as Ray's cancel: its calls in flight finish and are recorded.
+    with FakeOpenAI(Panelist(), latency=2.0) as server:
+        config = {
+            "rounds": 1, "target": 100, "lanes": 2, "proposals_per_agent": 1, "seed": 4,
+            "ray": {"lane_cpus": 0.5},  # both lanes at once on the 2-CPU cluster
+            "panel": [{"name": name, "provider": "openai", "model": model, "base_url": server.base_url, "timeout": 30,
+                       "roles": ["proposer", "critic", "judge", "adversary"]}
+                      for name, model in (("gpt", "gpt-4o"), ("mini", "gpt-4o-mini"))],
+        }
+        (tmp_path / "slow.yaml").write_text(yaml.safe_dump(config))
+        args = ["run", "slow.yaml", "--ray", cluster, "--db", pg_url, "--run-id", "ray-stop"]
+        driver = subprocess.Popen([sys.executable, "-m", "cadsynth.cli", *args], cwd=tmp_path, env={**os.environ, "COLUMNS": "200"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 240
+        while server.request_count < 4 or server.stats.in_flight == 0:  # both lanes are critiquing
+            assert driver.poll() is None, driver.communicate()[1]
+            assert time.monotonic() < deadline, "the lanes never got their calls in flight"
+            time.sleep(0.01)
+        driver.send_signal(signal.SIGTERM)
+        _, err = driver.communicate(timeout=120)
+        assert driver.returncode == 75, err
+        line = err.strip().splitlines()[-1]
+        assert re.fullmatch(r"stopped by signal: [1-9]\d* calls? in flight (were|was) saved; cads resume ray-stop continues", line)
+        assert "leaked" not in err
+        requests = len(server.requests)
+        assert _lane_calls(pg_url, "ray-stop") == requests  # every paid request is in the ledger, and only those
+        stats = json.loads(cads("stats", "ray-stop", "--json", "--db", pg_url, cwd=tmp_path).stdout)
+        assert stats["status"] == "interrupted" and {lane["status"] for lane in stats["lanes"]} == {"interrupted"}
+        cads_process("resume", "ray-stop", "--db", pg_url, cwd=tmp_path)
+        # Resumed, the lanes made only the calls they had not made: none twice, none from the cache.
+        assert _lane_calls(pg_url, "ray-stop") == len(server.requests) > requests
+    assert pg_count(pg_url, "SELECT count(*) FROM cads_calls WHERE run LIKE %s AND cached", ("ray-stop.lane%",)) == 0
+    assert json.loads(cads("stats", "ray-stop", "--json", "--db", pg_url, cwd=tmp_path).stdout)["status"] == "done"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +36,13 @@ def _end_with(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _start_worker(parent: int) -> None:
+    """A worker leaves Ctrl-C to the process that started it: a terminal sends SIGINT to the whole
+    process group, and a run that stops gracefully still paints what its finished calls need."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with(parent)
+
+
 def _started() -> ProcessPoolExecutor | None:
     """The process's pool, its workers up (started in a thread: spawning blocks); None when
     workers cannot start in this process."""
@@ -44,7 +52,7 @@ def _started() -> ProcessPoolExecutor | None:
             workers = max(1, min(4, (os.cpu_count() or 2) - 1))  # one core stays the event loop's
             # spawn: workers start clean, not as a fork of a process running threads.
             pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with, initargs=(os.getpid(),)
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(os.getpid(),)
             )
             try:
                 for started in [pool.submit(int) for _ in range(workers)]:

@@ -32,6 +32,13 @@ DataOption = Annotated[Path, typer.Option("--data", envvar="CADS_DATA", help="Fo
 BudgetOption = Annotated[
     float | None, typer.Option("--budget", min=0.0, help="USD: stop at a round boundary before the run could pass it")
 ]
+GraceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--grace", min=0.0, metavar="SECONDS",
+        help="On SIGINT/SIGTERM, how long to wait for the calls in flight (default 30); a second signal stops at once",
+    ),
+]
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", metavar="", help="Ask the models again even for identical calls")
 ]

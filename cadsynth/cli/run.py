@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +18,7 @@ from cadsynth.cli.app import (
     BudgetOption,
     DataOption,
     DbOption,
+    GraceOption,
     NoCacheOption,
     RayOption,
     RunArgument,
@@ -34,7 +37,9 @@ from cadsynth.cli.app import (
 
 if TYPE_CHECKING:
     from cadsynth.config import RunConfig
-    from cadsynth.runner import Fork, Progress
+    from cadsynth.runner import Fork, Progress, Stop
+
+STOPPED_BY_SIGNAL = 75  # EX_TEMPFAIL: stopped on a signal, its calls in flight recorded; `cads resume` continues
 
 
 def _progress_view(p: Progress) -> Any:
@@ -95,12 +100,18 @@ def advance(
     budget: float | None = None,
     ray: Any = None,
     review: dict[str, Any] | None = None,
+    grace: float | None = None,
 ) -> bool:
-    """Advance the run; True when it paused for a person's review (exit 0: a pause, not a failure)."""
+    """Advance the run; True when it paused for a person's review (exit 0: a pause, not a failure).
+
+    SIGINT or SIGTERM stops it gracefully (`runner.Stop`: `grace` seconds at most, 30 unless given)
+    with one line and exit status 75; a second signal stops it at once, exit status 128 + its
+    number (130, 143).
+    """
     from rich.live import Live
 
     from cadsynth.graphs.settings import Settings
-    from cadsynth.runner import Progress, RunFailed, RunStateError, execute
+    from cadsynth.runner import Progress, RunFailed, RunStateError, Stop, execute
     from cadsynth.store.ledger import LeaseError
     from cadsynth.store.patience import DatabaseUnavailable
 
@@ -123,11 +134,21 @@ def advance(
     def observe(progress: Progress) -> None:
         latest[0] = progress
 
+    stopping = Stop() if grace is None else Stop(grace)
+
+    async def until_done_or_stopped() -> Progress:
+        loop = asyncio.get_running_loop()
+        if threading.current_thread() is threading.main_thread():  # the one that hears signals (not so in some tests)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stopping.ask, signum)  # removed when asyncio.run closes the loop
+        return await execute(
+            settings, run, config, fork=fork, budget=budget, on_update=observe, lanes_on=lanes_on, review=review,
+            stop=stopping,
+        )
+
     with live:
         try:
-            progress = asyncio.run(
-                execute(settings, run, config, fork=fork, budget=budget, on_update=observe, lanes_on=lanes_on, review=review)
-            )
+            progress = asyncio.run(until_done_or_stopped())
         except (LeaseError, RunStateError) as exc:
             stop()
             fail(str(exc))
@@ -140,6 +161,8 @@ def advance(
             stop()
             fail(f"interrupted; `cads resume {run}` continues the run", code=130)
         latest[0] = progress
+    if progress.phase == "interrupted":
+        _stopped_by_signal(run, stopping)
     if progress.stopped:
         why = progress.stopped
         console.print(
@@ -156,6 +179,21 @@ def advance(
             markup=False,
         )
     return bool(progress.waiting)
+
+
+def _stopped_by_signal(run: str, stop: Stop) -> None:
+    """The one line a run stopped by a signal ends with, and its exit status."""
+
+    def calls(n: int, verb: str) -> str:
+        return f"{n} call{'s' * (n != 1)} in flight {'were' if n != 1 else 'was'} {verb}"
+
+    at_once = stop.asked > 1
+    said = f"stopped {'at once by a second signal' if at_once else 'by signal'}: {calls(stop.saved, 'saved')}"
+    if stop.abandoned:
+        after = "" if at_once else f" after the {stop.grace:g} s grace"
+        said += f", {stop.abandoned} abandoned{after} (not recorded: resume makes them again)"
+    errors.print(f"{said}; cads resume {run} continues", markup=False, highlight=False)
+    raise typer.Exit(128 + (stop.signal or signal.SIGINT) if at_once else STOPPED_BY_SIGNAL)
 
 
 def summarize(db: str, run_name: str) -> None:
@@ -205,6 +243,7 @@ def run(
     no_adversary: Annotated[bool, typer.Option("--no-adversary", metavar="", help="Never change the context (ablation)")] = False,
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
+    grace: GraceOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", metavar="", help="Print the calls, tokens and cost a real run would take; calls nothing")
     ] = False,
@@ -234,7 +273,7 @@ def run(
         config = config.model_copy(update={"ray": on_ray})
     run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
-    if not advance(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray):
+    if not advance(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray, grace=grace):
         summarize(db, run_name)
 
 
@@ -268,6 +307,7 @@ def resume(
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
     ray: RayOption = None,
+    grace: GraceOption = None,
 ) -> None:
     """Continue an interrupted, failed or stopped run from its last checkpoint; finished calls are not made again."""
     from cadsynth.config import RunConfig
@@ -283,7 +323,7 @@ def resume(
         fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
     check_writer(db, data)
     on_ray = _on_ray(db, ray, record["config"].get("ray"))
-    if not advance(db, data, not no_cache, run_name, budget=budget, ray=on_ray):
+    if not advance(db, data, not no_cache, run_name, budget=budget, ray=on_ray, grace=grace):
         summarize(db, run_name)
 
 
@@ -297,6 +337,7 @@ def replay(
     data: DataOption = Path("cads-data"),
     budget: BudgetOption = None,
     no_cache: NoCacheOption = False,
+    grace: GraceOption = None,
 ) -> None:
     """Fork a run (every lane, or one) before round N into a new run; the original is untouched."""
     from cadsynth.config import RunConfig
@@ -312,6 +353,6 @@ def replay(
     new_run = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{new_run}[/bold] (fork of {run_name} at round {round_})")
     fork = Fork(parent=run_name, round=round_, config=config, lane=lane)
-    if not advance(db, data, not no_cache, new_run, fork=fork, budget=budget):
+    if not advance(db, data, not no_cache, new_run, fork=fork, budget=budget, grace=grace):
         summarize(db, new_run)
 

@@ -20,7 +20,7 @@ import statistics
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -454,12 +454,13 @@ def endpoint_label(key: tuple[str, str, str | None]) -> str:
     return f"{provider} {model}" + (f" @ {base_url}" if base_url else "")
 
 
-def adaptive_concurrency() -> dict[str, tuple[int, int]]:
-    """This process's adaptive concurrencies now: endpoint -> (value, requests in flight)."""
+def adaptive_concurrency(used: Iterable[Limiter]) -> dict[str, tuple[int, int]]:
+    """The adaptive concurrencies among `used` now: endpoint -> (value, requests in flight)."""
+    wanted = set(map(id, used))
     return {
         endpoint_label(key): (limiter.concurrency.limit, limiter.in_flight())
         for key, limiter in _registry.items()
-        if limiter.concurrency is not None
+        if limiter.concurrency is not None and id(limiter) in wanted
     }
 
 

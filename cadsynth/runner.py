@@ -21,7 +21,6 @@ from langgraph.types import Command
 
 
 from cadsynth import lifecycle
-from cadsynth.agents.limits import adaptive_concurrency
 from cadsynth.agents.calls import InFlight
 from cadsynth.config import RunConfig
 from cadsynth.domain import Outcome
@@ -108,7 +107,9 @@ class Progress:
 
 async def refresh(ledger: Ledger, run: str, progress: Progress, *, every: float = 0.0) -> None:
     """Read the run's progress from the ledger (at most once in `every` seconds): its lanes'
-    furthest round, recorded outcomes and how many are done."""
+    furthest round, recorded outcomes and how many are done. Write the adaptive concurrencies
+    the process advancing the run has put in `progress` (here: `_advance`; on Ray: the driver,
+    from the desks), when they changed."""
     if time.monotonic() - progress.refreshed < every:
         return
     progress.refreshed = time.monotonic()
@@ -118,7 +119,6 @@ async def refresh(ledger: Ledger, run: str, progress: Progress, *, every: float 
         progress.outcomes.update(lane["outcomes"])
     progress.round = max([progress.round, *(lane["round"] for lane in lanes)])
     progress.lanes_done = sum(lane["status"] == "done" for lane in lanes)
-    progress.concurrency.update(adaptive_concurrency())  # on Ray the driver reads the desks' (cluster)
     changed = [(endpoint, time.time(), value, in_flight) for endpoint, (value, in_flight) in progress.concurrency.items()
                if progress.recorded.get(endpoint) != value]
     if changed:
@@ -360,6 +360,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
                     continue
                 for node, update in chunk.items():
                     progress.observe(node, update)
+                progress.concurrency.update((await resources(settings)).concurrency())
                 await refresh(ledger, progress.run, progress, every=REFRESH_SECONDS)
                 if on_update:
                     on_update(progress)

@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from cadsynth.agents.calls import InFlight
+from cadsynth.agents.limits import adaptive_concurrency
 from cadsynth.agents.panel import Panel
 from cadsynth.config import RunConfig
 from cadsynth.domain import Context
@@ -117,6 +118,12 @@ class Resources:
                 config, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes, in_flight=self.in_flight
             )
         return self._panels[key]
+
+    def concurrency(self) -> dict[str, tuple[int, int]]:
+        """The adaptive concurrencies of this loop's panels now: endpoint -> (value, in flight)."""
+        return adaptive_concurrency(
+            agent.caller.limiter for panel in self._panels.values() for agent in panel.agents.values()
+        )
 
     async def close(self) -> None:
         cache = self.__dict__.get("cache")  # made on first use (a cached_property)

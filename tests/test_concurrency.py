@@ -218,3 +218,30 @@ def test_a_limiter_learns_from_what_its_requests_met() -> None:
             assert control.held_until > time.monotonic() - 5  # the fake's Retry-After was read
 
     asyncio.run(go())
+
+
+def test_a_run_with_concurrency_auto_shows_each_endpoints_value_over_the_run(tmp_path) -> None:
+    """Each endpoint's controller, sampled as the run goes, in `stats --json`; a fixed
+    concurrency records nothing."""
+    import json
+    from importlib import resources
+
+    import yaml
+
+    from tests.helpers import cads
+
+    config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
+    config["concurrency"] = "auto"
+    for agent in config["panel"]:
+        agent["sim"]["latency"] = 0.02
+    (tmp_path / "auto.yaml").write_text(yaml.safe_dump(config))
+    cads("run", "auto.yaml", "--run-id", "auto", "--rounds", "2", "--lanes", "2", "--target", "1000", cwd=tmp_path)
+    stats = json.loads(cads("stats", "auto", "--json", cwd=tmp_path).stdout)
+    endpoints = {f"sim {agent['model']}" for agent in config["panel"]}
+    assert set(stats["concurrency"]) == endpoints
+    for series in stats["concurrency"].values():
+        assert series[0]["seconds"] >= 0 and all(1 <= s["value"] <= 256 for s in series)
+        assert [s["seconds"] for s in series] == sorted(s["seconds"] for s in series)
+    assert any(s["value"] > 4 for series in stats["concurrency"].values() for s in series)  # rose from its start
+    cads("run", "--run-id", "fixed", "--rounds", "1", cwd=tmp_path)
+    assert "concurrency" not in json.loads(cads("stats", "fixed", "--json", cwd=tmp_path).stdout)

@@ -86,8 +86,9 @@ class Concurrency:
       * a 429 (what a paid API says at its rate limit): down to what the rate it let through
         supports (answers a second over the last two seconds, times their median latency: Little's
         law), at most x0.9, and that is where it climbs back to; its Retry-After holds every new
-        request to the endpoint that long, and after it one request goes alone until an answer
-        comes (else every request held would meet the same empty bucket);
+        request to the endpoint that long, and after it requests leave spaced at that rate (a rate
+        limit is a bucket: what the room allows at once would empty it), the spacing loosening by
+        5% each round trip without a 429;
       * latency inflation (what a self-hosted server does instead: it queues): the median, over a
         round trip, of each answer's latency against the lowest its kind of request has taken,
         above TOLERANCE: x0.9.
@@ -117,7 +118,7 @@ class Concurrency:
         self._cut = False  # already fell this round trip
         self._probing = 0  # round trips at the last overload's level since the last probe past it
         self._answered: deque[tuple[float, float]] = deque()  # (when, latency) of the last seconds' answers
-        self.refused = False  # a 429 came, and no answer since
+        self.spacing = 0.0  # seconds between requests since a 429 (0: none)
 
     @property
     def limit(self) -> int:
@@ -127,7 +128,6 @@ class Concurrency:
         self._busiest = max(self._busiest, in_flight)
 
     def answered(self, kind: str, latency: float, now: float) -> None:
-        self.refused = False
         recent = self._recent.setdefault(kind, deque(maxlen=9))
         recent.append(latency)
         if len(recent) >= 3:  # a median, so one lucky answer does not set the bar
@@ -144,19 +144,24 @@ class Concurrency:
     def overloaded(self, retry_after: float | None, now: float, *, rate_limited: bool = False) -> None:
         if retry_after:
             self.held_until = max(self.held_until, now + retry_after)
-        self.refused = self.refused or rate_limited
         if self._cut:
             return
         if not rate_limited:
             self._fall(0.75, now)
             return
         recent = [latency for at, latency in self._answered if at >= now - self.RATE_SPAN]
-        supported = len(recent) / self.RATE_SPAN * statistics.median(recent) if len(recent) >= 4 else self.value * 0.9
+        if len(recent) < 4:  # too few answers to measure a rate by
+            self._fall(0.9, now)
+            return
+        rate = len(recent) / self.RATE_SPAN
+        self.spacing = 1 / rate
+        supported = rate * statistics.median(recent)
         self._fall(min(0.9, supported / self.value), now, ceiling=max(supported, self.low))
 
     def _round_trip(self, now: float) -> None:
         inflated = len(self._ratios) >= 3 and statistics.median(self._ratios) > self.TOLERANCE
         if not self._cut:
+            self.spacing = self.spacing * 0.95 if self.spacing > 1e-3 else 0.0
             if inflated:
                 self._fall(0.9, now)
             elif self._busiest >= self.limit:
@@ -199,7 +204,7 @@ class AdaptiveGate:
         self.in_flight = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
-        self._alone = False  # the one request sent since a 429 is out
+        self._next = 0.0  # no request before this (the spacing after a 429)
 
     async def acquire(self) -> None:
         if not self._waiting and self._room():
@@ -226,15 +231,11 @@ class AdaptiveGate:
         self._admit()
 
     def _room(self) -> bool:
-        if not self.control.refused:
-            self._alone = False
-        elif self._alone:
-            return False
-        return self.in_flight < self.control.limit and time.monotonic() >= self.control.held_until
+        return self.in_flight < self.control.limit and time.monotonic() >= max(self.control.held_until, self._next)
 
     def _take(self) -> None:
         self.in_flight += 1
-        self._alone = self.control.refused
+        self._next = time.monotonic() + self.control.spacing
         self.control.sent(self.in_flight)
 
     def _admit(self) -> None:
@@ -243,7 +244,7 @@ class AdaptiveGate:
             if not turn.done():
                 self._take()
                 turn.set_result(None)
-        held = self.control.held_until - time.monotonic()
+        held = max(self.control.held_until, self._next) - time.monotonic()
         if self._waiting and held > 0 and self._timer is None:
             def wake() -> None:
                 self._timer = None

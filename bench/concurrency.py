@@ -164,10 +164,12 @@ def shared(args: argparse.Namespace) -> None:
                 work = Path(tmp)
                 config = {
                     "rounds": 2, "target": 1000, "lanes": 4, "proposals_per_agent": 4, "seed": 2,
-                    "concurrency": "auto", "ray": {"lane_cpus": 0.5},
+                    "concurrency": "auto",
                     "panel": [{"name": "qwen", "provider": "openai", "model": MODEL, "base_url": server.base_url,
                                "api_key_env": "CADS_BENCH_KEY", "roles": ["proposer", "critic", "judge", "adversary"]}],
                 }
+                if extra:
+                    config["ray"] = {"lane_cpus": 0.5}  # every lane at once on 2 CPUs
                 (work / "shared.yaml").write_text(yaml.safe_dump(config))
                 db = _database(work, bool(extra))
                 cads("run", "shared.yaml", "--db", db, "--run-id", "shared", *extra, cwd=work)

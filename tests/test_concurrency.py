@@ -78,28 +78,34 @@ def test_a_429_backs_off_to_what_the_rate_let_through_supports() -> None:
     asyncio.run(go())
 
 
-def test_after_a_429_one_request_goes_alone_until_an_answer() -> None:
-    async def go() -> list[str]:
+def test_after_a_429_requests_leave_spaced_at_the_rate_let_through() -> None:
+    """A rate limit is a bucket: after it empties, what the room allows at once would empty it
+    again. Requests leave one per 1/rate seconds, the spacing loosening each quiet round trip."""
+    async def go() -> tuple[list[float], float, float]:
         c = Concurrency(AutoConcurrency())
         c.value = 8.0
+        now = time.monotonic()
+        for i in range(40):  # 20 answers a second over the last two seconds
+            c.answered("judge", LATENCY, now=now - 2 + i / 20)
+        c.overloaded(None, now=now, rate_limited=True)
         gate = AdaptiveGate(c)
-        events: list[str] = []
-        await gate.acquire()
-        gate.release("judge", LATENCY, "rate_limited", 0.01)  # the bucket is empty
+        sent: list[float] = []
 
-        async def call(i: int) -> None:
+        async def call() -> None:
             await gate.acquire()
-            events.append(f"sent {i}")
-            await asyncio.sleep(0.05)
-            events.append(f"answered {i}")
+            sent.append(time.monotonic())
             gate.release("judge", LATENCY, None, None)
 
-        await asyncio.gather(*(call(i) for i in range(3)))
-        return events
+        await asyncio.gather(*(call() for _ in range(5)))
+        spacing = c.spacing
+        round_trip(c)  # the cut's round trip ends
+        round_trip(c)  # a quiet one: looser
+        return sent, spacing, c.spacing
 
-    events = asyncio.run(go())
-    assert events[:2] == ["sent 0", "answered 0"]  # the first goes alone; the rest after its answer
-    assert set(events[2:4]) == {"sent 1", "sent 2"}
+    sent, spacing, looser = asyncio.run(go())
+    assert spacing == pytest.approx(1 / 20)
+    assert all(b - a >= spacing * 0.9 for a, b in zip(sent, sent[1:]))  # one per 1/rate, not all at once
+    assert looser < spacing
 
 
 def test_a_refused_key_or_a_cancelled_call_teaches_nothing() -> None:

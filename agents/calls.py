@@ -25,6 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from cadsynth.agents import jsontext
 from cadsynth.agents.faults import Fault, FaultKind, Outcome, backoff, classify, reason, why
 from cadsynth.agents.limits import Limiter
+from cadsynth.agents.batch import BatchDesk, BatchDetached, BatchJobsFailing
 from cadsynth.config import AgentConfig, Price, RetryConfig
 
 T = TypeVar("T")
@@ -56,6 +57,8 @@ class Attempt:
     fault: FaultKind | None = None
     outcome: Outcome | None = None
     detail: str | None = None  # why a malformed answer was refused
+    batch: bool = False  # sent in a provider batch job, at its price
+    online_cost_usd: float | None = None  # a batched request's cost at the online price
 
 
 @dataclass(frozen=True)
@@ -210,23 +213,34 @@ class Caller:
         limiter: Limiter,
         price: Price | None,
         gate: asyncio.Semaphore,
+        desk: BatchDesk | None = None,
+        fallback: str = "batch",
     ):
         self.agent = agent
         self.retry = retry
         self.limiter = limiter
         self.price = price
         self.gate = gate
+        # Where the agent's requests go in provider batch jobs (agents.batch), if it batches; with
+        # fallback "online" a request a job did not answer is asked again online.
+        self.desk = desk
+        self.fallback = fallback
 
-    def cost(self, usage: Usage) -> float:
+    def cost(self, usage: Usage, batch: bool = False) -> float:
         if self.price is None:
             return 0.0
-        return (usage.input_tokens * self.price.input + usage.output_tokens * self.price.output) / 1e6
+        price = self.price.batched() if batch else self.price
+        return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1e6
 
     def _attempt(
-        self, usage: Usage, fault: FaultKind | None = None, outcome: Outcome | None = None, exc: BaseException | None = None
+        self, usage: Usage, fault: FaultKind | None = None, outcome: Outcome | None = None, exc: BaseException | None = None,
+        batch: bool = False,
     ) -> Attempt:
         detail = why(exc) if fault == "malformed" and exc is not None else None
-        return Attempt(usage=usage, cost_usd=self.cost(usage), fault=fault, outcome=outcome, detail=detail)
+        return Attempt(
+            usage=usage, cost_usd=self.cost(usage, batch), fault=fault, outcome=outcome, detail=detail, batch=batch,
+            online_cost_usd=self.cost(usage) if batch else None,
+        )
 
     async def _request(self, send: Send, messages: list[BaseMessage]) -> tuple[Any, Usage]:
         estimate = estimate_tokens(messages)
@@ -251,15 +265,28 @@ class Caller:
     async def call(self, send: Send, messages: list[BaseMessage], *, give_up: Outcome, json_text: bool = False) -> Reply[Any]:
         """Send until answered: transient faults back off and retry, a malformed answer is asked once more.
 
-        In json_text mode the second ask carries the model's bad answer and the parse error.
+        In json_text mode the second ask carries the model's bad answer and the parse error. A
+        batching agent's requests go in provider batch jobs (agents.batch), outside the limiter:
+        thousands wait at once, and none of them holds a connection.
         """
         attempts: list[Attempt] = []
         transient, reasked = 0, False
+        by_batch = self.desk is not None and await self.desk.usable()
         while True:
+            shared = False
             try:
-                value, usage = await self._request(send, messages)
+                if by_batch:
+                    assert self.desk is not None
+                    value, usage, shared = await self.desk.carry(send, messages, self.agent.name)
+                else:
+                    value, usage = await self._request(send, messages)
+            except (ModelCallError, BatchDetached):
+                raise  # a fault no retry can fix; the run stopping once its jobs are sent (--detach)
+            except BatchJobsFailing as exc:
+                raise ModelCallError(_redact(f"agent {self.agent.name!r}: {exc}", self.agent)) from exc
             except Exception as exc:
                 fault = classify(exc)
+                batched, by_batch = by_batch, by_batch and self.fallback != "online"
                 if fault is not None and fault.kind not in ("unreachable", "timeout"):
                     self.limiter.unanswered_calls = 0  # the server answered, if not well
                 if fault is None:
@@ -272,18 +299,18 @@ class Caller:
                     ) from exc
                 usage = _usage_from_error(exc)
                 if fault.transient and transient + 1 < self.retry.attempts:
-                    attempts.append(self._attempt(usage, fault.kind, "retried"))
+                    attempts.append(self._attempt(usage, fault.kind, "retried", batch=batched))
                     await asyncio.sleep(backoff(self.retry, transient, fault))
                     transient += 1
                     continue
                 if not fault.transient and not reasked:
                     reasked = True
-                    attempts.append(self._attempt(usage, fault.kind, "retried", exc))
+                    attempts.append(self._attempt(usage, fault.kind, "retried", exc, batch=batched))
                     if json_text:
                         answer = getattr(exc, "answer", None) or "(empty)"
                         messages = [*messages, AIMessage(content=answer), HumanMessage(content=jsontext.reask(str(exc)))]
                     continue
-                attempts.append(self._attempt(usage, fault.kind, give_up, exc))
+                attempts.append(self._attempt(usage, fault.kind, give_up, exc, batch=batched))
                 if all(a.fault in ("unreachable", "timeout") for a in attempts):
                     # Not one answer: if the server is down or misconfigured, every other call to it
                     # would spend its retries the same way. Stop the run rather than drop them all.
@@ -292,7 +319,8 @@ class Caller:
                         raise self._unreachable(fault, exc, attempts) from exc
                 raise CallFailed(self.agent.name, fault.kind, attempts) from exc
             self.limiter.unanswered_calls = 0
-            attempts.append(self._attempt(usage))
+            # An identical request of another call answered this one: paid once, recorded there.
+            attempts.append(Attempt(cached=True) if shared else self._attempt(usage, batch=by_batch))
             return Reply(value, usage, tuple(attempts))
 
 

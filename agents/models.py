@@ -84,9 +84,13 @@ def make_chat_model(
         import httpx
         from langchain_openai import ChatOpenAI
 
+        from cadsynth.agents.batch import BatchTransport
+
         # A local OpenAI-compatible server (vLLM, Ollama, SGLang) takes any key. The HTTP client is
         # the model's own: langchain-openai's default is shared process-wide, and its pooled
-        # connections break when a second event loop (a later run, a test) uses them.
+        # connections break when a second event loop (a later run, a test) uses them. Its transport
+        # sends a batching call's request to its batch desk instead (agents.batch).
+        online = httpx.AsyncHTTPTransport(verify=tls_context())
         return ChatOpenAI(
             model=agent.model,
             base_url=agent.base_url,
@@ -94,7 +98,7 @@ def make_chat_model(
             temperature=agent.temperature,
             timeout=agent.timeout,
             max_retries=0,
-            http_async_client=httpx.AsyncClient(timeout=agent.timeout, verify=tls_context()),
+            http_async_client=httpx.AsyncClient(timeout=agent.timeout, transport=BatchTransport(online)),
         )
     if agent.provider == "google":
         from langchain_google_genai import ChatGoogleGenerativeAI

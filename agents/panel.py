@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ValidationError
 
 from cadsynth.agents import jsontext
+from cadsynth.agents.batch import BatchOffice
 from cadsynth.agents.calls import (
     Attempt,
     CallCache,
@@ -127,18 +128,22 @@ class Agent:
         run: RunConfig | None = None,
         cache: CallCache | None = None,
         images: ImageSink | None = None,
+        batches: BatchOffice | None = None,
     ):
         self.config = config
         self.model = model
         # Shared by the panel: bounds the model calls in flight, whatever the graph schedules.
         self.gate = gate or asyncio.Semaphore(8)
         limit = run.limit(config) if run else None
+        batching = run is not None and batches is not None and run.batches(config)
         self.caller = Caller(
             config,
             run.retry if run else RetryConfig(),
             limiter_for(config.provider, config.model, config.base_url, limit),
             run.price(config.model) if run else None,
             self.gate,
+            desk=batches.desk(config, run.batching, run.retry) if batching and run and batches else None,
+            fallback=run.batch_fallback if run else "batch",
         )
         self.cache = cache
         self.images = images
@@ -351,9 +356,11 @@ class Panel:
         images: ImageSink | None = None,
         gate: asyncio.Semaphore | None = None,
         notes: Any = None,
+        batches: BatchOffice | None = None,
     ):
         """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings).
-        `notes` (store.notes.Notes) is where a model may keep records of its own."""
+        `notes` (store.notes.Notes) is where a model may keep records of its own; `batches` where
+        the calls of a batching run (`batch: true`) go as provider batch jobs (agents.batch)."""
         self.config = config
         gate = gate or asyncio.Semaphore(config.concurrency)
         self.agents = {
@@ -364,6 +371,7 @@ class Panel:
                 run=config,
                 cache=cache,
                 images=images,
+                batches=batches,
             )
             for a in config.panel
         }

@@ -188,6 +188,8 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             "output_tokens": sum(s["cost"]["output_tokens"] for s in lanes),
             "budget_usd": record.get("budget_usd"),
             "cached_calls": sum(s["cost"]["cached_calls"] for s in lanes),
+            **{key: round(sum(s["cost"][key] for s in lanes), 6) for key in ("batch_usd", "online_usd")},
+            "batch_calls": sum(s["cost"]["batch_calls"] for s in lanes),
             **{breakdown: {name: {**v, "usd": round(v["usd"], 6)} for name, v in rows.items()} for breakdown, rows in by.items()},
         },
         "lanes": [
@@ -251,6 +253,10 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
             "output_tokens": calls["output_tokens"],
             "budget_usd": record.get("budget_usd"),
             "cached_calls": breakdown["cached"],
+            # Of the cost, what went in provider batch jobs; and what the same calls would have cost online.
+            "batch_usd": round(calls["batch_usd"], 6),
+            "online_usd": round(calls["online_usd"], 6),
+            "batch_calls": calls["batch_calls"],
             **{
                 by: {name: {**v, "usd": round(v["usd"], 6)} for name, v in breakdown[by].items()}
                 for by in ("by_agent", "by_role")  # a rationalizer is a judge writing training rationales

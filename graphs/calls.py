@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from langgraph.func import task
 from langgraph.runtime import get_runtime
 
+from cadsynth.agents.batch import for_run
 from cadsynth.agents.calls import Attempt, EndpointUnreachable, Reply
 from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.workers import render_async
@@ -55,6 +56,8 @@ def _calls(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Att
             outcome=a.outcome,
             attempt=i,
             detail=a.detail,
+            batch=a.batch,
+            online_cost_usd=a.online_cost_usd,
         )
         for i, a in enumerate(attempts)
     ]
@@ -70,7 +73,8 @@ async def ask(
     endpoint is logged here and raised: it stops the run.
     """
     try:
-        reply = await call
+        with for_run(task["run"]):  # a batched request is kept under its run (agents.batch)
+            reply = await call
     except (CallFailed, EndpointUnreachable) as failed:
         calls = _calls(agent, task, role, target, failed.attempts)
         if isinstance(failed, EndpointUnreachable):

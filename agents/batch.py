@@ -28,7 +28,7 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -127,7 +127,7 @@ class OpenAIBatches:
     the official SDK: upload a JSONL file, create a batch over it for `/v1/chat/completions`,
     retrieve it, read its output and error files."""
 
-    URL = "/v1/chat/completions"
+    URL: Literal["/v1/chat/completions"] = "/v1/chat/completions"
 
     def __init__(self, agent: AgentConfig):
         import openai

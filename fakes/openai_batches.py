@@ -97,7 +97,8 @@ class OpenAIBatchesMixin:
         fields: dict[str, tuple[str | None, bytes]] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            fields[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
+            payload = part.get_payload(decode=True)
+            fields[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
         if "file" not in fields:
             raise bad("Missing required parameter: 'file'.", param="file")
         purpose = fields.get("purpose", (None, b""))[1].decode()
@@ -224,8 +225,9 @@ class OpenAIBatchesMixin:
     def _finish_batch(self, batch: _Batch, status: str) -> None:
         """Answer the batch's requests into its output and error files, as its end state allows."""
         obj = batch.obj
-        out, err = [], []
-        outcomes = {}
+        out: list[dict[str, Any]] = []
+        err: list[dict[str, Any]] = []
+        outcomes: dict[str, str] = {}
         for line in batch.lines:
             cid = line["custom_id"]
             base = {"id": f"batch_req_{hashlib.sha256((obj['id'] + cid).encode()).hexdigest()[:24]}", "custom_id": cid}
@@ -258,9 +260,9 @@ class OpenAIBatchesMixin:
             obj.update(in_progress_at=now, finalizing_at=now)
         batch.done = True
         with self._batch_lock:
-            for line in self.batch_lines:
-                if line.batch == obj["id"]:
-                    line.outcome = outcomes.get(line.custom_id, line.outcome)
+            for logged in self.batch_lines:
+                if logged.batch == obj["id"]:
+                    logged.outcome = outcomes.get(logged.custom_id, logged.outcome)
 
     def _answer_line(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One request of a batch answered as the same request online would be: validated, then answered."""

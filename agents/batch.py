@@ -360,11 +360,8 @@ class BatchDesk:
     # --- waiting and collecting ----------------------------------------------------------------
 
     async def _watch(self, job: _Job, provider_id: str) -> None:
-        """Poll the job until it ends (backing off to 10x the first interval), then collect it."""
-        if self.office.detach:
-            await self.office.quiet()  # every phase's jobs are sent before the run stops
-            self._settle(job, {}, BatchDetached(f"{len(job.keys)} requests wait in batch job {provider_id}"))
-            return
+        """Poll the job until it ends (backing off to 10x the first interval), then collect it. With
+        `--detach`, a job still open stops the run instead, once every job of the phase is sent."""
         delay, failures = self.settings.poll, 0
         while True:
             try:
@@ -379,6 +376,10 @@ class BatchDesk:
                 await asyncio.sleep(backoff(self.office.retry, failures - 1, fault))
                 continue
             if polled.open:
+                if self.office.detach:
+                    await self.office.quiet()
+                    self._settle(job, {}, BatchDetached(f"{len(job.keys)} requests wait in batch job {provider_id}"))
+                    return
                 if polled.done != job.done:
                     job.done = polled.done
                     await self.office.store.set_job(job.id, state=polled.state, done=polled.done)
@@ -404,9 +405,10 @@ class BatchDesk:
         self._failures = 0
         found = await self.provider.answers(polled)
         answers = {slot: found.get(slot[1], Answer(lost="missing")) for slot in job.keys}
+        # An error answer (a 500 inside the job) is kept as such: asking again sends the request anew.
         rows = {
             slot: {"state": "lost", "status": None, "response": None, "reason": a.lost}
-            if a.lost else {"state": "answered", "status": a.status, "response": a.body, "reason": None}
+            if a.lost else {"state": "answered" if a.status == 200 else "errored", "status": a.status, "response": a.body, "reason": None}
             for slot, a in answers.items()
         }
         await self.office.store.collect(job.id, "collected", rows)

@@ -198,6 +198,8 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             for i, s in enumerate(lanes)
         ],
     }
+    if all("batch" in s for s in lanes) and lanes:
+        out["batch"] = {key: sum(s["batch"][key] for s in lanes) for key in lanes[0]["batch"]}
     out["gates"] = {
         gate: {
             key: any(s["gates"][gate][key] for s in lanes) if key == "on" else round(sum(s["gates"][gate][key] for s in lanes), 6)
@@ -264,6 +266,11 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
         },
     }
     out["gates"] = _gates(record.get("config") or {}, list(verdicts.values()), await ledger.critiques(run), breakdown["by_role"])
+    if (record.get("config") or {}).get("batch"):
+        from cadsynth.store.batches import BatchStore
+
+        # Its provider batch jobs: how many, how many failed whole, and the requests lost inside them.
+        out["batch"] = await BatchStore(ledger.engine).totals([run])
     if any(a.get("provider") == "sim" for a in (record.get("config") or {}).get("panel", [])):
         truth = await _truth(ledger, RunConfig.model_validate(record["config"]), proposals, {p.id for p in kept if p.id not in removed}, duplicates)
         if truth is not None:

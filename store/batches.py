@@ -120,7 +120,7 @@ class BatchStore:
 
     @patient
     async def totals(self, runs: list[str]) -> dict[str, int]:
-        """Jobs that held requests of `runs`, those that failed whole, and requests lost inside jobs."""
+        """Jobs that held requests of `runs`, those that failed whole, and their requests by end."""
         await self._init()
         j, r = t.batch_jobs.c, t.batch_requests.c
         async with self.engine.connect() as conn:
@@ -131,10 +131,12 @@ class BatchStore:
             )
             lost = (await conn.execute(select(func.count()).where(and_(r.run.in_(runs), r.state == "lost")))).scalar()
             answered = (await conn.execute(select(func.count()).where(and_(r.run.in_(runs), r.state == "answered")))).scalar()
+            errored = (await conn.execute(select(func.count()).where(and_(r.run.in_(runs), r.state == "errored")))).scalar()
         return {
             "jobs": sum(by_state.values()),
             "jobs_failed": by_state.get("failed", 0),
             "jobs_open": sum(n for s, n in by_state.items() if s in OPEN_STATES),
             "requests_answered": int(answered or 0),
+            "requests_errored": int(errored or 0),
             "requests_lost": int(lost or 0),
         }

@@ -279,7 +279,8 @@ batch_requests = Table(
     Column("run", String(128), nullable=False),
     Column("key", String(64), nullable=False),  # the request's custom id: its agent and body, hashed
     Column("job", String(64), nullable=False),
-    Column("state", String(16), nullable=False),  # waiting | answered | lost (errored whole, expired, missing)
+    # waiting | answered (200) | errored (another status: asked again) | lost (expired, its job failed, missing)
+    Column("state", String(16), nullable=False),
     Column("status", Integer, nullable=True),  # the HTTP status the provider answered the request with
     Column("response", JSON, nullable=True),  # the answer's body, as the online request would have had it
     Column("reason", String(64), nullable=True),  # why it was lost: expired, job_failed, cancelled, missing

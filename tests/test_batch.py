@@ -1,0 +1,146 @@
+"""Provider batch jobs (`batch: true`, agents.batch) against the fake OpenAI-compatible servers' Batch API.
+
+The same seeded panel runs online and in batch and must make the same data set, the batch run at
+half the price; failures inside jobs are asked again and counted; `--detach` stops a run with its
+jobs in flight and `cads resume` collects them; a server without a Batch API answers online.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cadsynth.fakes import FakeOpenAI
+from cadsynth.fakes.panelist import Panelist
+from tests.helpers import cads, content, export, stats
+
+KEYS = {"CADS_BATCH_KEY_A": "sk-batch-a-5Jq8Zt2Lw", "CADS_BATCH_KEY_B": "sk-batch-b-9Vx3Nr7Kp"}
+
+
+def panel(a: str, b: str, *, batch: bool, **extra: Any) -> dict[str, Any]:
+    """Two agents on two OpenAI-compatible servers, each with its own key and structured-output mode."""
+    return {
+        "rounds": 2, "target": 1000, "proposals_per_agent": 2, "seed": 3, "batch": batch,
+        "batching": {"gather": 0.2, "poll": 0.05},
+        "retry": {"attempts": 5, "base_delay": 0.02, "max_delay": 0.1},
+        "panel": [
+            {"name": "gpt", "provider": "openai", "model": "gpt-4o", "base_url": a, "api_key_env": "CADS_BATCH_KEY_A",
+             "roles": ["proposer", "critic", "judge", "adversary"]},
+            {"name": "mini", "provider": "openai", "model": "gpt-4o-mini", "base_url": b, "api_key_env": "CADS_BATCH_KEY_B",
+             "structured_output": "function_calling", "roles": ["proposer", "critic", "judge"]},
+        ],
+        **extra,
+    }
+
+
+def servers(**batch: Any) -> tuple[FakeOpenAI, FakeOpenAI]:
+    """Two fake servers sharing one brain (a judge on one answers a problem proposed on the other)."""
+    brain = Panelist()
+    return (FakeOpenAI(brain, api_key=KEYS["CADS_BATCH_KEY_A"], **batch),
+            FakeOpenAI(brain, api_key=KEYS["CADS_BATCH_KEY_B"], **batch))
+
+
+def start(work: Path, config: dict[str, Any], run: str, *extra: str) -> Any:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "panel.yaml").write_text(yaml.safe_dump(config))
+    return cads("run", "panel.yaml", "--run-id", run, *extra, cwd=work, env=KEYS)
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The panel's data set and cost, online."""
+    work = tmp_path_factory.mktemp("online")
+    a, b = servers()
+    with a, b:
+        start(work, panel(a.base_url, b.base_url, batch=False), "online")
+    return {"samples": content(export("online", work)), "stats": stats("online", work)}
+
+
+def test_a_batch_run_makes_the_same_data_set_at_half_the_price(online: dict[str, Any], tmp_path: Path) -> None:
+    a, b = servers()
+    with a, b:
+        start(tmp_path, panel(a.base_url, b.base_url, batch=True), "batched")
+        routes = [a.stats.snapshot()["by_route"], b.stats.snapshot()["by_route"]]
+        lines = a.batch_lines + b.batch_lines
+    s = stats("batched", tmp_path)
+    assert s["status"] == "done" and content(export("batched", tmp_path)) == online["samples"]
+    assert all("chat.completions" not in r and r["batches.create"] >= 3 for r in routes)  # every call went by batch
+    assert s["cost"]["batch_calls"] == s["model_calls"] == len(lines) == online["stats"]["model_calls"]
+    assert s["cost"]["usd"] <= 0.52 * online["stats"]["cost"]["usd"]
+    assert s["cost"]["batch_usd"] == s["cost"]["usd"] and s["cost"]["online_usd"] == pytest.approx(online["stats"]["cost"]["usd"], abs=1e-5)
+    assert len({line.custom_id for line in lines}) == len(lines)  # no request was sent twice
+    assert s["batch"]["jobs"] == sum(r["batches.create"] for r in routes) and s["batch"]["jobs_open"] == 0
+
+
+def test_failures_inside_jobs_are_asked_again_and_counted(tmp_path: Path) -> None:
+    a, b = servers(batch_error_rate=0.10, batch_expiry_rate=0.05, batch_seed=7)
+    a.batch_outcomes.append("failed")  # the first job to the first server fails whole
+    with a, b:
+        start(tmp_path, panel(a.base_url, b.base_url, batch=True), "faulty")
+        lines = a.batch_lines + b.batch_lines
+    s = stats("faulty", tmp_path)
+    outcomes = Counter(line.outcome for line in lines)
+    assert outcomes["failed"] > 0 and outcomes["errored"] > 0 and outcomes["expired"] > 0
+    # Every request was answered in the end: its last line in a job is an answer.
+    last = {line.custom_id: line.outcome for line in lines}
+    assert set(last.values()) == {"answered"} and s["status"] == "done" and s["kept"] > 0
+    faults = s["faults"]
+    assert faults["expired"] == outcomes["expired"] + outcomes["failed"]  # lost in a job, or with their job
+    assert faults["server_error"] == outcomes["errored"]
+    assert faults["retried"] == outcomes["expired"] + outcomes["failed"] + outcomes["errored"]
+    assert faults["dropped"] == faults["abstained"] == 0
+    assert s["batch"]["jobs_failed"] == 1 and s["batch"]["requests_lost"] == outcomes["expired"] + outcomes["failed"]
+    assert s["batch"]["requests_errored"] == outcomes["errored"]
+
+
+def test_a_detached_run_waits_for_batch_and_resume_collects_it(online: dict[str, Any], tmp_path: Path) -> None:
+    a, b = servers(batch_delay=0.5)
+    with a, b:
+        first = start(tmp_path, panel(a.base_url, b.base_url, batch=True), "away", "--detach")
+        assert "cads resume away" in first.stdout
+        listed = cads("runs", cwd=tmp_path).stdout
+        assert "waiting for batch" in listed and "batch-fake" in listed
+        shown = cads("show", "away", cwd=tmp_path).stdout
+        assert "waiting for batch" in shown and "batch job" in shown
+        created = a.stats.snapshot()["by_route"]["batches.create"] + b.stats.snapshot()["by_route"]["batches.create"]
+        # A resume that detaches again collects what is done and sends the next phase.
+        for _ in range(20):
+            cads("resume", "away", "--detach", cwd=tmp_path, env=KEYS)
+            if stats("away", tmp_path)["status"] == "done":
+                break
+        lines = a.batch_lines + b.batch_lines
+    s = stats("away", tmp_path)
+    assert s["status"] == "done" and content(export("away", tmp_path)) == online["samples"]
+    assert len(lines) > created and len({line.custom_id for line in lines}) == len(lines)  # none sent twice
+    assert s["cost"]["usd"] <= 0.52 * online["stats"]["cost"]["usd"]
+
+
+def test_a_server_without_a_batch_api_answers_online_in_a_batch_run(online: dict[str, Any], tmp_path: Path) -> None:
+    brain = Panelist()
+    a = FakeOpenAI(brain, api_key=KEYS["CADS_BATCH_KEY_A"])
+    b = FakeOpenAI(brain, api_key=KEYS["CADS_BATCH_KEY_B"], batches=False)  # a vLLM server, say
+    with a, b:
+        start(tmp_path, panel(a.base_url, b.base_url, batch=True), "mixed")
+        routes = a.stats.snapshot()["by_route"], b.stats.snapshot()["by_route"]
+    s = stats("mixed", tmp_path)
+    assert content(export("mixed", tmp_path)) == online["samples"]
+    assert "chat.completions" not in routes[0] and routes[1]["chat.completions"] == s["cost"]["by_agent"]["mini"]["calls"]
+    assert s["cost"]["batch_usd"] == pytest.approx(s["cost"]["by_agent"]["gpt"]["usd"], abs=1e-5)
+
+
+def test_keys_are_never_stored(tmp_path: Path) -> None:
+    a, b = servers()
+    with a, b:
+        start(tmp_path, panel(a.base_url, b.base_url, batch=True), "sealed")
+    found = [p for p in tmp_path.rglob("*") if p.is_file() and any(k.encode() in p.read_bytes() for k in KEYS.values())]
+    assert found == []
+    with sqlite3.connect(tmp_path / "cads.db") as db:
+        jobs = db.execute("SELECT provider_id, state FROM cads_batch_jobs").fetchall()
+    assert jobs and all(pid.startswith("batch-fake") and state == "collected" for pid, state in jobs)

@@ -58,6 +58,9 @@ class _Batch:
 class OpenAIBatchesMixin:
     """Files and batches for the OpenAI fake; mixed into :class:`.openai_chat.FakeOpenAI`."""
 
+    batch_create_delay: float
+    file_content_delay: float
+
     def _init_batches(self, delay: float, error_rate: float, expiry_rate: float, seed: int) -> None:
         self.batch_delay = delay
         self.batch_error_rate = error_rate
@@ -123,6 +126,7 @@ class OpenAIBatchesMixin:
     def _files_content(self, h: Handler, rec: RequestRecord, raw: bytes) -> None:
         fid = self._file_of(rec.path, "/content")
         data = self._files[fid]["data"]
+        self._stop.wait(self.file_content_delay)  # type: ignore[attr-defined]
         self._finish(h, rec, 200, lambda: h.send_bytes(200, data, "application/octet-stream"))  # type: ignore[attr-defined]
 
     # -- batches ------------------------------------------------------------------
@@ -158,7 +162,9 @@ class OpenAIBatchesMixin:
             for line in lines:
                 digest = hashlib.sha256(json.dumps(line.get("body"), sort_keys=True).encode()).hexdigest()
                 self.batch_lines.append(BatchLine(bid, str(line.get("custom_id")), digest))
-        self._finish(h, rec, 200, lambda: h.send_json(200, dict(obj)))  # type: ignore[attr-defined]
+        answer = json.loads(json.dumps(obj))
+        self._stop.wait(self.batch_create_delay)  # type: ignore[attr-defined]
+        self._finish(h, rec, 200, lambda: h.send_json(200, answer))  # type: ignore[attr-defined]
 
     @staticmethod
     def _read_input(data: bytes, endpoint: str) -> tuple[list[dict[str, Any]], str | None]:

@@ -68,6 +68,10 @@ class FakeOpenAI(OpenAIBatchesMixin, OpenAIImages):
         super().__init__(*args, **kwargs)
         self.batches = batches
         self._init_batches(batch_delay, batch_error_rate, batch_expiry_rate, batch_seed)
+        # Seconds before answering a batch's creation (made already) and a file's content: the
+        # moments a client is between the provider's act and its own record of it (kill tests).
+        self.batch_create_delay = 0.0
+        self.file_content_delay = 0.0
 
     # -- routing --------------------------------------------------------------
     def _route(self, h: Handler, rec: RequestRecord, method: str, path: str,

@@ -100,6 +100,7 @@ def test_failures_inside_jobs_are_asked_again_and_counted(tmp_path: Path) -> Non
     assert s["batch"]["requests_errored"] == outcomes["errored"]
 
 
+@pytest.mark.slow
 def test_a_detached_run_waits_for_batch_and_resume_collects_it(online: dict[str, Any], tmp_path: Path) -> None:
     a, b = servers(batch_delay=0.5)
     with a, b:
@@ -144,3 +145,86 @@ def test_keys_are_never_stored(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "cads.db") as db:
         jobs = db.execute("SELECT provider_id, state FROM cads_batch_jobs").fetchall()
     assert jobs and all(pid.startswith("batch-fake") and state == "collected" for pid, state in jobs)
+
+
+# --- killed at any moment, nothing is paid twice ------------------------------------------------
+
+
+def _count(db: Path, sql: str, *args: Any) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute(sql, args).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # the tables do not exist yet
+
+
+@pytest.mark.slow
+def test_a_batch_run_killed_at_five_moments_resumes_to_the_same_data_set(online: dict[str, Any], tmp_path: Path) -> None:
+    """SIGKILL between a job's creation and its record, between its record and its first poll, and
+    while its answers are read; resumed each time, the run makes the online data set, and no request
+    reached a job twice."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers import CADS
+
+    a, b = servers(batch_delay=0.6)
+    fakes = (a, b)
+    db = tmp_path / "cads.db"
+
+    def sent() -> int:
+        return len(a.batch_lines) + len(b.batch_lines)
+
+    def downloads() -> int:
+        return sum(f.stats.snapshot()["by_route"].get("files.content", 0) for f in fakes)
+
+    def kill_at(moment: str, args: list[str]) -> None:
+        lines, read, started = sent(), downloads(), time.time()
+        for f in fakes:  # widen the moment so that the kill lands in it
+            f.batch_create_delay = 0.5 if moment == "created, not recorded" else 0.0
+            f.file_content_delay = 0.5 if moment == "collecting" else 0.0
+        reached = {
+            "created, not recorded": lambda: sent() > lines,
+            "recorded, not polled": lambda: _count(
+                db, "SELECT count(*) FROM cads_batch_jobs WHERE provider_id IS NOT NULL AND state IN "
+                "('submitted', 'validating') AND created_at > ?", started) > 0,
+            "collecting": lambda: downloads() > read,
+        }[moment]
+        proc = subprocess.Popen([*CADS, *args], cwd=tmp_path, env={**os.environ, **KEYS, "COLUMNS": "200"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120  # a guard against a kill point never reached, not a timing
+        while not reached():
+            if proc.poll() is not None:
+                raise AssertionError(f"cads {args} ended before the kill point {moment!r}: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"kill point {moment!r} never reached"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.2))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+    rng = random.Random(23)
+    moments = ["created, not recorded", "recorded, not polled", "collecting"]
+    moments += rng.choices(moments, k=2)
+    rng.shuffle(moments)
+    with a, b:
+        (tmp_path / "panel.yaml").write_text(yaml.safe_dump(panel(a.base_url, b.base_url, batch=True)))
+        kill_at(moments[0], ["run", "panel.yaml", "--run-id", "killed"])
+        for moment in moments[1:]:
+            kill_at(moment, ["resume", "killed"])
+        for f in fakes:
+            f.batch_create_delay = f.file_content_delay = 0.0
+        cads("resume", "killed", cwd=tmp_path, env=KEYS)
+        lines = a.batch_lines + b.batch_lines
+    with sqlite3.connect(db) as conn:
+        recorded = {pid for (pid,) in conn.execute("SELECT provider_id FROM cads_batch_jobs WHERE provider_id IS NOT NULL")}
+    assert recorded == {line.batch for line in lines}  # every job a provider made is in the store (found again if need be)
+    s = stats("killed", tmp_path)
+    assert s["status"] == "done" and content(export("killed", tmp_path)) == online["samples"]
+    repeated = [cid for cid, n in Counter(line.custom_id for line in lines).items() if n > 1]
+    assert repeated == []  # the fakes' logs: no request was submitted twice
+    assert s["cost"]["usd"] <= 0.52 * online["stats"]["cost"]["usd"]
+    assert s["model_calls"] == online["stats"]["model_calls"]  # each paid request recorded once

@@ -152,6 +152,8 @@ class OpenAIBatches:
             return False
         except openai.APIStatusError as exc:
             return exc.status_code != 405
+        except openai.APIConnectionError:
+            return True  # a server that does not answer: the job's own requests say so, as online calls would
         return True
 
     async def submit(self, job: str, data: bytes) -> str:

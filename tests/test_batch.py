@@ -104,7 +104,7 @@ def test_failures_inside_jobs_are_asked_again_and_counted(tmp_path: Path) -> Non
 def test_a_detached_run_waits_for_batch_and_resume_collects_it(online: dict[str, Any], tmp_path: Path) -> None:
     a, b = servers(batch_delay=0.5)
     with a, b:
-        first = start(tmp_path, panel(a.base_url, b.base_url, batch=True), "away", "--detach")
+        first = start(tmp_path, panel(a.base_url, b.base_url, batch=False), "away", "--batch", "--detach")
         assert "cads resume away" in first.stdout
         listed = cads("runs", cwd=tmp_path).stdout
         assert "waiting for batch" in listed and "batch-fake" in listed
@@ -228,3 +228,48 @@ def test_a_batch_run_killed_at_five_moments_resumes_to_the_same_data_set(online:
     assert repeated == []  # the fakes' logs: no request was submitted twice
     assert s["cost"]["usd"] <= 0.52 * online["stats"]["cost"]["usd"]
     assert s["model_calls"] == online["stats"]["model_calls"]  # each paid request recorded once
+
+
+# --- before a run: the dry run's two prices, bad options, an older database -----------------------
+
+
+def test_the_dry_run_prices_a_batch_run_at_half(tmp_path: Path) -> None:
+    config = panel("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1", batch=False)
+    (tmp_path / "panel.yaml").write_text(yaml.safe_dump(config))
+    out = cads("run", "panel.yaml", "--dry-run", "--batch", cwd=tmp_path).stdout
+    total = next(line for line in out.splitlines() if "total" in line).split("│")
+    online_usd, batch_usd = float(total[-3]), float(total[-2])
+    assert "USD in batch" in out and online_usd > 0 and batch_usd == pytest.approx(online_usd / 2, abs=2e-4)
+    assert not (tmp_path / "cads.db").exists()
+
+
+def test_detach_without_batch_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    result = cads("run", "--detach", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--detach" in result.stderr and "--batch" in result.stderr
+    assert not (tmp_path / "cads.db").exists()
+
+
+def test_a_version_12_database_gains_the_batch_columns_and_tables(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from cadsynth.store import schema as t
+    from cadsynth.store.migrate import ensure_schema
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        for column in ("batch", "online_cost_usd"):
+            conn.exec_driver_sql(f"ALTER TABLE cads_calls DROP COLUMN {column}")
+        conn.exec_driver_sql("DROP TABLE cads_batch_requests")
+        conn.exec_driver_sql("DROP TABLE cads_batch_jobs")
+        conn.exec_driver_sql("UPDATE cads_schema SET version = 12")
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        layout = inspect(conn)
+        columns = {c["name"] for c in layout.get_columns("cads_calls")}
+        version = conn.exec_driver_sql("SELECT version FROM cads_schema").scalar()
+        tables = set(layout.get_table_names())
+    engine.dispose()
+    assert {"batch", "online_cost_usd"} <= columns and version == t.SCHEMA_VERSION
+    assert {"cads_batch_jobs", "cads_batch_requests"} <= tables

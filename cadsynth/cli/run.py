@@ -253,6 +253,8 @@ def run(
             config = parse_config({**config.model_dump(), **update}, "options (--rounds, --target, --seed, --lanes)")
         except ConfigError as exc:
             fail(str(exc))
+    if detach and not config.batch:
+        fail("--detach: the run does not batch; add --batch (or `batch: true` in the config)")
     if dry_run:
         _warn_unreachable_target(config)
         _dry_run(config)
@@ -264,8 +266,6 @@ def run(
         config = config.model_copy(update={"ray": on_ray})
     run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
-    if detach and not config.batch:
-        fail("--detach: the run does not batch; add --batch (or `batch: true` in the config)")
     if not advance(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray, detach=detach):
         summarize(db, run_name)
 
@@ -277,14 +277,20 @@ def _dry_run(config: RunConfig) -> None:
 
     with console.status("playing the run with simulated stand-ins..."):
         est = estimate(config)
-    table = Table("agent", "stands in for", "calls", "input tokens", "output tokens", "USD", title="dry run (estimate)")
+    batch = ("USD in batch",) if config.batch else ()
+    table = Table("agent", "stands in for", "calls", "input tokens", "output tokens", "USD online", *batch, title="dry run (estimate)")
     for r in est.rows:
         price = f"{r['usd']:.4f}" if r["priced"] else "unpriced"
+        in_batch = (f"{r['batch_usd']:.4f}" if r["priced"] else "unpriced",) if batch else ()
         table.add_row(
-            r["agent"], f"{r['provider']} {r['model']}", str(r["calls"]), f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", price
+            r["agent"], f"{r['provider']} {r['model']}", str(r["calls"]), f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", price,
+            *in_batch,
         )
     t = est.total
-    table.add_row("total", "", str(t["calls"]), f"{t['input_tokens']:,}", f"{t['output_tokens']:,}", f"{t['usd']:.4f}", style="bold")
+    table.add_row(
+        "total", "", str(t["calls"]), f"{t['input_tokens']:,}", f"{t['output_tokens']:,}", f"{t['usd']:.4f}",
+        *((f"{t['batch_usd']:.4f}",) if batch else ()), style="bold",
+    )
     console.print(table)
     console.print(
         f"{est.rounds} rounds, {est.proposals} proposals, {est.kept} kept, as played by simulated stand-ins with the "

@@ -280,6 +280,12 @@ class OpenAIBatchesMixin:
             return exc.status, exc.body
         return 200, self._completion(rec, body, None)  # type: ignore[attr-defined]
 
+    @property
+    def batches_made(self) -> list[tuple[dict[str, Any], float]]:
+        """Every batch created, as its object now reads, with when it was made (time.monotonic)."""
+        with self._batch_lock:
+            return [(json.loads(json.dumps(b.obj)), b.created) for b in self._batches.values()]
+
     def _batch_of(self, path: str, suffix: str = "") -> _Batch:
         bid = path[len("/v1/batches/"):].removesuffix(suffix)
         if bid not in self._batches:

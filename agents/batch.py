@@ -239,6 +239,7 @@ class BatchDesk:
         self._claimed: set[tuple[str, str]] = set()  # live requests a call already waits on
         self._pending: list[tuple[tuple[str, str], bytes]] = []
         self._pending_bytes = 0
+        self._first = 0.0  # when the oldest request gathering now came (the loop's clock)
         self._timer: asyncio.TimerHandle | None = None
         self.sending = 0  # jobs being stored and sent right now
         self.jobs: dict[str, _Job] = {}  # jobs in flight, by id
@@ -296,15 +297,21 @@ class BatchDesk:
     def _queue(self, slot: tuple[str, str], line: bytes) -> None:
         if self._pending and self._pending_bytes + len(line) > self.settings.max_bytes:
             self._send_pending()
+        loop = asyncio.get_running_loop()
+        if not self._pending:
+            self._first = loop.time()
         self._pending.append((slot, line))
         self._pending_bytes += len(line)
         if len(self._pending) >= self.settings.max_requests:
             self._send_pending()
             return
         # A phase is every call in flight at once: its requests arrive within moments of each other.
+        # A job goes once none has come for `gather` seconds, and at the latest 10 x `gather` after
+        # its first (lanes out of step could otherwise keep a trickle coming).
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.settings.gather, self._send_pending)
+        at = min(loop.time() + self.settings.gather, self._first + 10 * self.settings.gather)
+        self._timer = loop.call_at(at, self._send_pending)
 
     def _send_pending(self) -> None:
         if self._timer is not None:

@@ -273,3 +273,65 @@ def test_a_version_12_database_gains_the_batch_columns_and_tables(tmp_path: Path
     engine.dispose()
     assert {"batch", "online_cost_usd"} <= columns and version == t.SCHEMA_VERSION
     assert {"cads_batch_jobs", "cads_batch_requests"} <= tables
+
+
+# --- the store of jobs, on both backends; the online fallback --------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "empty_pg_url"))
+
+
+def test_the_job_store_keeps_a_job_from_before_it_is_sent_to_its_answers(db_url: str) -> None:
+    import asyncio
+
+    from cadsynth.store.batches import BatchStore
+    from cadsynth.store.db import async_engine
+
+    where = {"provider": "openai", "endpoint": "http://127.0.0.1:9/v1", "model": "gpt-4o"}
+
+    async def go() -> dict[str, Any]:
+        engine = async_engine(db_url)
+        store = BatchStore(engine)
+        try:
+            keys = [("r", "k1"), ("r", "k2"), ("r.lane1", "k1")]
+            await store.add_job({"id": "j1", **where, "requests": 3, "bytes": 300}, keys)
+            await store.add_job({"id": "j1", **where, "requests": 3, "bytes": 300}, keys)  # asked again: the same
+            seen = {"preparing": await store.open_jobs(**where)}
+            await store.set_job("j1", provider_id="batch_1", state="submitted")
+            seen["waiting"] = await store.waiting_jobs(["r"])
+            await store.collect("j1", "collected", {
+                ("r", "k1"): {"state": "answered", "status": 200, "response": {"id": "a"}, "reason": None},
+                ("r", "k2"): {"state": "lost", "status": None, "response": None, "reason": "expired"},
+                ("r.lane1", "k1"): {"state": "errored", "status": 500, "response": {"error": {}}, "reason": None},
+            })
+            seen["answers"] = await store.answers("r", ["k1", "k2"])
+            seen["lane"] = await store.answers("r.lane1", ["k1"])
+            seen["open"] = await store.open_jobs(**where)
+            seen["totals"] = await store.totals(["r", "r.lane1"])
+            return seen
+        finally:
+            await engine.dispose()
+
+    seen = asyncio.run(go())
+    [job] = seen["preparing"]
+    assert job["state"] == "preparing" and job["provider_id"] is None and sorted(job["keys"]) == sorted([("r", "k1"), ("r", "k2"), ("r.lane1", "k1")])
+    assert [(j["provider_id"], j["requests"]) for j in seen["waiting"]] == [("batch_1", 3)]
+    assert seen["answers"] == {"k1": {"status": 200, "response": {"id": "a"}}}  # only an answer: the others go again
+    assert seen["lane"] == {} and seen["open"] == []
+    assert seen["totals"] == {"jobs": 1, "jobs_failed": 0, "jobs_open": 0, "requests_answered": 1, "requests_errored": 1, "requests_lost": 1}
+
+
+def test_with_the_online_fallback_a_request_a_job_lost_is_asked_online(tmp_path: Path) -> None:
+    a, b = servers(batch_error_rate=0.15, batch_expiry_rate=0.10, batch_seed=3)
+    with a, b:
+        start(tmp_path, panel(a.base_url, b.base_url, batch=True, batch_fallback="online"), "fallback")
+        lines = a.batch_lines + b.batch_lines
+        online_requests = sum(f.stats.snapshot()["by_route"].get("chat.completions", 0) for f in (a, b))
+    s = stats("fallback", tmp_path)
+    failed = sum(line.outcome in ("errored", "expired") for line in lines)
+    assert failed > 0 and online_requests == failed  # each went online once, and no request went in a job twice
+    assert len({line.custom_id for line in lines}) == len(lines)
+    assert s["status"] == "done" and s["cost"]["batch_calls"] == len(lines)
+    assert s["faults"]["expired"] + s["faults"]["server_error"] == failed == s["faults"]["retried"]

@@ -335,3 +335,30 @@ def test_with_the_online_fallback_a_request_a_job_lost_is_asked_online(tmp_path:
     assert len({line.custom_id for line in lines}) == len(lines)
     assert s["status"] == "done" and s["cost"]["batch_calls"] == len(lines)
     assert s["faults"]["expired"] + s["faults"]["server_error"] == failed == s["faults"]["retried"]
+
+
+@pytest.mark.slow
+def test_a_waiting_run_says_how_many_requests_its_jobs_have_done(tmp_path: Path) -> None:
+    """What the progress display shows while the run waits on its jobs (`cads run` in this process)."""
+    import re
+    import threading
+    import time
+
+    from cadsynth.agents import batch
+
+    a, b = servers(batch_delay=0.6)
+    seen: list[str] = []
+    with a, b:
+        config = panel(a.base_url, b.base_url, batch=True, rounds=1)
+        run = threading.Thread(target=start, args=(tmp_path, config, "shown"))
+        run.start()
+        while run.is_alive():
+            line = batch.waiting()
+            if line and line not in seen:
+                seen.append(line)
+            time.sleep(0.02)
+        run.join()
+    assert stats("shown", tmp_path)["status"] == "done"
+    assert seen and all(re.fullmatch(r"waiting for \d+ batch jobs?: [\d,]+ of [\d,]+ requests done", line) for line in seen)
+    assert any(not line.startswith("waiting for 1 ") for line in seen)  # both servers' jobs at once
+    assert any(re.search(r": [1-9][\d,]* of", line) for line in seen)  # polled progress shows

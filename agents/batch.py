@@ -218,7 +218,8 @@ def _future() -> asyncio.Future[tuple[int, dict[str, Any]]]:
 class _Job:
     id: str
     keys: list[tuple[str, str]]  # (run, key) of each request
-    done: int = 0
+    done: int = 0  # requests the provider has finished, as last polled
+    state: str = "submitted"
 
 
 class BatchDesk:
@@ -385,13 +386,13 @@ class BatchDesk:
                 await asyncio.sleep(backoff(self.office.retry, failures - 1, fault))
                 continue
             if polled.open:
+                if (polled.state, polled.done) != (job.state, job.done):  # what `cads runs` shows of it
+                    job.state, job.done = polled.state, polled.done
+                    await self.office.store.set_job(job.id, state=polled.state, done=polled.done)
                 if self.office.detach:
                     await self.office.quiet()
                     self._settle(job, {}, BatchDetached(f"{len(job.keys)} requests wait in batch job {provider_id}"))
                     return
-                if polled.done != job.done:
-                    job.done = polled.done
-                    await self.office.store.set_job(job.id, state=polled.state, done=polled.done)
                 await asyncio.sleep(delay * random.uniform(0.9, 1.1))
                 delay = min(delay * 1.5, self.settings.poll * 10)
                 continue
@@ -456,7 +457,7 @@ class BatchDesk:
                 continue
             if row["provider_id"] is None:
                 await self.office.store.set_job(row["id"], provider_id=provider_id, state="submitted")
-            job = _Job(row["id"], [tuple(k) for k in row["keys"]], row["done"])  # type: ignore[misc]
+            job = _Job(row["id"], [tuple(k) for k in row["keys"]], row["done"], row["state"])  # type: ignore[misc]
             for slot in job.keys:
                 self._live.setdefault(slot, _future())
             self.jobs[job.id] = job

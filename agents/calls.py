@@ -286,7 +286,9 @@ class Caller:
                 raise ModelCallError(_redact(f"agent {self.agent.name!r}: {exc}", self.agent)) from exc
             except Exception as exc:
                 fault = classify(exc)
-                batched, by_batch = by_batch, by_batch and self.fallback != "online"
+                batched = by_batch
+                if by_batch and self.fallback == "online" and fault is not None and fault.kind != "malformed":
+                    by_batch = False  # errored or expired in its job: `batch_fallback: online` asks it online
                 if fault is not None and fault.kind not in ("unreachable", "timeout"):
                     self.limiter.unanswered_calls = 0  # the server answered, if not well
                 if fault is None:

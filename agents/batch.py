@@ -81,7 +81,7 @@ class BatchTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         ticket = TICKET.get()
-        if ticket is None or request.method != "POST" or not request.url.path.endswith("/chat/completions"):
+        if ticket is None or request.method != "POST" or not request.url.path.endswith(ticket.desk.provider.PATH_END):
             return await self.online.handle_async_request(request)
         body = json.loads(await request.aread())
         status, answer = await ticket.desk.ask(ticket, body)
@@ -107,6 +107,7 @@ class Polled:
     total: int
     reason: str | None = None
     files: tuple[str | None, ...] = ()  # where its answers are (OpenAI: the output and error files)
+    inline: tuple[Any, ...] = ()  # ... or the answers themselves (Gemini: inline responses)
 
     @property
     def open(self) -> bool:
@@ -128,6 +129,7 @@ class OpenAIBatches:
     retrieve it, read its output and error files."""
 
     URL: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+    PATH_END = "/chat/completions"  # the online request a batching call's transport hands over
 
     def __init__(self, agent: AgentConfig):
         import openai
@@ -206,6 +208,102 @@ class OpenAIBatches:
         await self.client.close()
 
 
+class GeminiBatches:
+    """The Gemini Developer API's batch mode through google-genai's `client.aio.batches`: the
+    requests travel inline (their bytes kept under its 20 MB limit), each carrying its key as
+    metadata; the answers come back inline too."""
+
+    PATH_END = ":generateContent"
+    INLINE_BYTES = 19_000_000  # under the API's 20 MB of inline requests (a file beyond it: not yet)
+    STATES = {  # google-genai's job states in the words the desk uses (OpenAI's)
+        "JOB_STATE_PENDING": "validating", "JOB_STATE_QUEUED": "validating", "JOB_STATE_RUNNING": "in_progress",
+        "JOB_STATE_SUCCEEDED": "completed", "JOB_STATE_FAILED": "failed", "JOB_STATE_CANCELLED": "cancelled",
+        "JOB_STATE_CANCELLING": "cancelling", "JOB_STATE_EXPIRED": "expired", "JOB_STATE_PARTIALLY_SUCCEEDED": "completed",
+    }
+    # What a generateContent body holds beside its contents and generationConfig: in the SDK's
+    # request they are fields of its config.
+    CONFIG_FIELDS = ("systemInstruction", "tools", "toolConfig", "safetySettings", "cachedContent", "labels")
+
+    def __init__(self, agent: AgentConfig):
+        from google import genai
+        from google.genai import types
+
+        from cadsynth.agents.models import api_key
+
+        options = types.HttpOptions(base_url=agent.base_url) if agent.base_url else None
+        self.client = genai.Client(api_key=api_key(agent) or "not-needed", http_options=options)
+        self.model = agent.model
+
+    def line(self, key: str, body: dict[str, Any]) -> bytes:
+        return (json.dumps({"key": key, "body": body}) + "\n").encode()
+
+    async def supported(self) -> bool:
+        from google.genai import errors
+
+        try:
+            await self.client.aio.batches.list(config={"page_size": 1})
+        except errors.ClientError as exc:
+            return exc.code not in (404, 405)
+        except errors.APIError:
+            return True
+        return True
+
+    def _request(self, key: str, body: dict[str, Any]) -> Any:
+        """The SDK's inline request for a generateContent body (JSON, so its images decode)."""
+        from google.genai import types
+
+        config = {**(body.get("generationConfig") or {}), **{k: body[k] for k in self.CONFIG_FIELDS if k in body}}
+        return types.InlinedRequest.model_validate_json(
+            json.dumps({"contents": body.get("contents"), "config": config, "metadata": {"key": key}})
+        )
+
+    async def submit(self, job: str, data: bytes) -> str:
+        lines = [json.loads(text) for text in data.decode().splitlines() if text.strip()]
+        batch = await self.client.aio.batches.create(
+            model=self.model, src=[self._request(x["key"], x["body"]) for x in lines], config={"display_name": job}
+        )
+        return str(batch.name)
+
+    async def find(self, job: str, since: float) -> str | None:
+        async for batch in await self.client.aio.batches.list(config={"page_size": 100}):
+            if batch.display_name == job:
+                return str(batch.name)
+            created = batch.create_time.timestamp() if batch.create_time else since
+            if created < since - 300:
+                return None
+        return None
+
+    async def poll(self, provider_id: str) -> Polled:
+        batch = await self.client.aio.batches.get(name=provider_id)
+        state = self.STATES.get(batch.state.name if batch.state else "", "validating")
+        answers = tuple(batch.dest.inlined_responses or ()) if batch.dest else ()
+        reason = batch.error.message if batch.error and batch.error.message else None
+        return Polled(state=state, done=len(answers), total=len(answers), reason=reason, inline=answers)
+
+    async def answers(self, polled: Polled) -> dict[str, Answer]:
+        """Each inline response as the body generateContent would have answered with, by its key."""
+        found: dict[str, Answer] = {}
+        for item in polled.inline:
+            key = (item.metadata or {}).get("key")
+            if key is None:
+                continue
+            if item.response is not None:
+                body = item.response.model_dump(
+                    mode="json", by_alias=True, exclude_none=True,
+                    exclude={"sdk_http_response", "automatic_function_calling_history", "parsed"},
+                )
+                found[key] = Answer(status=200, body=body)
+            else:
+                error = item.error
+                code = int(error.code) if error and error.code else 500
+                found[key] = Answer(status=code, body={"error": {"code": code, "message": (error.message if error else None) or "",
+                                                                 "status": "INTERNAL" if code >= 500 else "INVALID_ARGUMENT"}})
+        return found
+
+    async def close(self) -> None:
+        await self.client.aio.aclose()
+
+
 def _future() -> asyncio.Future[tuple[int, dict[str, Any]]]:
     """A request's answer to come. Its error counts as read: a job recovered for another run, or a
     call cancelled meanwhile, may leave nobody to read it."""
@@ -231,7 +329,7 @@ class BatchDesk:
 
         self.office = office
         self.settings: BatchConfig = office.settings
-        self.provider = OpenAIBatches(agent)
+        self.provider: OpenAIBatches | GeminiBatches = GeminiBatches(agent) if agent.provider == "google" else OpenAIBatches(agent)
         self.ident = {"provider": agent.provider, "endpoint": endpoint(agent), "model": agent.model}
         self._usable: bool | None = None
         self._probing = asyncio.Lock()
@@ -296,7 +394,8 @@ class BatchDesk:
     # --- gathering a phase into jobs -----------------------------------------------------------
 
     def _queue(self, slot: tuple[str, str], line: bytes) -> None:
-        if self._pending and self._pending_bytes + len(line) > self.settings.max_bytes:
+        most = min(self.settings.max_bytes, getattr(self.provider, "INLINE_BYTES", self.settings.max_bytes))
+        if self._pending and self._pending_bytes + len(line) > most:
             self._send_pending()
         loop = asyncio.get_running_loop()
         if not self._pending:

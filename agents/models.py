@@ -101,8 +101,14 @@ def make_chat_model(
             http_async_client=httpx.AsyncClient(timeout=agent.timeout, transport=BatchTransport(online)),
         )
     if agent.provider == "google":
+        import httpx
         from langchain_google_genai import ChatGoogleGenerativeAI
 
+        from cadsynth.agents.batch import BatchTransport
+
+        # The client's transport sends a batching call's request to its batch desk (agents.batch).
+        # Only its async client is ever used (`ainvoke`); the sync one is built with the same
+        # arguments and left alone.
         return ChatGoogleGenerativeAI(
             model=agent.model,
             api_key=SecretStr(api_key(agent) or "not-needed"),
@@ -111,6 +117,7 @@ def make_chat_model(
             temperature=agent.temperature,
             timeout=agent.timeout,
             max_retries=1,
+            client_args={"transport": BatchTransport(httpx.AsyncHTTPTransport(verify=tls_context()))},
         )
     raise ValueError(f"agent {agent.name!r}: unknown provider {agent.provider!r}")
 

@@ -356,7 +356,7 @@ class RunConfig(BaseModel):
     def batches(self, agent: AgentConfig) -> bool:
         """Whether the agent's calls go in batch jobs: the run batches, the agent did not opt out,
         and it is a chat model of a provider with a batch API (a painter and the simulator answer online)."""
-        return self.batch and agent.batch is not False and agent.provider == "openai" and agent.roles != ["painter"]
+        return self.batch and agent.batch is not False and agent.provider in ("openai", "google") and agent.roles != ["painter"]
 
     def limit(self, agent: AgentConfig) -> Limit | None:
         matches = [

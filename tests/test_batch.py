@@ -362,3 +362,57 @@ def test_a_waiting_run_says_how_many_requests_its_jobs_have_done(tmp_path: Path)
     assert seen and all(re.fullmatch(r"waiting for \d+ batch jobs?: [\d,]+ of [\d,]+ requests done", line) for line in seen)
     assert any(not line.startswith("waiting for 1 ") for line in seen)  # both servers' jobs at once
     assert any(re.search(r": [1-9][\d,]* of", line) for line in seen)  # polled progress shows
+
+
+# --- two providers: OpenAI's Batch API and Gemini's batch mode --------------------------------------
+
+GEMINI_KEY = {"CADS_BATCH_KEY_G": "g-batch-3Hf6Wq1Ys"}
+
+
+def two_providers(openai: str, gemini: str, *, batch: bool, **extra: Any) -> dict[str, Any]:
+    config = panel(openai, openai, batch=batch, **extra)
+    config["panel"][1] = {"name": "gem", "provider": "google", "model": "gemini-2.5-flash", "base_url": gemini,
+                          "api_key_env": "CADS_BATCH_KEY_G", "structured_output": "function_calling",
+                          "roles": ["proposer", "critic", "judge"]}
+    return config
+
+
+def test_openai_and_gemini_batch_jobs_make_the_online_data_set_at_half_the_price(tmp_path: Path) -> None:
+    from cadsynth.fakes import FakeGemini
+
+    found = {}
+    for mode in ("online", "batch"):
+        brain = Panelist()
+        with FakeOpenAI(brain, api_key=KEYS["CADS_BATCH_KEY_A"]) as a, FakeGemini(brain, api_key=GEMINI_KEY["CADS_BATCH_KEY_G"]) as g:
+            work = tmp_path / mode
+            work.mkdir()
+            (work / "panel.yaml").write_text(yaml.safe_dump(two_providers(a.base_url, g.base_url, batch=mode == "batch")))
+            cads("run", "panel.yaml", "--run-id", mode, cwd=work, env={**KEYS, **GEMINI_KEY})
+            found[mode] = (content(export(mode, work)), stats(mode, work), a.stats.snapshot()["by_route"],
+                           g.stats.snapshot()["by_route"], a.batch_lines + g.batch_lines)
+    online, batch = found["online"], found["batch"]
+    assert batch[0] == online[0] and batch[1]["status"] == "done"
+    assert "chat.completions" not in batch[2] and "generateContent" not in batch[3]  # every call went by batch
+    assert batch[2]["batches.create"] >= 3 and batch[3]["batches.create"] >= 3
+    assert batch[1]["cost"]["usd"] <= 0.52 * online[1]["cost"]["usd"]
+    lines = batch[4]
+    assert batch[1]["model_calls"] == len(lines) == online[1]["model_calls"]
+    assert len({line.custom_id for line in lines}) == len(lines)
+
+
+def test_gemini_requests_that_errored_or_whose_job_failed_are_asked_again_and_counted(tmp_path: Path) -> None:
+    from cadsynth.fakes import FakeGemini
+
+    brain = Panelist()
+    with FakeOpenAI(brain, api_key=KEYS["CADS_BATCH_KEY_A"]) as a, \
+            FakeGemini(brain, api_key=GEMINI_KEY["CADS_BATCH_KEY_G"], batch_error_rate=0.15, batch_seed=4) as g:
+        g.batch_outcomes.append("failed")
+        (tmp_path / "panel.yaml").write_text(yaml.safe_dump(two_providers(a.base_url, g.base_url, batch=True)))
+        cads("run", "panel.yaml", "--run-id", "gfaults", cwd=tmp_path, env={**KEYS, **GEMINI_KEY})
+        lines = list(g.batch_lines)
+    s = stats("gfaults", tmp_path)
+    outcomes = Counter(line.outcome for line in lines)
+    assert outcomes["failed"] > 0 and outcomes["errored"] > 0
+    assert set({line.custom_id: line.outcome for line in lines}.values()) == {"answered"} and s["status"] == "done"
+    assert s["faults"]["expired"] == outcomes["failed"] and s["faults"]["server_error"] == outcomes["errored"]
+    assert s["faults"]["dropped"] == s["faults"]["abstained"] == 0

@@ -16,7 +16,8 @@ same way::
 
 Endpoints: ``POST /{v1beta|v1|v1alpha}/models/{model}:generateContent``,
 ``:streamGenerateContent`` (``?alt=sse``), ``:countTokens`` and
-``GET /{version}/models``.
+``GET /{version}/models``; batch mode's ``:batchGenerateContent`` and ``/{version}/batches``
+(:mod:`.gemini_batches`).
 """
 
 from __future__ import annotations

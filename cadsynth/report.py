@@ -101,6 +101,10 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
         return await _quality(ledger, run, [record], await _stats_one(ledger, record, Counter(), removed))
     duplicates: Counter[str] = Counter()
     out = _combined(record, [await _stats_one(ledger, lane, duplicates, removed) for lane in lanes])
+    if "batch" in out:  # lanes share jobs: counted over them all at once, each job once
+        from cadsynth.store.batches import BatchStore
+
+        out["batch"] = await BatchStore(ledger.engine).totals([lane["id"] for lane in lanes])
     if "truth" in out:
         out["truth"]["kept_duplicate_pairs"] = _pairs(duplicates)  # lanes converge on the same problems too
     return await _quality(ledger, run, lanes, out)

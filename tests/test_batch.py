@@ -79,6 +79,19 @@ def test_a_batch_run_makes_the_same_data_set_at_half_the_price(online: dict[str,
     assert s["batch"]["jobs"] == sum(r["batches.create"] for r in routes) and s["batch"]["jobs_open"] == 0
 
 
+def test_lanes_share_jobs_and_stats_count_each_job_once(tmp_path: Path) -> None:
+    a, b = servers()
+    with a, b:
+        start(tmp_path, panel(a.base_url, b.base_url, batch=True, lanes=2, rounds=1), "laned")
+        created = a.stats.snapshot()["by_route"]["batches.create"] + b.stats.snapshot()["by_route"]["batches.create"]
+        lines = a.batch_lines + b.batch_lines
+    s = stats("laned", tmp_path)
+    assert s["status"] == "done" and s["batch"]["jobs"] == created and s["batch"]["requests_answered"] == len(lines)
+    with sqlite3.connect(tmp_path / "cads.db") as db:
+        shared = db.execute("SELECT count(*) FROM (SELECT job FROM cads_batch_requests GROUP BY job HAVING count(DISTINCT run) = 2)").fetchone()[0]
+    assert shared > 0  # a phase's calls of both lanes went in one job
+
+
 def test_failures_inside_jobs_are_asked_again_and_counted(tmp_path: Path) -> None:
     a, b = servers(batch_error_rate=0.10, batch_expiry_rate=0.05, batch_seed=7)
     a.batch_outcomes.append("failed")  # the first job to the first server fails whole

@@ -26,6 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from cadsynth.agents import jsontext
 from cadsynth.agents.faults import Fault, FaultKind, Outcome, Refusal, backoff, classify, reason, refusal, why
 from cadsynth.agents.limits import Limiter
+from cadsynth.agents.batch import BatchDesk, BatchDetached, BatchJobsFailing
 from cadsynth.config import AgentConfig, Price, RetryConfig
 
 T = TypeVar("T")
@@ -57,6 +58,8 @@ class Attempt:
     fault: FaultKind | None = None
     outcome: Outcome | None = None
     detail: str | None = None  # why a malformed answer was refused
+    batch: bool = False  # sent in a provider batch job, at its price
+    online_cost_usd: float | None = None  # a batched request's cost at the online price
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,8 @@ class Caller:
         price: Price | None,
         gate: asyncio.Semaphore | None,
         in_flight: InFlight | None = None,
+        desk: BatchDesk | None = None,
+        fallback: str = "batch",
     ):
         self.agent = agent
         self.retry = retry
@@ -255,17 +260,26 @@ class Caller:
         self.price = price
         self.gate = gate
         self.in_flight = in_flight or InFlight()
+        # Where the agent's requests go in provider batch jobs (agents.batch), if it batches; with
+        # fallback "online" a request a job did not answer is asked again online.
+        self.desk = desk
+        self.fallback = fallback
 
-    def cost(self, usage: Usage) -> float:
+    def cost(self, usage: Usage, batch: bool = False) -> float:
         if self.price is None:
             return 0.0
-        return (usage.input_tokens * self.price.input + usage.output_tokens * self.price.output) / 1e6
+        price = self.price.batched() if batch else self.price
+        return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1e6
 
     def _attempt(
-        self, usage: Usage, fault: FaultKind | None = None, outcome: Outcome | None = None, exc: BaseException | None = None
+        self, usage: Usage, fault: FaultKind | None = None, outcome: Outcome | None = None, exc: BaseException | None = None,
+        batch: bool = False,
     ) -> Attempt:
         detail = why(exc) if fault == "malformed" and exc is not None else None
-        return Attempt(usage=usage, cost_usd=self.cost(usage), fault=fault, outcome=outcome, detail=detail)
+        return Attempt(
+            usage=usage, cost_usd=self.cost(usage, batch), fault=fault, outcome=outcome, detail=detail, batch=batch,
+            online_cost_usd=self.cost(usage) if batch else None,
+        )
 
     async def _request(self, send: Send, messages: list[BaseMessage], call: object, kind: str) -> tuple[Any, Usage]:
         estimate = estimate_tokens(messages)
@@ -296,7 +310,9 @@ class Caller:
 
         In json_text mode the second ask carries the model's bad answer and the parse error. Once
         the process is stopping, a call whose first request has not left is refused (CallRefused).
-        `kind` (the role asking) is what the endpoint's limiter sorts latencies by.
+        `kind` (the role asking) is what the endpoint's limiter sorts latencies by. A batching
+        agent's requests go in provider batch jobs (agents.batch), outside the limiter: thousands
+        wait at once, and none of them holds a connection.
         """
         call = object()  # this call: in flight from its first request until it returns
         try:
@@ -309,13 +325,25 @@ class Caller:
     ) -> Reply[Any]:
         attempts: list[Attempt] = []
         transient, reasked = 0, False
+        by_batch = self.desk is not None and await self.desk.usable()
         while True:
+            shared = False
             try:
-                value, usage = await self._request(send, messages, call, kind)
-            except CallRefused:
-                raise
+                if by_batch:
+                    assert self.desk is not None
+                    self.in_flight.sending(call)  # a request in a job is in flight too
+                    value, usage, shared = await self.desk.carry(send, messages, self.agent.name)
+                else:
+                    value, usage = await self._request(send, messages, call, kind)
+            except (ModelCallError, BatchDetached, CallRefused):
+                raise  # a fault no retry can fix; the run stopping once its jobs are sent (--detach), or on a signal
+            except BatchJobsFailing as exc:
+                raise ModelCallError(_redact(f"agent {self.agent.name!r}: {exc}", self.agent)) from exc
             except Exception as exc:
                 fault = classify(exc)
+                batched = by_batch
+                if by_batch and self.fallback == "online" and fault is not None and fault.kind != "malformed":
+                    by_batch = False  # errored or expired in its job: `batch_fallback: online` asks it online
                 if fault is not None and fault.kind not in ("unreachable", "timeout"):
                     self.limiter.unanswered_calls = 0  # the server answered, if not well
                 if fault is None:
@@ -330,18 +358,18 @@ class Caller:
                     ) from exc
                 usage = _usage_from_error(exc)
                 if fault.transient and transient + 1 < self.retry.attempts:
-                    attempts.append(self._attempt(usage, fault.kind, "retried"))
+                    attempts.append(self._attempt(usage, fault.kind, "retried", batch=batched))
                     await asyncio.sleep(backoff(self.retry, transient, fault))
                     transient += 1
                     continue
                 if not fault.transient and not reasked:
                     reasked = True
-                    attempts.append(self._attempt(usage, fault.kind, "retried", exc))
+                    attempts.append(self._attempt(usage, fault.kind, "retried", exc, batch=batched))
                     if json_text:
                         answer = getattr(exc, "answer", None) or "(empty)"
                         messages = [*messages, AIMessage(content=answer), HumanMessage(content=jsontext.reask(str(exc)))]
                     continue
-                attempts.append(self._attempt(usage, fault.kind, give_up, exc))
+                attempts.append(self._attempt(usage, fault.kind, give_up, exc, batch=batched))
                 if all(a.fault in ("unreachable", "timeout") for a in attempts):
                     # Not one answer: if the server is down or misconfigured, every other call to it
                     # would spend its retries the same way. Stop the run rather than drop them all.
@@ -350,7 +378,8 @@ class Caller:
                         raise self._unreachable(fault, exc, attempts) from exc
                 raise CallFailed(self.agent.name, fault.kind, attempts) from exc
             self.limiter.unanswered_calls = 0
-            attempts.append(self._attempt(usage))
+            # An identical request of another call answered this one: paid once, recorded there.
+            attempts.append(Attempt(cached=True) if shared else self._attempt(usage, batch=by_batch))
             return Reply(value, usage, tuple(attempts))
 
 

@@ -37,11 +37,12 @@ from cadsynth.text import clean
 
 # unreachable: no answer came back because there was no connection (refused, reset, DNS, dropped
 # before the response); timeout: a connection, but no answer in time; server_error: an answer, 5xx.
-FaultKind = Literal["rate_limited", "server_error", "timeout", "unreachable", "malformed"]
+# expired: a provider batch job did not answer the request (it expired, or the job failed or was cancelled).
+FaultKind = Literal["rate_limited", "server_error", "timeout", "unreachable", "malformed", "expired"]
 # What a call did after a fault: asked again, or gave up (a judge abstains; anything else is dropped).
 Outcome = Literal["retried", "abstained", "dropped"]
 FAULT_KEYS = (
-    "rate_limited", "server_error", "timeout", "unreachable", "malformed", "retried", "abstained", "dropped"
+    "rate_limited", "server_error", "timeout", "unreachable", "malformed", "expired", "retried", "abstained", "dropped"
 )
 
 # Class-name endings, matched along an exception's MRO, most specific class first: the first class
@@ -63,6 +64,11 @@ _CONNECTION_NAMES = (
 
 class Malformed(ValueError):
     """An answer that arrived but cannot be used: unparseable JSON, no image, a broken image."""
+
+
+class LostInBatch(RuntimeError):
+    """A request a provider batch job did not answer: it expired, or its job failed whole or was
+    cancelled. Asking again sends it in a later job (or online, with `batch_fallback: online`)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,8 @@ def classify(exc: BaseException) -> Fault | None:
     The outermost exception that says something decides; its causes are looked at in turn.
     """
     chain = _chain(exc)
+    if any(isinstance(e, LostInBatch) for e in chain):
+        return Fault("expired")  # under the client's own wrapper (openai's APIConnectionError)
     for e in chain:
         kind = _kind(e)
         if kind == "fatal":

@@ -86,9 +86,13 @@ def make_chat_model(
         import httpx
         from langchain_openai import ChatOpenAI
 
+        from cadsynth.agents.batch import BatchTransport
+
         # A local OpenAI-compatible server (vLLM, Ollama, SGLang) takes any key. The HTTP client is
         # the model's own: langchain-openai's default is shared process-wide, and its pooled
-        # connections break when a second event loop (a later run, a test) uses them.
+        # connections break when a second event loop (a later run, a test) uses them. Its transport
+        # sends a batching call's request to its batch desk instead (agents.batch).
+        online = httpx.AsyncHTTPTransport(verify=tls_context())
         return ChatOpenAI(
             model=agent.model,
             base_url=agent.base_url,
@@ -96,11 +100,17 @@ def make_chat_model(
             temperature=agent.temperature,
             timeout=agent.timeout,
             max_retries=0,
-            http_async_client=httpx.AsyncClient(timeout=agent.timeout, verify=tls_context()),
+            http_async_client=httpx.AsyncClient(timeout=agent.timeout, transport=BatchTransport(online)),
         )
     if agent.provider == "google":
+        import httpx
         from langchain_google_genai import ChatGoogleGenerativeAI
 
+        from cadsynth.agents.batch import BatchTransport
+
+        # The client's transport sends a batching call's request to its batch desk (agents.batch).
+        # Only its async client is ever used (`ainvoke`); the sync one is built with the same
+        # arguments and left alone.
         return ChatGoogleGenerativeAI(
             model=agent.model,
             api_key=SecretStr(api_key(agent) or "not-needed"),
@@ -109,6 +119,7 @@ def make_chat_model(
             temperature=agent.temperature,
             timeout=agent.timeout,
             max_retries=1,
+            client_args={"transport": BatchTransport(httpx.AsyncHTTPTransport(verify=tls_context()))},
         )
     raise ValueError(f"agent {agent.name!r}: unknown provider {agent.provider!r}")
 

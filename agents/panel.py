@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ValidationError
 
 from cadsynth.agents import jsontext
+from cadsynth.agents.batch import BatchOffice
 from cadsynth.agents.calls import (
     Attempt,
     CallCache,
@@ -129,6 +130,7 @@ class Agent:
         cache: CallCache | None = None,
         images: ImageSink | None = None,
         in_flight: InFlight | None = None,
+        batches: BatchOffice | None = None,
     ):
         self.config = config
         self.model = model
@@ -136,6 +138,7 @@ class Agent:
         # not those of an endpoint that finds its own concurrency (config.RunConfig.bounds_panel).
         self.gate = gate if run is not None else gate or asyncio.Semaphore(8)
         limit = run.limit(config) if run else None
+        batching = run is not None and batches is not None and run.batches(config)
         self.caller = Caller(
             config,
             run.retry if run else RetryConfig(),
@@ -143,6 +146,8 @@ class Agent:
             run.price(config.model) if run else None,
             self.gate if run is None or run.bounds_panel(config) else None,
             in_flight,
+            desk=batches.desk(config, run.batching, run.retry) if batching and run and batches else None,
+            fallback=run.batch_fallback if run else "batch",
         )
         self.cache = cache
         self.images = images
@@ -354,11 +359,12 @@ def make_agent(
     images: ImageSink | None = None,
     notes: Any = None,
     in_flight: InFlight | None = None,
+    batches: BatchOffice | None = None,
 ) -> Agent:
     """One agent of the run's panel. A painter has no chat model: its image model is made when it
     first paints. A missing key raises agents.models.MissingKeyError."""
     model = None if config.roles == ["painter"] else make_chat_model(config, seed=run.seed, world=run.world, notes=notes)
-    return Agent(config, model, gate, run=run, cache=cache, images=images, in_flight=in_flight)
+    return Agent(config, model, gate, run=run, cache=cache, images=images, in_flight=in_flight, batches=batches)
 
 
 class Panel:
@@ -373,15 +379,19 @@ class Panel:
         gate: asyncio.Semaphore | None = None,
         notes: Any = None,
         in_flight: InFlight | None = None,
+        batches: BatchOffice | None = None,
     ):
         """`gate` bounds the calls in flight; the lanes of a run share one (see graphs.settings).
         `notes` (store.notes.Notes) is where a model may keep records of its own. `in_flight` is
-        the process's: stopping it refuses every call not yet sent."""
+        the process's: stopping it refuses every call not yet sent. `batches` is where the calls of
+        a batching run (`batch: true`) go as provider batch jobs (agents.batch)."""
         self.config = config
         if gate is None and config.concurrency != "auto":
             gate = asyncio.Semaphore(config.concurrency)
         self.agents = {
-            a.name: make_agent(config, a, gate, cache=cache, images=images, notes=notes, in_flight=in_flight)
+            a.name: make_agent(
+                config, a, gate, cache=cache, images=images, notes=notes, in_flight=in_flight, batches=batches
+            )
             for a in config.panel
         }
 

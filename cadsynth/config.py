@@ -106,6 +106,9 @@ class AgentConfig(BaseModel):
         description="Attach a seed's image to the proposer's prompt (default: yes, except for a simulated "
         "agent, which does not look at it, unless it stands in for a real one)",
     )
+    batch: bool | None = Field(
+        default=None, description="false: this agent answers online even when the run batches (`batch: true`)"
+    )
 
     @property
     def sees_seed_images(self) -> bool:
@@ -192,6 +195,33 @@ class Price(BaseModel):
 
     input: float = Field(ge=0.0, description="USD per million input tokens")
     output: float = Field(ge=0.0, description="USD per million output tokens")
+    batch_input: float | None = Field(default=None, ge=0.0, description="In a batch job; default: half of input")
+    batch_output: float | None = Field(default=None, ge=0.0, description="In a batch job; default: half of output")
+
+    def batched(self) -> Price:
+        """The price of the same tokens in a provider's batch job (OpenAI and Gemini charge half)."""
+        return Price(
+            input=self.input / 2 if self.batch_input is None else self.batch_input,
+            output=self.output / 2 if self.batch_output is None else self.batch_output,
+        )
+
+
+class BatchConfig(BaseModel):
+    """How a batching run (`batch: true`) gathers its calls into provider batch jobs and waits for them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gather: float = Field(
+        default=2.0, gt=0.0, le=600.0, description="Seconds without a new call before a phase's calls go as one job"
+    )
+    poll: float = Field(default=10.0, gt=0.0, le=3600.0, description="Seconds between a job's first polls (backs off to 10x)")
+    max_requests: int = Field(default=50_000, ge=1, le=50_000, description="Requests per job at most (OpenAI: 50,000)")
+    max_bytes: int = Field(
+        default=190_000_000, ge=1_000, le=200_000_000, description="Bytes of a job's input file at most (OpenAI: 200 MB)"
+    )
+    job_failures: int = Field(
+        default=3, ge=1, le=100, description="Jobs in a row that fail whole before the run stops"
+    )
 
 
 class RetryConfig(BaseModel):
@@ -307,6 +337,15 @@ class RunConfig(BaseModel):
     limits: list[Limit] = Field(default_factory=list)
     prices: dict[str, Price] = Field(default_factory=dict, description="Per model name, USD per million tokens")
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    batch: bool = Field(
+        default=False,
+        description="Send each phase's calls as provider batch jobs (half price, answered within 24 hours); "
+        "agents without a batch endpoint, and simulated ones, answer online",
+    )
+    batch_fallback: Literal["batch", "online"] = Field(
+        default="batch", description="Where a request that errored or expired inside a job is sent again"
+    )
+    batching: BatchConfig = Field(default_factory=BatchConfig)
     ray: RayConfig | None = Field(default=None, description="Run the lanes on a Ray cluster (PostgreSQL store only)")
 
     @field_validator("concurrency", mode="before")
@@ -360,6 +399,11 @@ class RunConfig(BaseModel):
         # A dated snapshot (gpt-4o-2024-08-06) is priced as its model; gpt-4.1-mini is not gpt-4.1.
         family = next((k for k in table if name.startswith(k + "-") and name[len(k) + 1 : len(k) + 2].isdigit()), None)
         return table[family] if family else None
+
+    def batches(self, agent: AgentConfig) -> bool:
+        """Whether the agent's calls go in batch jobs: the run batches, the agent did not opt out,
+        and it is a chat model of a provider with a batch API (a painter and the simulator answer online)."""
+        return self.batch and agent.batch is not False and agent.provider in ("openai", "google") and agent.roles != ["painter"]
 
     def limit(self, agent: AgentConfig) -> Limit | None:
         """The agent's endpoint's limits. Under `concurrency: auto` an endpoint given no number

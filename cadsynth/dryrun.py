@@ -40,7 +40,9 @@ def stand_ins(config: RunConfig) -> RunConfig:
 
 @dataclass(frozen=True)
 class Estimate:
-    rows: list[dict[str, Any]]  # per agent: agent, provider, model, priced, calls, input_tokens, output_tokens, usd
+    # per agent: agent, provider, model, priced, calls, input_tokens, output_tokens, usd, and batch_usd:
+    # the same tokens at the batch price when the agent batches (`batch: true`), else usd again
+    rows: list[dict[str, Any]]
     total: dict[str, Any]
     rounds: int
     proposals: int
@@ -60,11 +62,16 @@ async def _play(config: RunConfig, folder: Path) -> Estimate:
     rows = []
     for agent in config.panel:
         used = breakdown["by_agent"].get(agent.name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0})
+        price = config.price(agent.model)
+        batched = price.batched() if price is not None and config.batches(agent) else None
         rows.append(
-            {"agent": agent.name, "provider": agent.provider, "model": agent.model, "priced": config.price(agent.model) is not None}
+            {"agent": agent.name, "provider": agent.provider, "model": agent.model, "priced": price is not None}
             | used
+            | {"batch_usd": used["usd"] if batched is None
+               else (used["input_tokens"] * batched.input + used["output_tokens"] * batched.output) / 1e6}
         )
-    total = {"calls": totals["calls"], "input_tokens": totals["input_tokens"], "output_tokens": totals["output_tokens"], "usd": totals["usd"]}
+    total = {"calls": totals["calls"], "input_tokens": totals["input_tokens"], "output_tokens": totals["output_tokens"], "usd": totals["usd"],
+             "batch_usd": sum(r["batch_usd"] for r in rows)}
     return Estimate(
         rows=rows,
         total=total,

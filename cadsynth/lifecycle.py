@@ -2,6 +2,7 @@
 
     running ──► stopped (at its budget) ──► running          (cads resume --budget)
        │    ──► waiting for review ───────► running          (cads review, Studio)
+       │    ──► waiting for batch ────────► running          (cads resume: its batch jobs are collected)
        ├──────► done                                         (its last round, or its target)
        └──────► failed, with a one-line reason ──► running   (cads resume)
 
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cadsynth.agents.batch import BatchDetached
 from cadsynth.agents.calls import ModelCallError
-from cadsynth.store.ledger import WAITING_FOR_REVIEW, Ledger
+from cadsynth.store.ledger import WAITING_FOR_BATCH, WAITING_FOR_REVIEW, Ledger
 from cadsynth.store.patience import DatabaseUnavailable
 
 
@@ -56,7 +58,11 @@ async def failed(ledger: Ledger, run: str, why: BaseException | str) -> None:
     """Failed, with its one-line reason (kept unless it already failed with one: the first cause).
 
     A run that failed because its database stayed away cannot say so there: it reads as
-    interrupted (its holder gone), and `cads resume` continues it alike."""
+    interrupted (its holder gone), and `cads resume` continues it alike. A run that stopped once
+    its batch jobs were sent (`--detach`) has not failed: it waits for batch."""
+    if isinstance(why, BatchDetached):
+        await waiting_for_batch(ledger, run)
+        return
     try:
         record = await ledger.run(run, derive=False)
         if record is None or record["status"] == "failed":
@@ -86,3 +92,7 @@ async def stopped_at_budget(ledger: Ledger, run: str) -> None:
 
 async def waiting_for_review(ledger: Ledger, run: str) -> None:
     await ledger.set_status(run, WAITING_FOR_REVIEW)
+
+
+async def waiting_for_batch(ledger: Ledger, run: str) -> None:
+    await ledger.set_status(run, WAITING_FOR_BATCH)

@@ -101,6 +101,10 @@ async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
         return await _quality(ledger, run, [record], await _stats_one(ledger, record, Counter(), removed))
     duplicates: Counter[str] = Counter()
     out = _combined(record, [await _stats_one(ledger, lane, duplicates, removed) for lane in lanes])
+    if "batch" in out:  # lanes share jobs: counted over them all at once, each job once
+        from cadsynth.store.batches import BatchStore
+
+        out["batch"] = await BatchStore(ledger.engine).totals([lane["id"] for lane in lanes])
     if "truth" in out:
         out["truth"]["kept_duplicate_pairs"] = _pairs(duplicates)  # lanes converge on the same problems too
     return await _quality(ledger, run, lanes, out)
@@ -197,6 +201,8 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             "output_tokens": sum(s["cost"]["output_tokens"] for s in lanes),
             "budget_usd": record.get("budget_usd"),
             "cached_calls": sum(s["cost"]["cached_calls"] for s in lanes),
+            **{key: round(sum(s["cost"][key] for s in lanes), 6) for key in ("batch_usd", "online_usd")},
+            "batch_calls": sum(s["cost"]["batch_calls"] for s in lanes),
             **{breakdown: {name: {**v, "usd": round(v["usd"], 6)} for name, v in rows.items()} for breakdown, rows in by.items()},
         },
         "lanes": [
@@ -205,6 +211,8 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             for i, s in enumerate(lanes)
         ],
     }
+    if all("batch" in s for s in lanes) and lanes:
+        out["batch"] = {key: sum(s["batch"][key] for s in lanes) for key in lanes[0]["batch"]}
     out["gates"] = {
         gate: {
             key: any(s["gates"][gate][key] for s in lanes) if key == "on" else round(sum(s["gates"][gate][key] for s in lanes), 6)
@@ -260,6 +268,10 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
             "output_tokens": calls["output_tokens"],
             "budget_usd": record.get("budget_usd"),
             "cached_calls": breakdown["cached"],
+            # Of the cost, what went in provider batch jobs; and what the same calls would have cost online.
+            "batch_usd": round(calls["batch_usd"], 6),
+            "online_usd": round(calls["online_usd"], 6),
+            "batch_calls": calls["batch_calls"],
             **{
                 by: {name: {**v, "usd": round(v["usd"], 6)} for name, v in breakdown[by].items()}
                 for by in ("by_agent", "by_role")  # a rationalizer is a judge writing training rationales
@@ -267,6 +279,11 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
         },
     }
     out["gates"] = _gates(record.get("config") or {}, list(verdicts.values()), await ledger.critiques(run), breakdown["by_role"])
+    if (record.get("config") or {}).get("batch"):
+        from cadsynth.store.batches import BatchStore
+
+        # Its provider batch jobs: how many, how many failed whole, and the requests lost inside them.
+        out["batch"] = await BatchStore(ledger.engine).totals([run])
     if any(a.get("provider") == "sim" for a in (record.get("config") or {}).get("panel", [])):
         truth = await _truth(ledger, RunConfig.model_validate(record["config"]), proposals, {p.id for p in kept if p.id not in removed}, duplicates)
         if truth is not None:

@@ -21,6 +21,7 @@ from langgraph.types import Command
 
 
 from cadsynth import lifecycle
+from cadsynth.agents import batch
 from cadsynth.agents.calls import InFlight
 from cadsynth.config import RunConfig
 from cadsynth.domain import Outcome
@@ -93,6 +94,11 @@ class Progress:
     def counts(self) -> dict[str, int]:
         """kept, adversarial, discarded, dropped: the counts every report uses (graphs.consensus.tally)."""
         return tally(cast("Iterator[Outcome]", self.outcomes.elements()))
+
+    @property
+    def batch_wait(self) -> str | None:
+        """What the batch jobs in flight wait for, while a batching run waits on them (agents.batch)."""
+        return batch.waiting()
 
     @property
     def database_away(self) -> str | None:
@@ -370,6 +376,10 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
             start = None  # at a round boundary: the next round, in a new stream
     except GraphDrained:
         return {"reason": "interrupted"}  # its calls in flight have finished and are recorded (Stop)
+    except batch.BatchDetached:
+        # `--detach`: its calls wait in provider batch jobs, stored; `cads resume` collects them.
+        await lifecycle.waiting_for_batch(ledger, lane.run)
+        return {"reason": "batch"}
     except Exception as exc:
         # The graph marks its run failed when a node raises; a failure outside its nodes (the
         # checkpointer, the store) it cannot see, so it is marked here. `cads resume` continues it.
@@ -405,7 +415,8 @@ async def execute(
     `budget` (USD) is kept with the run and split evenly over its lanes; a run stopped at its
     budget continues when resumed with a higher one. Returns with `progress.phase == "stopped"`
     when the run paused at its budget, and "review" (with `progress.waiting`) when rounds wait for a
-    person's decisions; `review` maps each waiting lane (or the run) to its answer (graphs.review).
+    person's decisions; `review` maps each waiting lane (or the run) to its answer (graphs.review);
+    "waiting for batch" when it stopped with its calls in batch jobs (`settings.detach`).
     Once `stop` is asked for, it returns with "interrupted" (see `Stop`).
     """
     stop = stop or Stop()
@@ -447,11 +458,13 @@ async def execute(
             else:
                 stops = await _advance_here(graph, saver, settings, ledger, run, lanes, share, progress, on_update, stop)
             interrupted = any(why.get("reason") == "interrupted" for why in stops)
+            detached = any(why.get("reason") == "batch" for why in stops)
             progress.waiting = [why for why in stops if why.get("reason") == "review"]
             budget_stops = [why for why in stops if why.get("reason") == "budget"]
             progress.stopped = budget_stops[0] if budget_stops else None
             progress.phase = (
-                "interrupted" if interrupted else "review" if progress.waiting else "stopped" if budget_stops else "done"
+                "interrupted" if interrupted else "review" if progress.waiting else "stopped" if budget_stops
+                else "waiting for batch" if detached else "done"
             )
             # Over every lane, once all have stopped: no timing in it. A run without lanes that
             # finished has been settled by its graph's last step; an interrupted one is settled later.

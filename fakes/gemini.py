@@ -16,7 +16,8 @@ same way::
 
 Endpoints: ``POST /{v1beta|v1|v1alpha}/models/{model}:generateContent``,
 ``:streamGenerateContent`` (``?alt=sse``), ``:countTokens`` and
-``GET /{version}/models``.
+``GET /{version}/models``; batch mode's ``:batchGenerateContent`` and ``/{version}/batches``
+(:mod:`.gemini_batches`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 from .faults import CONTENT_FAULTS, Fault, FaultPlan, fence, truncate
 from .http import FakeServerBase, Handler, HttpError
+from .gemini_batches import GeminiBatchesMixin
 from .images import b64decode_any, make_png
 from .records import RequestRecord
 from .responders import (
@@ -69,7 +71,7 @@ def _bad(message: str) -> HttpError:
     return HttpError(400, _gerr(400, message))
 
 
-class FakeGemini(FakeServerBase):
+class FakeGemini(GeminiBatchesMixin, FakeServerBase):
     """Fake Gemini API server.
 
     Same design as :class:`FakeOpenAI`: ``responder(request_json)`` returns a
@@ -103,12 +105,18 @@ class FakeGemini(FakeServerBase):
         latency: float | Callable[[Any], float] = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        batches: bool = True,
+        batch_delay: float = 0.0,
+        batch_error_rate: float = 0.0,
+        batch_seed: int = 0,
     ) -> None:
         super().__init__(
             responder, faults=faults, api_key=api_key,
             allowed_image_mimes=allowed_image_mimes, latency=latency, host=host, port=port,
         )
         self.models = list(models) if models is not None else None
+        self.batches = batches  # batch mode (:mod:`.gemini_batches`); False answers 404 there
+        self._init_batches(batch_delay, batch_error_rate, batch_seed)
 
     @property
     def base_url(self) -> str:
@@ -138,6 +146,8 @@ class FakeGemini(FakeServerBase):
     def _route(self, h: Handler, rec: RequestRecord, method: str, path: str,
                query: dict[str, str], raw: bytes) -> None:
         m = _PATH.match(path)
+        if self.batches and self._batch_route(rec, method, path, m, query, raw, h):
+            return
         if method == "GET" and re.match(r"^/(v1beta|v1|v1alpha)/models/?$", path):
             self._register(rec, "models.list")
             self._auth(rec, query)
@@ -176,6 +186,31 @@ class FakeGemini(FakeServerBase):
             raise _bad("this fake only streams with ?alt=sse")
         self._validate(rec, body)
         self._generate(h, rec, body)
+
+    def _batch_route(self, rec: RequestRecord, method: str, path: str, m: re.Match[str] | None,
+                     query: dict[str, str], raw: bytes, h: Handler) -> bool:
+        """Batch mode's endpoints (:mod:`.gemini_batches`); False for any other request."""
+        batch = re.match(r"^/(v1beta|v1|v1alpha)/(?P<name>batches/[^/:]+)(?::(?P<verb>\w+))?$", path)
+        if m is not None and method == "POST" and m["verb"] == "batchGenerateContent":
+            self._register(rec, "batches.create")
+            self._auth(rec, query)
+            answer = self._batch_create(rec, m["model"], json.loads(raw.decode("utf-8") or "{}"))
+        elif method == "GET" and re.match(r"^/(v1beta|v1|v1alpha)/batches/?$", path):
+            self._register(rec, "batches.list")
+            self._auth(rec, query)
+            answer = self._batch_list()
+        elif batch is not None and method == "GET" and batch["verb"] is None:
+            self._register(rec, "batches.get")
+            self._auth(rec, query)
+            answer = self._batch_get(batch["name"])
+        elif batch is not None and method == "POST" and batch["verb"] == "cancel":
+            self._register(rec, "batches.cancel")
+            self._auth(rec, query)
+            answer = self._batch_cancel(batch["name"])
+        else:
+            return False
+        self._finish(h, rec, 200, lambda: h.send_json(200, answer))
+        return True
 
     def _auth(self, rec: RequestRecord, query: dict[str, str]) -> None:
         rec.api_key = rec.headers.get("x-goog-api-key") or query.get("key")

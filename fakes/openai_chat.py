@@ -9,7 +9,8 @@ benchmarks. The real ``openai`` SDK and ``langchain_openai.ChatOpenAI`` are poin
 
 Endpoints: ``POST /v1/chat/completions`` (plain, ``response_format`` json_schema
 / json_object, function calling, SSE streaming), ``POST /v1/images/generations``
-(:mod:`.openai_images`), ``GET /v1/models`` and ``GET /v1/models/{id}`` (:mod:`.openai_base`).
+(:mod:`.openai_images`), ``GET /v1/models`` and ``GET /v1/models/{id}`` (:mod:`.openai_base`),
+the Batch API's ``/v1/files`` and ``/v1/batches`` (:mod:`.openai_batches`).
 Nothing here depends on pytest.
 """
 
@@ -26,6 +27,7 @@ from .faults import CONTENT_FAULTS, fence, truncate
 from .http import Handler, HttpError
 from .images import DATA_URL, b64decode_any
 from .openai_base import bad, oai_error
+from .openai_batches import OpenAIBatchesMixin
 from .openai_images import OpenAIImages
 from .records import RequestRecord
 from .responders import Reply, estimate_tokens, pieces, request_target, request_text, to_text
@@ -37,7 +39,7 @@ _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _IMAGE_TOKENS = 85  # what OpenAI bills for a low-detail image
 
 
-class FakeOpenAI(OpenAIImages):
+class FakeOpenAI(OpenAIBatchesMixin, OpenAIImages):
     """Fake OpenAI-compatible server (also stands in for vLLM / Ollama).
 
     Args:
@@ -61,7 +63,21 @@ class FakeOpenAI(OpenAIImages):
             OpenAI's strict-mode rules (see :func:`strict_schema_problems`).
         latency: seconds to wait before each normal answer, or a function of the request body
             giving them (heavy-tailed latencies).
+        batches: serve the Batch API (``/v1/files``, ``/v1/batches``; :mod:`.openai_batches`);
+            False answers 404 there, as vLLM and most local servers do.
+        batch_delay, batch_error_rate, batch_expiry_rate, batch_seed: how a batch behaves
+            (see :mod:`.openai_batches`).
     """
+
+    def __init__(self, *args: Any, batches: bool = True, batch_delay: float = 0.0, batch_error_rate: float = 0.0,
+                 batch_expiry_rate: float = 0.0, batch_seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches = batches
+        self._init_batches(batch_delay, batch_error_rate, batch_expiry_rate, batch_seed)
+        # Seconds before answering a batch's creation (made already) and a file's content: the
+        # moments a client is between the provider's act and its own record of it (kill tests).
+        self.batch_create_delay = 0.0
+        self.file_content_delay = 0.0
 
     # -- routing --------------------------------------------------------------
     def _route(self, h: Handler, rec: RequestRecord, method: str, path: str,
@@ -74,11 +90,23 @@ class FakeOpenAI(OpenAIImages):
             ("POST", "/v1/images/generations"): ("images.generations", self._images_generate),
             ("GET", "/v1/models"): ("models.list", self._models_list),
         }
+        if self.batches:
+            routes |= {
+                ("POST", "/v1/files"): ("files.create", self._files_create),
+                ("POST", "/v1/batches"): ("batches.create", self._batches_create),
+                ("GET", "/v1/batches"): ("batches.list", lambda h, rec, raw: self._batches_list(h, rec, raw, query)),
+            }
         key = (method, path.rstrip("/"))
         if key in routes:
             route, fn = routes[key]
         elif method == "GET" and path.startswith("/v1/models/"):
             route, fn = "models.retrieve", self._models_retrieve
+        elif self.batches and method == "GET" and path.startswith("/v1/files/"):
+            route, fn = ("files.content", self._files_content) if path.endswith("/content") else ("files.retrieve", self._files_retrieve)
+        elif self.batches and method == "POST" and path.startswith("/v1/batches/") and path.endswith("/cancel"):
+            route, fn = "batches.cancel", self._batches_cancel
+        elif self.batches and method == "GET" and path.startswith("/v1/batches/"):
+            route, fn = "batches.retrieve", self._batches_retrieve
         else:
             self._register(rec, "unknown")
             raise HttpError(404, oai_error(f"Invalid URL ({method} {path})", code="unknown_url"))
@@ -263,7 +291,22 @@ class FakeOpenAI(OpenAIImages):
         if self._apply_http_fault(h, rec, fault):
             return
         self._maybe_sleep(body, rec)
+        resp = self._completion(rec, body, fault)
+        headers = {"x-request-id": f"req_fake{rec.seq:06d}", "openai-processing-ms": "1"}
+        if rec.stream:
+            choice = resp["choices"][0]
+            message = choice["message"]
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._finish(h, rec, 200, lambda: self._stream_chat(
+                h, resp["id"], resp["created"], rec.model or "", message["content"], message.get("tool_calls", []),
+                message["refusal"], choice["finish_reason"], resp["usage"] if include_usage else None, headers))
+            return
+        self._finish(h, rec, 200, lambda: h.send_json(200, resp, headers))
 
+    def _completion(self, rec: RequestRecord, body: dict[str, Any], fault: Any) -> dict[str, Any]:
+        """The chat completion answering a validated request (its content fault applied): what the
+        online answer's body and a batch job's output line both carry."""
+        target = request_target(body)
         answer = self._call_responder(body)
         reply = answer if isinstance(answer, Reply) else None
         content: str | None
@@ -322,27 +365,17 @@ class FakeOpenAI(OpenAIImages):
                                           "accepted_prediction_tokens": 0,
                                           "rejected_prediction_tokens": 0},
         }
-        cid = f"chatcmpl-fake{rec.seq:06d}"
-        created = int(time.time())
-        headers = {"x-request-id": f"req_fake{rec.seq:06d}", "openai-processing-ms": "1"}
-        if rec.stream:
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._finish(h, rec, 200, lambda: self._stream_chat(
-                h, cid, created, rec.model or "", content, tool_calls, refusal, finish,
-                usage if include_usage else None, headers))
-            return
         message: dict[str, Any] = {"role": "assistant", "content": content,
                                    "refusal": refusal, "annotations": []}
         if tool_calls:
             message["tool_calls"] = tool_calls
-        resp = {
-            "id": cid, "object": "chat.completion", "created": created, "model": rec.model,
-            "system_fingerprint": "fp_fake",
+        return {
+            "id": f"chatcmpl-fake{rec.seq:06d}", "object": "chat.completion", "created": int(time.time()),
+            "model": rec.model, "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": finish}],
             "usage": usage,
         }
-        self._finish(h, rec, 200, lambda: h.send_json(200, resp, headers))
 
     def _stream_chat(self, h: Handler, cid: str, created: int, model: str, content: str | None,
                      tool_calls: list[dict[str, Any]], refusal: str | None, finish: str,

@@ -17,6 +17,7 @@ from langgraph.errors import GraphDrained
 from langgraph.func import task
 from langgraph.runtime import get_runtime
 
+from cadsynth.agents.batch import for_run
 from cadsynth.agents.calls import Attempt, CallRefused, EndpointUnreachable, Reply
 from cadsynth.agents.panel import Agent, CallFailed
 from cadsynth.agents.painter.workers import render_async
@@ -58,6 +59,8 @@ def call_records(agent: Agent, task: Task, role: str, target: str, attempts: tup
             outcome=a.outcome,
             attempt=i,
             detail=a.detail,
+            batch=a.batch,
+            online_cost_usd=a.online_cost_usd,
         )
         for i, a in enumerate(attempts)
     ]
@@ -74,7 +77,8 @@ async def ask(
     stopping raises GraphDrained: not a failure, and LangGraph lets the other calls in flight finish.
     """
     try:
-        reply = await call
+        with for_run(task["run"]):  # a batched request is kept under its run (agents.batch)
+            reply = await call
     except CallRefused as refused:
         raise GraphDrained("stopping") from refused
     except (CallFailed, EndpointUnreachable) as failed:

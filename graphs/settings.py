@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cadsynth.agents.batch import BatchOffice
 from cadsynth.agents.calls import InFlight
 from cadsynth.agents.limits import adaptive_concurrency
 from cadsynth.agents.panel import Panel
 from cadsynth.config import RunConfig
 from cadsynth.domain import Context
+from cadsynth.store.batches import BatchStore
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.cache import CallCache
 from cadsynth.store.ledger import Ledger
@@ -25,6 +27,7 @@ class Settings:
     db_url: str = field(default_factory=lambda: os.environ.get("CADS_DB", "sqlite:///cads.db"))
     data_dir: str = field(default_factory=lambda: os.environ.get("CADS_DATA", "cads-data"))
     cache: bool = True  # answer identical model calls from the store's call cache
+    detach: bool = False  # stop once a batching run's jobs are sent (`--detach`); `cads resume` collects them
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class Resources:
     @cached_property
     def notes(self) -> Notes:
         return Notes(self.ledger.engine)
+
+    @cached_property
+    def batches(self) -> BatchOffice:
+        return BatchOffice(BatchStore(self.ledger.engine), detach=self.settings.detach)
 
     async def run(self, run: str) -> Run:
         """The run by its id: its config and panel, read and validated once in this process."""
@@ -115,7 +122,8 @@ class Resources:
                 else self._gates.setdefault(shared, asyncio.Semaphore(config.concurrency))
             )
             self._panels[key] = Panel(
-                config, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes, in_flight=self.in_flight
+                config, cache=self.cache, images=self.blobs, gate=gate, notes=self.notes, in_flight=self.in_flight,
+                batches=self.batches if config.batch else None,
             )
         return self._panels[key]
 
@@ -127,7 +135,10 @@ class Resources:
 
     async def close(self) -> None:
         cache = self.__dict__.get("cache")  # made on first use (a cached_property)
+        batches = self.__dict__.get("batches")
         try:
+            if batches is not None:
+                await batches.close()
             if cache is not None:
                 await cache.close()
         finally:
@@ -135,12 +146,12 @@ class Resources:
 
 
 # Database engines belong to the event loop that made them, so resources are kept per loop.
-_open: dict[tuple[int, str, str, bool], Resources] = {}
+_open: dict[tuple[int, str, str, bool, bool], Resources] = {}
 
 
 async def resources(settings: Settings | None) -> Resources:
     settings = settings or Settings()
-    key = (id(asyncio.get_running_loop()), settings.db_url, settings.data_dir, settings.cache)
+    key = (id(asyncio.get_running_loop()), settings.db_url, settings.data_dir, settings.cache, settings.detach)
     if key not in _open:
         # Made in a thread: opening the ledger resolves a relative SQLite path (os.getcwd), a
         # blocking call the LangGraph server refuses on its event loop.

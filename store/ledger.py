@@ -13,6 +13,7 @@ from __future__ import annotations
 from cadsynth.store.records import CallRecord, Duplicate, Fingerprint, Records, _record
 from cadsynth.store.runs import (
     LEASE_SECONDS,
+    WAITING_FOR_BATCH,
     WAITING_FOR_REVIEW,
     LeaseError,
     RunRegistry,
@@ -24,6 +25,7 @@ from cadsynth.store.runs import (
 
 __all__ = [
     "LEASE_SECONDS",
+    "WAITING_FOR_BATCH",
     "WAITING_FOR_REVIEW",
     "CallRecord",
     "Duplicate",

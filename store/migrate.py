@@ -85,6 +85,7 @@ def _upgrade(conn: Connection, found: int) -> None:
         3: ((t.runs, "reason", "TEXT"), (t.runs, "lane_of", "VARCHAR(128)"), (t.runs, "lane", "INTEGER")),
         4: ((t.calls, "attempt", "INTEGER"),),
         12: ((t.calls, "detail", "TEXT"),),
+        13: ((t.calls, "batch", "BOOLEAN"), (t.calls, "online_cost_usd", "FLOAT")),
     }
     for version, columns in added.items():
         if found >= version:

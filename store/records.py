@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select
+from sqlalchemy import Table, and_, case, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cadsynth.store import schema as t
@@ -43,6 +43,8 @@ class CallRecord:
     outcome: str | None = None  # after a fault: retried | abstained | dropped
     attempt: int = 0  # the request's place among the call's retries
     detail: str | None = None  # why a malformed answer was refused (agents.faults.why)
+    batch: bool = False  # sent in a provider batch job (agents.batch), at its price
+    online_cost_usd: float | None = None  # a batched request's cost at the online price
 
 
 @dataclass(frozen=True)
@@ -326,8 +328,11 @@ class Records(LedgerBase):
 
     @patient
     async def call_totals(self, run: str) -> dict[str, Any]:
+        """Requests, tokens and cost; of the cost, what went in batch jobs, and what the same requests
+        would have cost online (a batched request's online price, every other's own)."""
         await self.init()
         c = t.calls.c
+        batched = c.batch.is_(True)
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -336,10 +341,16 @@ class Records(LedgerBase):
                         func.coalesce(func.sum(c.input_tokens), 0),
                         func.coalesce(func.sum(c.output_tokens), 0),
                         func.coalesce(func.sum(c.cost_usd), 0.0),
+                        func.coalesce(func.sum(case((batched, c.cost_usd), else_=0.0)), 0.0),
+                        func.coalesce(func.sum(func.coalesce(c.online_cost_usd, c.cost_usd)), 0.0),
+                        func.coalesce(func.sum(case((batched, 1), else_=0)), 0),
                     ).where(c.run == run)
                 )
             ).one()
-        return {"calls": int(row[0]), "input_tokens": int(row[1]), "output_tokens": int(row[2]), "usd": float(row[3])}
+        return {
+            "calls": int(row[0]), "input_tokens": int(row[1]), "output_tokens": int(row[2]), "usd": float(row[3]),
+            "batch_usd": float(row[4]), "online_usd": float(row[5]), "batch_calls": int(row[6]),
+        }
 
     @patient
     async def call_breakdown(self, run: str) -> dict[str, Any]:

@@ -52,6 +52,7 @@ def _holder_is_dead(holder: str) -> bool:
 
 
 WAITING_FOR_REVIEW = "review"  # the stored status of a run paused for a person's decisions (`review: true`)
+WAITING_FOR_BATCH = "batch"  # ... of a run stopped with its calls in provider batch jobs (`--detach`)
 
 
 def shown_status(record: dict[str, Any]) -> str:
@@ -61,6 +62,8 @@ def shown_status(record: dict[str, Any]) -> str:
     """
     if record["status"] == WAITING_FOR_REVIEW:
         return "waiting for review"
+    if record["status"] == WAITING_FOR_BATCH:
+        return "waiting for batch"
     if record["status"] != "running":
         return str(record["status"])
     holder, until = record.get("lease_owner"), record.get("lease_until")
@@ -71,12 +74,13 @@ def shown_status(record: dict[str, Any]) -> str:
 
 def lanes_status(lanes: list[dict[str, Any]]) -> tuple[str, str | None]:
     """The status of a run with lanes, read from theirs: failed if one failed (with its reason),
-    else waiting for review, else running, else stopped at its budget while any is, else done."""
+    else waiting for review, else running, else waiting for batch, else stopped at its budget
+    while any is, else done."""
     for lane in lanes:
         if lane["status"] == "failed":
             return "failed", f"lane {lane['id']}: {lane['reason']}"
     statuses = {lane["status"] for lane in lanes}
-    for status in (WAITING_FOR_REVIEW, "running", "stopped"):
+    for status in (WAITING_FOR_REVIEW, "running", WAITING_FOR_BATCH, "stopped"):
         if status in statuses:
             return status, None
     return "done", None

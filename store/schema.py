@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 13  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 14  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
@@ -38,7 +38,9 @@ SCHEMA_VERSION = 13  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_ca
 # cads_judgments by (run, round, id) with no other index, all three WITHOUT ROWID on SQLite; a
 # record's id and proposal columns hold its key within its run (RUN_RELATIVE); 11: cads_notes, a new
 # table (an agent's own records: the simulator's truth), and proposals no longer hold that truth;
-# 12: cads_calls.detail (why an answer was refused); 13: cads_concurrency, a new table
+# 12: cads_calls.detail (why an answer was refused); 13: cads_calls.batch and online_cost_usd, and
+# two new tables, cads_batch_jobs and cads_batch_requests (provider batch jobs); 14: cads_concurrency,
+# a new table
 
 metadata = MetaData()
 
@@ -232,6 +234,8 @@ calls = Table(
     Column("fault", String(32), nullable=True),  # rate_limited | server_error | timeout | malformed
     Column("outcome", String(16), nullable=True),  # after a fault: retried | abstained | dropped
     Column("detail", Text, nullable=True),  # why a malformed answer was refused, in one line
+    Column("batch", Boolean, nullable=True),  # the request went in a provider batch job (batch price)
+    Column("online_cost_usd", Float, nullable=True),  # a batched request's cost at the online price
     # The request's place among its call's retries; a row from before schema 4 has -(its old row id).
     Column("attempt", Integer, primary_key=True, autoincrement=False),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
@@ -254,6 +258,47 @@ call_cache = Table(
     Column("input_tokens", Integer, nullable=False, default=0),
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+
+# --- provider batch jobs (agents.batch) --------------------------------------------------------
+# A job is stored, with the requests in it, before it is sent to the provider and before the run
+# waits on it: a process killed at any moment leaves what the next one needs to collect it, and no
+# request is sent again unless its answer failed or expired. Shared by every run in the database
+# (the lanes of a run share jobs); a request row names its run.
+
+batch_jobs = Table(
+    "cads_batch_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),  # cadsynth's own: the provider's job carries it as metadata
+    Column("provider", String(32), nullable=False),
+    Column("endpoint", String(255), nullable=False),  # the server, without credentials (agents.calls.endpoint)
+    Column("model", String(128), nullable=False),
+    Column("provider_id", String(128), nullable=True),  # the provider's id, once the job is created
+    # preparing (stored, maybe not sent) | submitted | validating | in_progress | finalizing |
+    # collected (answers stored) | failed (whole) | abandoned (never reached the provider)
+    Column("state", String(16), nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("done", Integer, nullable=False, default=0),  # requests the provider has finished, as last polled
+    Column("reason", Text, nullable=True),  # why a job failed whole, in one line
+    Column("created_at", Float, nullable=False),  # time.time(): ages are shown by `cads runs`
+    Column("updated_at", Float, nullable=False),
+    Index("ix_cads_batch_jobs_state", "state"),
+)
+
+batch_requests = Table(
+    "cads_batch_requests",
+    metadata,
+    Column("run", String(128), nullable=False),
+    Column("key", String(64), nullable=False),  # the request's custom id: its agent and body, hashed
+    Column("job", String(64), nullable=False),
+    # waiting | answered (200) | errored (another status: asked again) | lost (expired, its job failed, missing)
+    Column("state", String(16), nullable=False),
+    Column("status", Integer, nullable=True),  # the HTTP status the provider answered the request with
+    Column("response", JSON, nullable=True),  # the answer's body, as the online request would have had it
+    Column("reason", String(64), nullable=True),  # why it was lost: expired, job_failed, cancelled, missing
+    PrimaryKeyConstraint("run", "key", "job"),
+    Index("ix_cads_batch_requests_job", "job"),
 )
 
 # --- agents' notes ----------------------------------------------------------------------------

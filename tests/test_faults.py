@@ -51,7 +51,7 @@ def kind(exc: BaseException) -> str | None:
 
 def test_fault_keys_list_every_kind_in_stats_order():
     assert FAULT_KEYS == (
-        "rate_limited", "server_error", "timeout", "unreachable", "malformed", "retried", "abstained", "dropped"
+        "rate_limited", "server_error", "timeout", "unreachable", "malformed", "expired", "retried", "abstained", "dropped"
     )
     assert set(get_args(FaultKind)) <= set(FAULT_KEYS)
 

@@ -53,7 +53,7 @@ def test_records_leave_their_columns_out_and_rows_written_whole_read_the_same(tm
         ensure_schema(conn)
     engine.dispose()
     with sqlite3.connect(tmp_path / "cads.db") as db:
-        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == SCHEMA_VERSION == 13
+        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == SCHEMA_VERSION == 14
         assert "proposer" in json.loads(db.execute("SELECT record FROM cads_proposals").fetchone()[0])
         assert {r[0] for r in db.execute("SELECT target FROM cads_calls")} == targets
         assert all({r[0] for r in db.execute(f"SELECT {c[0]} FROM {table}")} == ids[table] for table, c in RECORD_COLUMNS.items())
@@ -146,7 +146,7 @@ def test_the_upgrade_to_10_rekeys_calls_and_records_and_keeps_ids_within_their_r
         sqlite = conn.dialect.name == "sqlite"
         made = {name: sql for name, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master")} if sqlite else {}
     engine.dispose()
-    assert version == SCHEMA_VERSION == 13
+    assert version == SCHEMA_VERSION == 14
     assert set(kept) == {("judge", -1), ("judge", 0), ("judge", 1), ("proposer", 0)} and after == 4
     assert kept["judge", -1].cost_usd == 0.5 and kept["judge", 1].cost_usd == 0.25 and kept["proposer", 0].cached
     assert kept["judge", 0].fault == "timeout" and kept["judge", 0].outcome == "retried"

@@ -35,6 +35,13 @@ from cadsynth.cli.app import (
     rounds_opened,
 )
 
+BatchOption = Annotated[
+    bool, typer.Option("--batch", metavar="", help="Send each phase's calls as provider batch jobs (half price, within 24 h)")
+]
+DetachOption = Annotated[
+    bool, typer.Option("--detach", metavar="", help="Stop once the batch jobs are sent; `cads resume RUN` collects them")
+]
+
 if TYPE_CHECKING:
     from cadsynth.config import RunConfig
     from cadsynth.runner import Fork, Progress, Stop
@@ -56,6 +63,8 @@ def _progress_view(p: Progress) -> Any:
         grid.add_row("concurrency", f"{endpoint}: {value} ({in_flight} in flight)")
     if p.database_away:
         grid.add_row("waiting", p.database_away)
+    if p.batch_wait:
+        grid.add_row("batch", p.batch_wait)
     counts = p.counts
     for name in ("kept", "adversarial", "discarded"):
         grid.add_row(name, str(counts[name]))
@@ -101,8 +110,10 @@ def advance(
     ray: Any = None,
     review: dict[str, Any] | None = None,
     grace: float | None = None,
+    detach: bool = False,
 ) -> bool:
-    """Advance the run; True when it paused for a person's review (exit 0: a pause, not a failure).
+    """Advance the run; True when it paused for a person's review, or (`detach`) stopped with its
+    calls in provider batch jobs (exit 0: a pause, not a failure).
 
     SIGINT or SIGTERM stops it gracefully (`runner.Stop`: `grace` seconds at most, 30 unless given)
     with one line and exit status 75; a second signal stops it at once, exit status 128 + its
@@ -121,7 +132,7 @@ def advance(
 
         lanes_on = lanes_on_ray(ray)
         data = data.absolute()  # workers in other processes (and machines) find the images by it
-    settings = Settings(db_url=db, data_dir=str(data), cache=cache)
+    settings = Settings(db_url=db, data_dir=str(data), cache=cache, detach=detach)
     latest = [Progress(run=run)]
     # Redrawn a few times a second from the latest figures, not on every step: a large run takes
     # hundreds of thousands of steps, and drawing each would cost more than the steps themselves.
@@ -178,7 +189,12 @@ def advance(
             f"cads review {run} (--accept-all, or --set ID=keep|discard|pool)",
             markup=False,
         )
-    return bool(progress.waiting)
+    if progress.phase == "waiting for batch":
+        console.print(
+            f"\nthe run's calls wait in provider batch jobs (`cads runs` lists them); collect them with: cads resume {run}",
+            markup=False,
+        )
+    return bool(progress.waiting) or progress.phase == "waiting for batch"
 
 
 def _stopped_by_signal(run: str, stop: Stop) -> None:
@@ -247,6 +263,8 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", metavar="", help="Print the calls, tokens and cost a real run would take; calls nothing")
     ] = False,
+    batch: BatchOption = False,
+    detach: DetachOption = False,
 ) -> None:
     """Synthesize a data set: rounds of propose, paint, critique, judge and adversary."""
     from cadsynth.config import ConfigError, parse_config
@@ -257,11 +275,15 @@ def run(
     update: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if no_adversary:
         update["adversary"] = False
+    if batch:
+        update["batch"] = True
     if update:
         try:
             config = parse_config({**config.model_dump(), **update}, "options (--rounds, --target, --seed, --lanes)")
         except ConfigError as exc:
             fail(str(exc))
+    if detach and not config.batch:
+        fail("--detach: the run does not batch; add --batch (or `batch: true` in the config)")
     if dry_run:
         _warn_unreachable_target(config)
         _dry_run(config)
@@ -273,7 +295,7 @@ def run(
         config = config.model_copy(update={"ray": on_ray})
     run_name = _new_run_name(db, run_id)
     console.print(f"run id: [bold]{run_name}[/bold]")
-    if not advance(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray, grace=grace):
+    if not advance(db, data, not no_cache, run_name, config=config, budget=budget, ray=on_ray, grace=grace, detach=detach):
         summarize(db, run_name)
 
 
@@ -284,14 +306,20 @@ def _dry_run(config: RunConfig) -> None:
 
     with console.status("playing the run with simulated stand-ins..."):
         est = estimate(config)
-    table = Table("agent", "stands in for", "calls", "input tokens", "output tokens", "USD", title="dry run (estimate)")
+    batch = ("USD in batch",) if config.batch else ()
+    table = Table("agent", "stands in for", "calls", "input tokens", "output tokens", "USD online", *batch, title="dry run (estimate)")
     for r in est.rows:
         price = f"{r['usd']:.4f}" if r["priced"] else "unpriced"
+        in_batch = (f"{r['batch_usd']:.4f}" if r["priced"] else "unpriced",) if batch else ()
         table.add_row(
-            r["agent"], f"{r['provider']} {r['model']}", str(r["calls"]), f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", price
+            r["agent"], f"{r['provider']} {r['model']}", str(r["calls"]), f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", price,
+            *in_batch,
         )
     t = est.total
-    table.add_row("total", "", str(t["calls"]), f"{t['input_tokens']:,}", f"{t['output_tokens']:,}", f"{t['usd']:.4f}", style="bold")
+    table.add_row(
+        "total", "", str(t["calls"]), f"{t['input_tokens']:,}", f"{t['output_tokens']:,}", f"{t['usd']:.4f}",
+        *((f"{t['batch_usd']:.4f}",) if batch else ()), style="bold",
+    )
     console.print(table)
     console.print(
         f"{est.rounds} rounds, {est.proposals} proposals, {est.kept} kept, as played by simulated stand-ins with the "
@@ -308,8 +336,10 @@ def resume(
     no_cache: NoCacheOption = False,
     ray: RayOption = None,
     grace: GraceOption = None,
+    detach: DetachOption = False,
 ) -> None:
-    """Continue an interrupted, failed or stopped run from its last checkpoint; finished calls are not made again."""
+    """Continue an interrupted, failed or stopped run from its last checkpoint; finished calls are not
+    made again, and calls waiting in batch jobs are collected, not sent again."""
     from cadsynth.config import RunConfig
     from cadsynth.store.ledger import WAITING_FOR_REVIEW
 
@@ -318,12 +348,15 @@ def resume(
         fail(f"run {run_name!r} has finished; `cads replay {run_name} --round N` forks it into a new run")
     if record["status"] == WAITING_FOR_REVIEW:
         fail(f"run {run_name!r} is waiting for review; `cads review {run_name}` decides its outcomes and continues it")
-    check_keys(RunConfig.model_validate(record["config"]))
+    stored = RunConfig.model_validate(record["config"])
+    check_keys(stored)
+    if detach and not stored.batch:
+        fail(f"--detach: run {run_name!r} does not batch; only a run started with --batch waits for batch jobs")
     if record["status"] == "stopped" and record["budget_usd"] is not None and (budget or 0) <= record["budget_usd"]:
         fail(f"run {run_name!r} stopped at its budget of ${record['budget_usd']:.4f}; resume it with a higher --budget")
     check_writer(db, data)
     on_ray = _on_ray(db, ray, record["config"].get("ray"))
-    if not advance(db, data, not no_cache, run_name, budget=budget, ray=on_ray, grace=grace):
+    if not advance(db, data, not no_cache, run_name, budget=budget, ray=on_ray, grace=grace, detach=detach):
         summarize(db, run_name)
 
 

@@ -12,10 +12,38 @@ from rich.console import Console
 from cadsynth.cli.app import DEFAULT_DB, DbOption, RunArgument, check_lane, checked, console, read, require_run, rounds_opened
 
 
-def _status_note(record: dict[str, Any], status: str) -> str:
+def _status_note(record: dict[str, Any], status: str, jobs: list[dict[str, Any]] | None = None) -> str:
     lanes = record["config"].get("lanes", 1) if record.get("lane_of") is None else 1
-    note = _status_reason(record, status)
+    note = "; ".join(n for n in (_status_reason(record, status), _jobs_note(jobs or [])) if n)
     return f"{lanes} lanes; {note}" if lanes > 1 and note else f"{lanes} lanes" if lanes > 1 else note
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _jobs_note(jobs: list[dict[str, Any]]) -> str:
+    """The provider batch jobs a run waits on: their ids and ages (store.batches)."""
+    import time
+
+    if not jobs:
+        return ""
+    done, total = sum(j["done"] for j in jobs), sum(j["requests"] for j in jobs)
+    listed = ", ".join(f"{j['provider_id'] or j['id']} ({j['state']}, {_age(time.time() - j['created_at'])})" for j in jobs)
+    return f"{len(jobs)} batch job{'s' * (len(jobs) != 1)}, {done} of {total} requests done: {listed}"
+
+
+def _batch_jobs(db: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The open batch jobs holding a batching run's requests (its own, or its lanes')."""
+    if not record["config"].get("batch"):
+        return []
+    from cadsynth.store.batches import BatchStore
+
+    async def jobs(ledger: Any) -> list[dict[str, Any]]:
+        members = [record["id"], *(lane["id"] for lane in await ledger.lanes(record["id"]))]
+        return await BatchStore(ledger.engine).waiting_jobs(members)  # type: ignore[no-any-return]
+
+    return read(db, jobs)  # type: ignore[no-any-return]
 
 
 def _status_reason(record: dict[str, Any], status: str) -> str:
@@ -27,6 +55,8 @@ def _status_reason(record: dict[str, Any], status: str) -> str:
         return f"at its budget; `cads resume {record['id']} --budget USD`"
     if status == "waiting for review":
         return f"`cads review {record['id']}` decides the round's outcomes and continues it"
+    if status == "waiting for batch":
+        return f"`cads resume {record['id']}` collects its batch jobs and continues it"
     return ""
 
 
@@ -42,7 +72,8 @@ def runs(db: DbOption = DEFAULT_DB) -> None:
     for r in rows:
         status = shown_status(r)
         parent = f"{r['parent']}@{r['fork_round']}" if r["parent"] else ""
-        cells.append((r["id"], status, parent, str(r["seed"]), str(r["created_at"])[:19], _status_note(r, status)))
+        jobs = _batch_jobs(db, r) if status not in ("done", "failed") and r.get("lane_of") is None else []
+        cells.append((r["id"], status, parent, str(r["seed"]), str(r["created_at"])[:19], _status_note(r, status, jobs)))
     # Ids are what people copy, and the status is what they came for: neither is ever wrapped or
     # cut. A terminal too narrow for them gets a wider table (its lines wrap, the cells do not).
     table = Table()
@@ -74,7 +105,7 @@ def show(
     if record["parent"]:
         header += f"  forked from {record['parent']} at round {record['fork_round']}"
     console.print(header, markup=False)
-    note = _status_note(record, status)
+    note = _status_note(record, status, _batch_jobs(db, record) if status not in ("done", "failed") else [])
     if note:
         console.print(f"{status}: {note}", markup=False)
     lanes = read(db, lambda ledger: ledger.lanes(run_name))

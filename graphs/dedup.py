@@ -114,7 +114,9 @@ def near_duplicates(candidates: Iterable[Candidate], rule: NearDuplicatesConfig)
     for c in sorted(candidates, key=lambda c: c.order):
         picture = int(c.image_hash, 16)
         keys = [(i, (picture >> low) & mask) for i, (low, mask) in enumerate(pieces)]
-        near: Iterable[int] = sorted({s for key in keys for s in by_piece.get(key, ())}) if pieces else range(len(survivors))
+        near: Iterable[int] = range(len(survivors))
+        if pieces:
+            near = sorted({s for key in keys for s in by_piece.get(key, ())})
         words: set[str] | None = None
         for position in near:  # the earliest survivor first
             earlier, their_picture, their_question = survivors[position]

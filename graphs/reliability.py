@@ -14,16 +14,15 @@ as one voter), which keeps EM from the mirror solution where everyone is usually
 
 Two problems whose judges split the same way (the same judges on the reference, the same on each
 other candidate) weigh the same in every step, so the fit needs only how many problems showed
-each such pattern (`VoteCounts`): a handful of patterns, however long the run. A run keeps its counts
-with its state and adds each closed round's patterns to it (graphs.rounds), so each round's fit
-costs the same in round 5 as in round 500, and equals the fit over every problem at once.
+each such pattern (`VoteCounts`): a handful of patterns, however long the run. A run keeps its
+counts with its state and adds each closed round's patterns to them (graphs.rounds), so each
+round's fit costs the same in round 5 as in round 500, and equals the fit over every problem at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 

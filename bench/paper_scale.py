@@ -11,7 +11,12 @@ For each size it prints (figures of the simulated panel, which answers at once):
 With --clean the run is the clean world with the quality gates off (no failure modes, no blind
 pass, no rechecks): the pipeline's own cost per sample, as before the gates existed.
 
-Usage: python bench/paper_scale.py [--sizes 2000 20000] [--lanes 8] [--clean]
+--settings runs each size under each named setting: `built-in` (the config as shipped) and
+`weighted-dedup` (`consensus: {weighted: true}` and the near-duplicate gate on, the costliest per
+round). At the end it prints kept samples per second at each size as a ratio to the smallest
+size's, per setting, side by side: a flat cost per sample reads 1.00 all along.
+
+Usage: python bench/paper_scale.py [--sizes 2000 20000] [--lanes 8] [--clean] [--settings built-in weighted-dedup]
 """
 
 from __future__ import annotations
@@ -47,14 +52,21 @@ print(len(specs), time.perf_counter() - start)
 """
 
 
-def run_once(py: str, target: int, lanes: int, work: Path, clean: bool) -> dict[str, float]:
+SETTINGS = ("built-in", "weighted-dedup")
+
+
+def run_once(py: str, target: int, lanes: int, work: Path, clean: bool, setting: str = "built-in") -> dict[str, float]:
     # The run's own id, as a user's run gets it: the id is in every record row, so its length shows in the store.
     cmd = [py, "-m", "cadsynth.cli", "run", "--target", str(target), "--rounds", "1000", "--lanes", str(lanes)]
-    if clean:
+    if clean or setting != "built-in":
         config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
-        config.update(gates={}, world=WorldConfig.clean().model_dump(mode="json"))
-        (work / "clean.yaml").write_text(yaml.safe_dump(config))
-        cmd.insert(4, "clean.yaml")
+        if clean:
+            config.update(gates={}, world=WorldConfig.clean().model_dump(mode="json"))
+        if setting == "weighted-dedup":
+            config["consensus"] = {**config.get("consensus", {}), "weighted": True}
+            config["gates"] = {**config.get("gates", {}), "near_duplicates": {"enabled": True}}
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        cmd.insert(4, "config.yaml")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -91,14 +103,27 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--lanes", type=int, default=8)
     parser.add_argument("--clean", action="store_true", help="the clean world, quality gates off")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=["built-in"],
+                        help="weighted-dedup: consensus: {weighted: true} and the near-duplicate gate on")
     args = parser.parse_args()
     py = python()
     world = "the clean world, gates off" if args.clean else "the built-in config (harder world, its gates on)"
     print(f"simulated panel, {world}, {args.lanes} lanes; one `cads run` per size (figures of the simulator, not of any model)")
-    rows = []
+    rates: dict[str, list[float]] = {}
+    for setting in args.settings:
+        print(f"setting {setting}:")
+        rates[setting] = [r["kept"] / r["wall"] for r in sizes(py, args, setting)]
+    print("kept/s as a ratio to the smallest size's, per setting:")
+    print("  " + " ".join(f"{target:>10d}" for target in args.sizes) + "  setting")
+    for setting, per_size in rates.items():
+        print("  " + " ".join(f"{rate / per_size[0]:10.2f}" for rate in per_size) + f"  {setting} ({per_size[0]:.1f} kept/s at {args.sizes[0]})")
+
+
+def sizes(py: str, args: argparse.Namespace, setting: str) -> list[dict[str, float]]:
+    rows: list[dict[str, float]] = []
     for target in args.sizes:
         with tempfile.TemporaryDirectory() as work:
-            rows.append(run_once(py, target, args.lanes, Path(work), args.clean))
+            rows.append(run_once(py, target, args.lanes, Path(work), args.clean, setting))
         r = rows[-1]
         print(
             f"  target {target:6d}: kept {r['kept']:6d} in {r['wall']:7.1f} s ({r['kept'] / r['wall']:5.1f} kept/s); "
@@ -108,6 +133,7 @@ def main() -> None:
             f"({r['store_kib']:.2f} KiB), "
             f"checkpoints {r['checkpoint_kib']:.2f} KiB/kept"
         )
+    return rows
 
 
 if __name__ == "__main__":

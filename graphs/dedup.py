@@ -4,11 +4,10 @@ Two judged problems are near-duplicates when their images AND their questions ar
 - images: perceptual hashes (imagehash's pHash, 16x16 = 256 bits) at most `image_distance` bits
   apart. The 8x8 default hash is too coarse for charts: two line charts of one template with other
   data were 4 bits of 64 apart, 44 of 256; a value moved by one stays within about 16 of 256;
-- questions: the Jaccard similarity of their word pairs at least `question_similarity`. A
-  datasketch MinHash of each question, indexed by MinHashLSH, finds the likely pairs without
-  comparing every pair; each pair it finds is decided on the exact similarity (the estimate's
-  error, about 0.04 at 128 permutations, is as large as the gap between a reworded question and a
-  question about another bar of the same chart).
+- questions: the Jaccard similarity of their word pairs at least `question_similarity`, exactly
+  (a MinHash estimate's error, about 0.04 at 128 permutations, is as large as the gap between a
+  reworded question and a question about another bar of the same chart). Each fingerprint keeps a
+  datasketch MinHash of its question too, which the pass no longer reads (`near_duplicates`).
 Both, because either alone is normal in a good data set: one chart asked several different
 questions, or one templated question ("What is the area of the circle?") over different figures.
 Word pairs rather than words, so that word order counts for something. A known limit: over one
@@ -19,7 +18,9 @@ walks the judged problems in a fixed order — kept before discarded (a duplicat
 set a kept sample), then by round, lane, proposer and slot — and removes each problem that is a
 near-duplicate of one that survived before it, recording which. The pass runs when the run stops
 (`cadsynth.runner`; the graph itself for a run without lanes) and again whenever it is run again;
-fingerprints are taken at each round's barrier, so the pass reads hashes, never images.
+fingerprints are taken at each round's barrier, so the pass reads hashes, never images. It looks
+up each problem's near images in an index of the survivors so far, so it finds what comparing
+every pair would, without comparing every pair; and it reads a few columns of each problem.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import asyncio
 import functools
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cadsynth.config import NearDuplicatesConfig, RunConfig
@@ -79,9 +81,9 @@ async def fingerprint_round(ledger: Ledger, blobs: BlobStore, proposals: Iterabl
     await ledger.put_fingerprints(await asyncio.to_thread(take))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
-    """A judged problem in the pass's order, with its fingerprints."""
+    """A judged problem in the pass's order, with what the pass compares of it."""
 
     proposal: str
     kept: bool
@@ -90,7 +92,6 @@ class Candidate:
     proposer: str
     index: int
     image_hash: str
-    question_minhash: Sequence[int]
     question: str
 
     @property
@@ -99,44 +100,52 @@ class Candidate:
 
 
 def near_duplicates(candidates: Iterable[Candidate], rule: NearDuplicatesConfig) -> list[Duplicate]:
-    """The pass: walk in order, remove what duplicates an earlier survivor (the earliest such)."""
-    import imagehash
-    from datasketch import LeanMinHash, MinHash, MinHashLSH  # type: ignore[import-untyped]
+    """The pass: walk in order, remove what duplicates an earlier survivor (the earliest such).
 
-    # LSH finds the questions likely above the threshold without comparing every pair; each
-    # candidate it finds is then checked on both the estimated similarity and the images. Tuned
-    # below the rule and against misses, a pair at the threshold escapes it with p < 1e-3.
-    index = MinHashLSH(num_perm=NUM_PERM, params=_bands(rule.question_similarity))
-    survivors: dict[str, tuple[int, set[str], imagehash.ImageHash]] = {}
+    Survivors are indexed by pieces of their image hash: two hashes at most `image_distance` bits
+    apart agree on at least one of `image_distance + 1` pieces (were every piece to differ, so would
+    as many bits). So a candidate is compared with the survivors that share a piece with it, and
+    finds exactly what comparing it with every survivor would. The image decides first: in a run,
+    a question recurs over many images (a template) far more often than an image recurs."""
+    pieces = _pieces(rule.image_distance)
+    by_piece: dict[tuple[int, int], list[int]] = defaultdict(list)  # (piece, its bits) -> survivors
+    survivors: list[tuple[str, int, str]] = []  # proposal, image hash, question; by position
     removed: list[Duplicate] = []
-    for position, c in enumerate(sorted(candidates, key=lambda c: c.order)):
-        signature = LeanMinHash(
-            MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME, hashvalues=list(c.question_minhash))
-        )
-        words, picture = question_shingles(c.question), imagehash.hex_to_hash(c.image_hash)
-        matches = []
-        for key in index.query(signature):
-            earlier, their_words, their_picture = survivors[key]
-            distance = int(picture - their_picture)
-            similarity = jaccard(words, their_words)
-            if distance <= rule.image_distance and similarity >= rule.question_similarity:
-                matches.append((earlier, key, distance, similarity))
-        if matches:
-            _, of, distance, similarity = min(matches)
-            removed.append(Duplicate(c.proposal, of, distance, round(similarity, 4)))
-            continue
-        survivors[c.proposal] = (position, words, picture)
-        index.insert(c.proposal, signature)
+    for c in sorted(candidates, key=lambda c: c.order):
+        picture = int(c.image_hash, 16)
+        keys = [(i, (picture >> low) & mask) for i, (low, mask) in enumerate(pieces)]
+        near: Iterable[int] = range(len(survivors))
+        if pieces:
+            near = sorted({s for key in keys for s in by_piece.get(key, ())})
+        words: set[str] | None = None
+        for position in near:  # the earliest survivor first
+            earlier, their_picture, their_question = survivors[position]
+            distance = (picture ^ their_picture).bit_count()
+            if distance > rule.image_distance:
+                continue
+            words = question_shingles(c.question) if words is None else words
+            similarity = jaccard(words, question_shingles(their_question))
+            if similarity >= rule.question_similarity:
+                removed.append(Duplicate(c.proposal, earlier, distance, round(similarity, 4)))
+                break
+        else:
+            for key in keys:
+                by_piece[key].append(len(survivors))
+            survivors.append((c.proposal, picture, c.question))
     return removed
 
 
-@functools.cache
-def _bands(similarity: float) -> tuple[int, int]:
-    """The LSH index's bands and rows for a rule, worked out once (datasketch integrates to find them)."""
-    from datasketch import MinHashLSH  # type: ignore[import-untyped]
+HASH_BITS = HASH_SIZE * HASH_SIZE
 
-    index = MinHashLSH(threshold=max(0.05, similarity - 0.2), num_perm=NUM_PERM, weights=(0.1, 0.9))
-    return index.b, index.r
+
+@functools.cache
+def _pieces(distance: int) -> list[tuple[int, int]]:
+    """The image hash cut into `distance + 1` pieces, each as (lowest bit, mask); none when the rule
+    lets any two images meet (every survivor is then compared)."""
+    if distance + 1 > HASH_BITS:
+        return []
+    bounds = [HASH_BITS * i // (distance + 1) for i in range(distance + 2)]
+    return [(low, (1 << (high - low)) - 1) for low, high in zip(bounds, bounds[1:])]
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -152,20 +161,12 @@ async def settle(ledger: Ledger, run: str) -> list[Duplicate]:
     removed: list[Duplicate] = []
     if rule.enabled:
         members = [lane["id"] for lane in await ledger.lanes(run)] or [run]
-        candidates: list[Candidate] = []
-        for lane, member in enumerate(members):
-            verdicts = {c.proposal: c for c in await ledger.consensus(member)}
-            proposals = {p.id: p for p in await ledger.proposals(member)}
-            for f in await ledger.fingerprints(member):
-                p, verdict = proposals.get(f.proposal), verdicts.get(f.proposal)
-                if p is None or verdict is None or verdict.outcome == "dropped":
-                    continue
-                candidates.append(
-                    Candidate(
-                        p.id, verdict.outcome in KEPT, p.round, lane, p.proposer, p.index, f.image_hash, f.question_minhash,
-                        p.question,
-                    )
-                )
+        candidates = [
+            Candidate(f.proposal, f.outcome in KEPT, f.round, lane, f.proposer, f.index, f.image_hash, f.question)
+            for lane, member in enumerate(members)
+            for f in await ledger.fingerprinted_problems(member)
+            if f.outcome is not None and f.outcome != "dropped"
+        ]
         removed = near_duplicates(candidates, rule)
     await ledger.put_duplicates(run, removed)
     return removed

@@ -11,13 +11,19 @@ E-step: the posterior over each problem's candidates, given every judge's p. M-s
 expected share of its answers that were the truth, with one pseudo-answer each way (Laplace), so
 a judge seen on few problems stays near a coin flip. It starts from a vote (the reference counts
 as one voter), which keeps EM from the mirror solution where everyone is usually wrong.
+
+Two problems whose judges split the same way (the same judges on the reference, the same on each
+other candidate) weigh the same in every step, so the fit needs only how many problems showed
+each such pattern (`VoteCounts`): a handful of patterns, however long the run. A run keeps its
+counts with its state and adds each closed round's patterns to them (graphs.rounds), so each
+round's fit costs the same in round 5 as in round 500, and equals the fit over every problem at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cadsynth.agents.matching import answers_match
@@ -30,6 +36,27 @@ class Votes:
 
     answers: Mapping[str, int]
     candidates: int
+
+    @property
+    def pattern(self) -> str:
+        """The answers as one key, e.g. `3 a=0 b=1 c=2` (agent names never hold a space or `=`)."""
+        return " ".join([str(self.candidates), *(f"{judge}={c}" for judge, c in sorted(self.answers.items()))])
+
+    @classmethod
+    def of_pattern(cls, pattern: str) -> Votes:
+        candidates, *answers = pattern.split(" ")
+        return cls({judge: int(c) for judge, _, c in (a.partition("=") for a in answers)}, int(candidates))
+
+
+# How many problems showed each pattern of answers (`Votes.pattern`): all the fit needs to know.
+VoteCounts = dict[str, int]
+
+
+def count_votes(problems: Iterable[Votes], into: Mapping[str, int] | None = None) -> VoteCounts:
+    """`into` with `problems` added: counts add, so counts kept round by round equal counts made at once."""
+    counts = Counter(into or {})
+    counts.update(v.pattern for v in problems if v.answers)
+    return dict(sorted(counts.items()))
 
 
 @dataclass(frozen=True)
@@ -61,32 +88,38 @@ def run_votes(proposals: Iterable[Proposal], judgments: Iterable[Judgment]) -> l
     return [v for p in proposals if (v := votes(p, by_problem.get(p.id, []))).answers]
 
 
-def estimate(problems: Sequence[Votes], *, iterations: int = 200, tolerance: float = 1e-5) -> dict[str, Reliability]:
+def estimate(problems: Iterable[Votes]) -> dict[str, Reliability]:
     """Each judge's estimated accuracy (one-coin Dawid-Skene, EM), in judge order."""
+    return fit(count_votes(problems))
+
+
+def fit(counts: Mapping[str, int], *, iterations: int = 200, tolerance: float = 1e-5) -> dict[str, Reliability]:
+    """`estimate` from vote counts: EM over the patterns, each weighing as many problems as showed it."""
+    patterns = [(Votes.of_pattern(key), n) for key, n in sorted(counts.items())]
     judged: dict[str, int] = defaultdict(int)
-    for v in problems:
+    for v, n in patterns:
         for judge in v.answers:
-            judged[judge] += 1
+            judged[judge] += n
     # The start: each problem's candidates weighed by votes, the reference one voter more.
     posteriors = []
-    for v in problems:
-        counts = [1.0 if c == 0 else 0.0 for c in range(v.candidates)]
+    for v, _ in patterns:
+        votes = [1.0 if c == 0 else 0.0 for c in range(v.candidates)]
         for c in v.answers.values():
-            counts[c] += 1.0
-        total = sum(counts)
-        posteriors.append([n / total for n in counts])
+            votes[c] += 1.0
+        total = sum(votes)
+        posteriors.append([x / total for x in votes])
     accuracy: dict[str, float] = {}
     for _ in range(iterations):
         right: dict[str, float] = defaultdict(float)
-        for v, post in zip(problems, posteriors):
+        for (v, n), post in zip(patterns, posteriors):
             for judge, c in v.answers.items():
-                right[judge] += post[c]
+                right[judge] += n * post[c]
         new = {judge: (right[judge] + 1.0) / (judged[judge] + 2.0) for judge in judged}
         converged = accuracy and max(abs(new[j] - accuracy[j]) for j in new) < tolerance
         accuracy = new
         if converged:
             break
-        posteriors = [_posterior(v, accuracy) for v in problems]
+        posteriors = [_posterior(v, accuracy) for v, _ in patterns]
     return {judge: Reliability(round(accuracy[judge], 4), judged[judge]) for judge in sorted(judged)}
 
 

@@ -27,7 +27,7 @@ from cadsynth.domain import (
 from cadsynth.graphs import consensus as rule
 from cadsynth.graphs import dedup
 from cadsynth.graphs.calls import ask
-from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
+from cadsynth.graphs import reliability
 from cadsynth.graphs.plan import initial_context
 from cadsynth.graphs.settings import Resources, Settings, resources
 from cadsynth.graphs.state import DebateState, Task
@@ -123,7 +123,7 @@ async def to_problems(state: DebateState) -> list[Send] | Literal["consensus"]:
     config = await _config(state)
     slots = [(agent.name, index) for agent in config.agents("proposer") for index in range(config.proposals_per_agent)]
     jury = rule.jury_order([j.name for j in config.agents("judge")], state.get("judges", {}))
-    weights = {"weights": state.get("reliability", {})} if config.consensus.weighted else {}
+    weights = {"weights": state.get("reliability") or {}} if config.consensus.weighted else {}
     sends = [
         Send("problem", _task(state, agent=name, index=index, slot=slot, jury=jury, **weights))
         for slot, (name, index) in enumerate(slots)
@@ -221,6 +221,18 @@ def _pool(proposals: list[Proposal], verdicts: dict[str, Consensus], judgments: 
     ]
 
 
+async def _votes_so_far(
+    res: Resources, state: DebateState, proposals: list[Proposal], judgments: list[Judgment]
+) -> reliability.VoteCounts:
+    """The lane's answers through this round, counted: the closed rounds' counts the state carries
+    plus this round's. A state without them (a fork of a run without weights, a checkpoint from
+    before they were kept) has them counted once from the ledger, every round of the lane so far."""
+    if state.get("votes") is None:
+        run = state["run"]
+        return reliability.count_votes(reliability.run_votes(await res.ledger.proposals(run), await res.ledger.judgments(run)))
+    return reliability.count_votes(reliability.run_votes(proposals, judgments), into=state["votes"])
+
+
 async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str, Any]:
     res = await resources(runtime.context)
     run, round_ = state["run"], state["round"]
@@ -245,10 +257,12 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
     kept = state.get("kept", 0) + stats["kept"]
     judgments = [Judgment.model_validate(j) for j in state.get("judgments", {}).values()]
     judges = rule.judge_record(state.get("judges", {}), judgments)
-    reliability = {}
+    weights: dict[str, Any] = {}
     if config.consensus.weighted:  # the next round's weights: every closed round of this lane
-        estimate = estimate_reliability(run_votes(await res.ledger.proposals(run), await res.ledger.judgments(run)))
-        reliability = {"reliability": {name: r.estimated_accuracy for name, r in estimate.items()}}
+        votes = await _votes_so_far(res, state, proposals, judgments)
+        weights = {"votes": votes, "reliability": {name: r.estimated_accuracy for name, r in reliability.fit(votes).items()}}
+    elif state.get("votes") is not None:  # a fork without weights: a later fork with them counts its rounds too
+        weights = {"votes": None, "reliability": None}
     done = round_ + 1 >= config.rounds or kept >= config.target
     # The round's records are in the ledger: the state between rounds carries none of them, so
     # the checkpoints kept at round boundaries stay small.
@@ -273,7 +287,7 @@ async def adversary(state: DebateState, runtime: Runtime[Settings]) -> dict[str,
             context = reply.value
     return {
         "round": round_ + 1, "context": context.model_dump(mode="json"), "kept": kept, "judges": judges, "done": False,
-        **reliability, **cleared,
+        **weights, **cleared,
     }
 
 

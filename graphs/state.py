@@ -28,7 +28,10 @@ class DebateState(TypedDict, total=False):
     consensus: Annotated[dict[str, Any], merge_round]  # proposal id -> domain.Consensus
     kept: int  # samples kept over all rounds so far
     judges: dict[str, list[int]]  # consensus.JudgeRecord over the closed rounds: orders an adaptive jury
-    reliability: dict[str, float]  # consensus: {weighted: true}: each judge's estimated accuracy over the closed rounds
+    # consensus: {weighted: true}: each judge's estimated accuracy over the closed rounds, and the
+    # closed rounds' answers counted by pattern (graphs.reliability.VoteCounts), which it is fitted on
+    reliability: dict[str, float] | None
+    votes: dict[str, int] | None
     done: bool
 
 

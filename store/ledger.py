@@ -10,7 +10,7 @@ The names below were importable from here before the split and still are.
 
 from __future__ import annotations
 
-from cadsynth.store.records import CallRecord, Duplicate, Fingerprint, Records, _record
+from cadsynth.store.records import CallRecord, Duplicate, Fingerprint, Fingerprinted, Records, _record
 from cadsynth.store.runs import (
     LEASE_SECONDS,
     WAITING_FOR_BATCH,
@@ -30,6 +30,7 @@ __all__ = [
     "CallRecord",
     "Duplicate",
     "Fingerprint",
+    "Fingerprinted",
     "Ledger",
     "LeaseError",
     "UnknownRunError",

@@ -58,6 +58,20 @@ class Fingerprint:
     question_minhash: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class Fingerprinted:
+    """A fingerprinted problem as the near-duplicate pass reads it: its place in the pass's order,
+    its outcome, its image hash and its question, and nothing else of its records."""
+
+    proposal: str
+    round: int
+    proposer: str
+    index: int
+    outcome: str | None  # None while its consensus is not recorded
+    image_hash: str
+    question: str
+
+
 @dataclass(frozen=True)
 class Duplicate:
     """A sample the run-wide pass removed, and the earlier sample it duplicates."""
@@ -178,6 +192,28 @@ class Records(LedgerBase):
         )
         async with self.engine.connect() as conn:
             return [Fingerprint(*row) for row in await conn.execute(query)]
+
+    @patient
+    async def fingerprinted_problems(self, run: str) -> list[Fingerprinted]:
+        """The run's fingerprinted problems (a fork's include its parent's before the fork), read
+        column by column: the pass over a large run needs a few fields of each problem, never its
+        records whole (a 100,000-sample run's proposals would fill a small process's memory)."""
+        await self.init()
+        f, p, c = t.fingerprints.c, t.proposals.c, t.consensus.c
+        hashes = select(f.proposal, f.image_hash).where(await self._where_lineage(t.fingerprints, run))
+        outcomes = select(c.run, c.proposal, c.outcome).where(await self._where_lineage(t.consensus, run))
+        problems = select(
+            p.run, p.id, p.round, p.proposer, p.record["index"].as_integer(), p.record["question"].as_string()
+        ).where(await self._where_lineage(t.proposals, run))
+        async with self.engine.connect() as conn:
+            hashed = {proposal: image_hash for proposal, image_hash in await conn.execute(hashes)}
+            decided = {f"{r}/{proposal}": outcome for r, proposal, outcome in await conn.execute(outcomes)}
+            found = []
+            for r, id_, round_, proposer, index, question in await conn.execute(problems):
+                proposal = f"{r}/{id_}"  # ids are kept within their run (schema.RUN_RELATIVE)
+                if proposal in hashed:
+                    found.append(Fingerprinted(proposal, round_, proposer, index, decided.get(proposal), hashed[proposal], question))
+        return found
 
     @patient
     async def fingerprinted(self, run: str) -> int:

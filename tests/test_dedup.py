@@ -17,7 +17,7 @@ from cadsynth.agents.painter.render import render
 from cadsynth.specs import Bar, BarChart, PieChart, Slice
 from cadsynth.config import ConfigError, NearDuplicatesConfig, load_config
 from cadsynth.domain import Proposal
-from cadsynth.graphs.dedup import Candidate, fingerprint, near_duplicates, question_minhash
+from cadsynth.graphs.dedup import Candidate, fingerprint, jaccard, near_duplicates, question_shingles
 from tests.helpers import cads, content, export, stats
 
 RULE = NearDuplicatesConfig(enabled=True)
@@ -39,7 +39,7 @@ def _proposal(question: str, round_: int = 0, proposer: str = "p", index: int = 
 def _candidate(spec, question: str, *, round_: int = 0, lane: int = 0, index: int = 0, kept: bool = True) -> Candidate:
     p = _proposal(question, round_, "p", index).model_copy(update={"id": f"run.lane{lane}/r{round_}/p/{index}"})
     f = fingerprint(p, render(spec))
-    return Candidate(p.id, kept, round_, lane, "p", index, f.image_hash, f.question_minhash, question)
+    return Candidate(p.id, kept, round_, lane, "p", index, f.image_hash, question)
 
 
 VALUES = [34.0, 71.0, 18.0, 55.0, 90.0, 42.0]
@@ -104,11 +104,47 @@ def test_a_removed_sample_removes_nothing_after_it():
     # A ~ B and B ~ C, but A is not C: B goes, and C is compared with the survivors only.
     hashes = ["0" * 64, "0" * 58 + "ff" + "0" * 4, "0" * 54 + "ff" + "00" + "ff" + "0" * 4]  # B is 8 bits from each
     rule = NearDuplicatesConfig(enabled=True, image_distance=10)
-    signature = question_minhash(QUESTION)
-    chain = [Candidate(f"run/r{i}/p/0", True, i, 0, "p", 0, h, signature, QUESTION) for i, h in enumerate(hashes)]
+    chain = [Candidate(f"run/r{i}/p/0", True, i, 0, "p", 0, h, QUESTION) for i, h in enumerate(hashes)]
     apart = [imagehash.hex_to_hash(a) - imagehash.hex_to_hash(b) for a, b in combinations(hashes, 2)]
     assert apart == [8, 16, 8]
     assert [(d.proposal, d.duplicate_of) for d in near_duplicates(chain, rule)] == [("run/r1/p/0", "run/r0/p/0")]
+
+
+def _every_pair(candidates: list[Candidate], rule: NearDuplicatesConfig) -> list[tuple[str, str, int, float]]:
+    """The pass as the module states it, each problem compared with every survivor before it: the
+    oracle the index must equal."""
+    survivors: list[Candidate] = []
+    removed = []
+    for c in sorted(candidates, key=lambda c: c.order):
+        for s in survivors:
+            distance = imagehash.hex_to_hash(c.image_hash) - imagehash.hex_to_hash(s.image_hash)
+            similarity = jaccard(question_shingles(c.question), question_shingles(s.question))
+            if distance <= rule.image_distance and similarity >= rule.question_similarity:
+                removed.append((c.proposal, s.proposal, distance, round(similarity, 4)))
+                break
+        else:
+            survivors.append(c)
+    return removed
+
+
+@pytest.mark.parametrize("image_distance", [0, 7, 20, 90, 256])
+def test_the_index_finds_what_comparing_every_pair_finds(image_distance):
+    # A crowd like a long run's: a few images (hashes) each redrawn with a few bits moved, asked a
+    # few templated questions with other words; many pairs are close in one of the two, some in both.
+    rng = random.Random(image_distance)
+    bases = [rng.getrandbits(256) for _ in range(6)]
+    templates = [f"What {w} does the bar for {{}} show in the chart?" for w in ("value", "number", "height")]
+    crowd = []
+    for i in range(400):
+        picture = rng.choice(bases)
+        for _ in range(rng.choice([0, 2, 6, 12, 30, 60])):
+            picture ^= 1 << rng.randrange(256)
+        question = rng.choice(templates).format(rng.choice(FRUITS)) + rng.choice(["", " now", " here please"])
+        crowd.append(Candidate(f"run/r{i % 40}/p/{i}", rng.random() < 0.8, i % 40, i % 3, "p", i, f"{picture:064x}", question))
+    rule = NearDuplicatesConfig(enabled=True, image_distance=image_distance)
+    expected = _every_pair(crowd, rule)
+    assert 0 < len(expected) < len(crowd)
+    assert [(d.proposal, d.duplicate_of, d.image_distance, d.question_similarity) for d in near_duplicates(crowd, rule)] == expected
 
 
 # --- a run with duplicates -------------------------------------------------------------------
@@ -141,7 +177,7 @@ def _pairs(samples: list[dict]) -> list[tuple[str, str]]:
     taken = []
     for i, x in enumerate(samples):
         f = fingerprint(_proposal(x["question"]).model_copy(update={"id": x["id"]}), Path(x["image_path"]).read_bytes())
-        taken.append(Candidate(x["id"], True, 0, 0, "p", i, f.image_hash, f.question_minhash, x["question"]))
+        taken.append(Candidate(x["id"], True, 0, 0, "p", i, f.image_hash, x["question"]))
     return [(a.proposal, b.proposal) for a, b in combinations(taken, 2) if near_duplicates([a, b], rule)]
 
 

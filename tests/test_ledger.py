@@ -200,3 +200,47 @@ async def test_a_reader_of_a_database_without_the_ledger_finds_no_runs(sqlite_ur
     finally:
         await ledger.close()
     assert not inspect(create_engine(sqlite_url)).get_table_names()  # a reader creates nothing
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+async def test_the_near_duplicate_pass_reads_a_few_fields_of_each_fingerprinted_problem(any_url: str) -> None:
+    """What the pass reads (graphs.dedup) is what the records say, a fork's parent's rounds included."""
+    import uuid
+
+    from cadsynth.domain import Consensus, Proposal
+    from cadsynth.lifecycle import begin
+    from cadsynth.store.ledger import Fingerprint, Fingerprinted, Ledger
+
+    root, fork = f"root-{uuid.uuid4().hex[:6]}", f"fork-{uuid.uuid4().hex[:6]}"
+
+    def problem(run: str, round_: int, index: int) -> Proposal:
+        return Proposal(
+            id=f"{run}/r{round_}/gpt/{index}", run=run, round=round_, proposer="gpt", index=index,
+            strategy="numerical_variation", capabilities=["counting"], visual_prompt="",
+            question=f"How many in round {round_}, slot {index}?", answer_type="integer", reference_answer="3",
+            solution="", difficulty=0.5,
+        )
+
+    ledger = Ledger.open(any_url)
+    try:
+        await begin(ledger, root, {}, 0)
+        await begin(ledger, fork, {}, 0, parent=root, fork_round=1)
+        made = [problem(root, 0, 10), problem(root, 1, 2), problem(fork, 1, 2), problem(fork, 1, 3)]
+        await ledger.write(
+            proposals=made,
+            consensus=[Consensus(proposal=p.id, run=p.run, round=p.round, score=1, judges=2, outcome="adversarial")
+                       for p in made[:3]],  # the last has no verdict yet
+        )
+        await ledger.put_fingerprints(Fingerprint(p.id, p.run, p.round, f"{i:064x}", [1, 2]) for i, p in enumerate(made))
+        found = sorted(await ledger.fingerprinted_problems(fork), key=lambda f: f.proposal)
+        assert found == [
+            Fingerprinted(f"{fork}/r1/gpt/2", 1, "gpt", 2, "adversarial", f"{2:064x}", "How many in round 1, slot 2?"),
+            Fingerprinted(f"{fork}/r1/gpt/3", 1, "gpt", 3, None, f"{3:064x}", "How many in round 1, slot 3?"),
+            Fingerprinted(f"{root}/r0/gpt/10", 0, "gpt", 10, "adversarial", f"{0:064x}", "How many in round 0, slot 10?"),
+        ]
+    finally:
+        await ledger.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 from importlib import resources
@@ -13,7 +14,7 @@ import yaml
 from cadsynth.config import ConfigError, ConsensusConfig, load_config
 from cadsynth.domain import Judgment, Proposal
 from cadsynth.graphs.consensus import outcome_for, score
-from cadsynth.graphs.reliability import Votes, estimate, votes
+from cadsynth.graphs.reliability import Votes, count_votes, estimate, fit, run_votes, votes
 from tests.helpers import cads, stats
 
 
@@ -72,6 +73,59 @@ def test_matching_answers_are_one_candidate_and_abstentions_no_answer():
     assert v == Votes({"a": 0, "b": 1, "c": 1}, 2)
 
 
+def _em_problem_by_problem(problems: list[Votes], iterations: int = 200, tolerance: float = 1e-5) -> dict[str, float]:
+    """The one-coin EM as the module's docstring states it, one problem at a time: the oracle the
+    fit over vote counts must equal."""
+    judged = {j: sum(j in v.answers for v in problems) for v in problems for j in v.answers}
+    posteriors = []
+    for v in problems:
+        counts = [1.0 if c == 0 else 0.0 for c in range(v.candidates)]
+        for c in v.answers.values():
+            counts[c] += 1.0
+        posteriors.append([n / sum(counts) for n in counts])
+    accuracy: dict[str, float] = {}
+    for _ in range(iterations):
+        right = dict.fromkeys(judged, 0.0)
+        for v, post in zip(problems, posteriors):
+            for judge, c in v.answers.items():
+                right[judge] += post[c]
+        new = {j: (right[j] + 1.0) / (judged[j] + 2.0) for j in judged}
+        converged = accuracy and max(abs(new[j] - accuracy[j]) for j in new) < tolerance
+        accuracy = new
+        if converged:
+            break
+        posteriors = []
+        for v in problems:
+            likelihood = [
+                math.prod(accuracy[j] if c == truth else (1 - accuracy[j]) / (v.candidates - 1) for j, c in v.answers.items())
+                for truth in range(v.candidates)
+            ]
+            posteriors.append([x / sum(likelihood) for x in likelihood])
+    return accuracy
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_fit_over_vote_counts_equals_em_over_every_problem(seed):
+    rng = random.Random(seed)
+    problems = _synthetic(rng, {"a": 0.9, "b": 0.7, "c": 0.55, "d": 0.3}, 600, reference_right=0.8)
+    for v in problems[::7]:  # abstentions: some problems have fewer answers
+        del v.answers["c"]  # type: ignore[attr-defined]
+    counts = count_votes(problems)
+    # Four judges split at most 151 ways (with abstentions), however many problems.
+    assert len(counts) < len(problems) // 5 and sum(counts.values()) == len(problems)
+    oracle = _em_problem_by_problem(problems)
+    found = fit(counts)
+    assert {j: r.judged for j, r in found.items()} == {j: sum(j in v.answers for v in problems) for j in oracle}
+    for judge, p in oracle.items():
+        assert found[judge].estimated_accuracy == pytest.approx(p, abs=1e-4)
+    # Counted round by round (each round added to the counts so far), the same counts and fit.
+    rounds: dict[str, int] = {}
+    for start in range(0, len(problems), 12):
+        rounds = count_votes(problems[start : start + 12], into=rounds)
+    assert rounds == counts and fit(rounds) == found == estimate(problems)
+    assert all(Votes.of_pattern(key).pattern == key for key in counts)
+
+
 # --- weighted consensus ----------------------------------------------------------------------
 
 
@@ -123,10 +177,10 @@ def test_weighted_needs_a_full_jury(tmp_path):
     assert "consensus.weighted needs jury: full" in str(err.value) and "\n" not in str(err.value)
 
 
-def _config(work: Path, name: str, weighted: bool) -> str:
+def _config(work: Path, name: str, weighted: bool, *, adversary: bool = False, rounds: int = 4) -> str:
     config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
     # No adversary: the context never changes, so both runs judge the very same problems.
-    config.update(rounds=4, target=1000, seed=3, adversary=False, consensus={"min_agree": 1, "weighted": weighted})
+    config.update(rounds=rounds, target=1000, seed=3, adversary=adversary, consensus={"min_agree": 1, "weighted": weighted})
     (work / f"{name}.yaml").write_text(yaml.safe_dump(config))
     return f"{name}.yaml"
 
@@ -161,3 +215,49 @@ def test_a_weighted_run_changes_outcomes_only_as_documented(tmp_path):
     assert set(judges) == {"sim-vega", "sim-lyra", "sim-orion", "sim-nova"}
     assert all(0 < j["estimated_accuracy"] < 1 and j["judged"] > 0 for j in judges.values())
     assert "judges' estimated accuracy: " in cads("stats", "weighted", cwd=tmp_path).stdout
+
+
+async def _counts_at_round_starts(db: Path, run: str) -> dict[int, dict[str, int] | None]:
+    """The vote counts a run's state carried into each round it ran (from its round-boundary checkpoints)."""
+    from cadsynth.graphs.debate import build_graph
+    from cadsynth.runner import thread
+    from cadsynth.store import open_checkpointer
+
+    found: dict[int, dict[str, int] | None] = {}
+    async with open_checkpointer(f"sqlite:///{db}") as saver:
+        graph = build_graph().compile(checkpointer=saver)
+        async for snapshot in graph.aget_state_history(thread(run)):
+            # A fork's history goes on into its parent's checkpoints, which name the parent.
+            if snapshot.next == ("open_round",) and snapshot.values.get("run") == run and "round" in snapshot.values:
+                found.setdefault(snapshot.values["round"], snapshot.values.get("votes"))
+    return found
+
+
+async def _counted_from_the_ledger(db: Path, run: str, below: int) -> dict[str, int]:
+    from cadsynth.store.ledger import Ledger
+
+    ledger = Ledger.open(f"sqlite:///{db}", create=False)
+    try:
+        proposals = [p for p in await ledger.proposals(run) if p.round < below]
+        return count_votes(run_votes(proposals, await ledger.judgments(run)))
+    finally:
+        await ledger.close()
+
+
+async def test_the_counts_each_round_is_weighed_by_equal_a_count_over_every_closed_round(tmp_path):
+    # Weighted, then a fork without weights, then a fork of that with weights again: each round of
+    # a weighted run starts from the counts of every round before it, its parents' included.
+    for name, weighted in (("plain", False), ("weighted", True)):
+        _config(tmp_path, name, weighted, adversary=True, rounds=5)
+    cads("run", "weighted.yaml", "--run-id", "w", cwd=tmp_path)
+    cads("replay", "w", "--round", "2", "--config", "plain.yaml", "--run-id", "p", cwd=tmp_path)
+    cads("replay", "p", "--round", "3", "--config", "weighted.yaml", "--run-id", "w2", cwd=tmp_path)
+    db = tmp_path / "cads.db"
+    carried = {run: await _counts_at_round_starts(db, run) for run in ("w", "p", "w2")}
+    # The fork without weights carries none after its first round; its fork counts them again.
+    assert {r: bool(carried["w"].get(r)) for r in range(1, 5)} == dict.fromkeys(range(1, 5), True)
+    assert (carried["p"][3], carried["p"][4], carried["w2"][3], bool(carried["w2"][4])) == (None, None, None, True)
+    for run, rounds in carried.items():
+        for round_, counts in rounds.items():
+            if counts is not None:
+                assert counts == await _counted_from_the_ledger(db, run, round_), (run, round_)

@@ -6,6 +6,7 @@ It moves on as soon as its own last call is done, never waiting for another prob
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from cadsynth.graphs.calls import blind_judge, critique, judge, paint, propose, 
 from cadsynth.graphs.settings import Settings, resources
 from cadsynth.graphs.state import Task
 from cadsynth.store.ledger import CallRecord, Ledger
+from cadsynth.store.patience import DatabaseUnavailable
 
 
 # --- one problem, start to verdict -------------------------------------------------------------
@@ -112,8 +114,10 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
     except BaseException:
         # Ended early (the run stopping, cut short or failing): what it paid for is in the ledger
         # before the process ends. Resumed, the problem runs again: its finished calls come back
-        # from the checkpoint, and their rows are not written twice.
-        await res.ledger.write(calls=calls)
+        # from the checkpoint, and their rows are not written twice. A database gone past its
+        # patience cannot take them: the run's own failure says so, not this write's.
+        with contextlib.suppress(DatabaseUnavailable):
+            await res.ledger.write(calls=calls)
         raise
 
 

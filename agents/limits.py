@@ -109,7 +109,8 @@ class Concurrency:
         self.slow_start = True
         self.ceiling: float | None = None  # where the last sign of overload came
         self.held_until = 0.0  # no new request before this (a Retry-After)
-        self.changes: list[tuple[float, int]] = [(time.monotonic() if now is None else now, self.limit)]
+        # The latest changes (time, value), for a bench to show; the ledger keeps a run's (cads_concurrency).
+        self.changes: deque[tuple[float, int]] = deque([(time.monotonic() if now is None else now, self.limit)], maxlen=1000)
         self._lowest: dict[str, float] = {}  # per kind of request: the lowest typical latency seen
         self._recent: dict[str, deque[float]] = {}
         self._ratios: list[float] = []

@@ -119,7 +119,7 @@ def serving(args: argparse.Namespace) -> None:
         control = limiter_for("openai", MODEL, server.base_url, panel.config.limit(panel["qwen"].config)).concurrency
         assert control is not None
         print(f"   {'auto':>12} {rate:7.1f} {latency:17.2f}   (last 30 s; settled at {control.limit}; "
-              f"values {[v for _, v in control.changes][:12]}...)")
+              f"values {[v for _, v in list(control.changes)[:12]]}...)")
         print(f"   auto: {rate / best:.0%} of the best fixed concurrency's {best:.1f} req/s (target >= 90%), "
               f"first 10-s window at 90% after {reached} s (target <= 60 s); "
               f"median latency {latency / capacity.service:.2f}x the unloaded {capacity.service}s (target <= 1.5x)")

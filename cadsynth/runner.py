@@ -111,14 +111,19 @@ class Progress:
             self.round = max(self.round, update["round"])
 
 
-async def refresh(ledger: Ledger, run: str, progress: Progress, *, every: float = 0.0) -> None:
+async def refresh(
+    ledger: Ledger, run: str, progress: Progress, *, every: float = 0.0,
+    concurrency: Callable[[], dict[str, tuple[int, int]]] | None = None,
+) -> None:
     """Read the run's progress from the ledger (at most once in `every` seconds): its lanes'
-    furthest round, recorded outcomes and how many are done. Write the adaptive concurrencies
-    the process advancing the run has put in `progress` (here: `_advance`; on Ray: the driver,
-    from the desks), when they changed."""
+    furthest round, recorded outcomes and how many are done. Write the adaptive concurrencies,
+    read by `concurrency` (this process's panels) or put in `progress` (on Ray: the driver, from
+    the desks), when they changed."""
     if time.monotonic() - progress.refreshed < every:
         return
     progress.refreshed = time.monotonic()
+    if concurrency is not None:
+        progress.concurrency.update(concurrency())
     lanes = await ledger.lane_progress(run)
     progress.outcomes = Counter()
     for lane in lanes:
@@ -341,6 +346,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     Unless the run keeps every checkpoint (`checkpoints: all`), a closed round's checkpoints go
     once the next round's boundary is saved: the boundaries are what resume and replay need.
     """
+    res = await resources(settings)
     record = await ledger.run(lane.run)
     thin = record is not None and record["config"].get("checkpoints", "rounds") == "rounds"
     start = lane.start
@@ -366,8 +372,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
                     continue
                 for node, update in chunk.items():
                     progress.observe(node, update)
-                progress.concurrency.update((await resources(settings)).concurrency())
-                await refresh(ledger, progress.run, progress, every=REFRESH_SECONDS)
+                await refresh(ledger, progress.run, progress, every=REFRESH_SECONDS, concurrency=res.concurrency)
                 if on_update:
                     on_update(progress)
             final = await graph.aget_state(thread(lane.run))
@@ -388,7 +393,7 @@ async def _advance(graph: Debate, saver: Any, settings: Settings, ledger: Ledger
     record = await ledger.run(lane.run)
     if record is not None and record["status"] == "failed":  # finished, but kept nothing: the graph says why
         raise RunFailed(record["reason"])
-    await refresh(ledger, progress.run, progress)
+    await refresh(ledger, progress.run, progress, concurrency=res.concurrency)
     if on_update:
         on_update(progress)
     return final.interrupts[0].value if final.interrupts else None

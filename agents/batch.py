@@ -190,8 +190,7 @@ class BatchDesk:
     # --- gathering a phase into jobs -----------------------------------------------------------
 
     def _queue(self, slot: tuple[str, str], line: bytes) -> None:
-        most = min(self.settings.max_bytes, getattr(self.provider, "INLINE_BYTES", self.settings.max_bytes))
-        if self._pending and self._pending_bytes + len(line) > most:
+        if self._pending and self._pending_bytes + len(line) > self.settings.max_bytes:
             self._send_pending()
         loop = asyncio.get_running_loop()
         if not self._pending:

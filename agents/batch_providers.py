@@ -9,6 +9,7 @@ Each speaks in the same words: a `Polled` job (OpenAI's state names), an `Answer
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -127,12 +128,13 @@ class OpenAIBatches:
 
 
 class GeminiBatches:
-    """The Gemini Developer API's batch mode through google-genai's `client.aio.batches`: the
-    requests travel inline (their bytes kept under its 20 MB limit), each carrying its key as
-    metadata; the answers come back inline too."""
+    """The Gemini Developer API's batch mode through google-genai's `client.aio.batches`. A job's
+    requests travel inline while they fit its 20 MB limit, each carrying its key as metadata, and the
+    answers come back inline too; a bigger job is uploaded as a JSONL input file (the Files API) and
+    answered in a responses file. Either way no Cloud Storage bucket or Vertex AI is involved."""
 
     PATH_END = ":generateContent"
-    INLINE_BYTES = 19_000_000  # under the API's 20 MB of inline requests (a file beyond it: not yet)
+    INLINE_BYTES = 19_000_000  # under the API's 20 MB of inline requests; a bigger job goes as a file
     STATES = {  # google-genai's job states in the words the desk uses (OpenAI's)
         "JOB_STATE_PENDING": "validating", "JOB_STATE_QUEUED": "validating", "JOB_STATE_RUNNING": "in_progress",
         "JOB_STATE_SUCCEEDED": "completed", "JOB_STATE_FAILED": "failed", "JOB_STATE_CANCELLED": "cancelled",
@@ -153,7 +155,8 @@ class GeminiBatches:
         self.model = agent.model
 
     def line(self, key: str, body: dict[str, Any]) -> bytes:
-        return (json.dumps({"key": key, "body": body}) + "\n").encode()
+        """A line of batch mode's input file: the request's key and its generateContent body."""
+        return (json.dumps({"key": key, "request": body}) + "\n").encode()
 
     async def supported(self) -> bool:
         from google.genai import errors
@@ -176,10 +179,14 @@ class GeminiBatches:
         )
 
     async def submit(self, job: str, data: bytes) -> str:
-        lines = [json.loads(text) for text in data.decode().splitlines() if text.strip()]
-        batch = await self.client.aio.batches.create(
-            model=self.model, src=[self._request(x["key"], x["body"]) for x in lines], config={"display_name": job}
-        )
+        src: Any
+        if len(data) <= self.INLINE_BYTES:
+            lines = [json.loads(text) for text in data.decode().splitlines() if text.strip()]
+            src = [self._request(x["key"], x["request"]) for x in lines]
+        else:
+            upload = await self.client.aio.files.upload(file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": job})
+            src = str(upload.name)
+        batch = await self.client.aio.batches.create(model=self.model, src=src, config={"display_name": job})
         return str(batch.name)
 
     async def find(self, job: str, since: float) -> str | None:
@@ -195,28 +202,41 @@ class GeminiBatches:
         batch = await self.client.aio.batches.get(name=provider_id)
         state = self.STATES.get(batch.state.name if batch.state else "", "validating")
         answers = tuple(batch.dest.inlined_responses or ()) if batch.dest else ()
+        files = (batch.dest.file_name,) if batch.dest and batch.dest.file_name else ()
         reason = batch.error.message if batch.error and batch.error.message else None
-        return Polled(state=state, done=len(answers), total=len(answers), reason=reason, inline=answers)
+        return Polled(state=state, done=len(answers), total=len(answers), reason=reason, files=files, inline=answers)
 
     async def answers(self, polled: Polled) -> dict[str, Answer]:
-        """Each inline response as the body generateContent would have answered with, by its key."""
+        """Each response (inline, or a line of the responses file) as the body generateContent would
+        have answered with, by its key."""
         found: dict[str, Answer] = {}
+        for name in polled.files:
+            data = await self.client.aio.files.download(file=str(name))
+            for text in data.decode().splitlines():
+                if text.strip():
+                    row = json.loads(text)
+                    found[str(row["key"])] = self._answer(row.get("response"), row.get("error"))
         for item in polled.inline:
             key = (item.metadata or {}).get("key")
             if key is None:
                 continue
-            if item.response is not None:
-                body = item.response.model_dump(
-                    mode="json", by_alias=True, exclude_none=True,
-                    exclude={"sdk_http_response", "automatic_function_calling_history", "parsed"},
-                )
-                found[key] = Answer(status=200, body=body)
-            else:
-                error = item.error
-                code = int(error.code) if error and error.code else 500
-                found[key] = Answer(status=code, body={"error": {"code": code, "message": (error.message if error else None) or "",
-                                                                 "status": "INTERNAL" if code >= 500 else "INVALID_ARGUMENT"}})
+            response = item.response.model_dump(
+                mode="json", by_alias=True, exclude_none=True,
+                exclude={"sdk_http_response", "automatic_function_calling_history", "parsed"},
+            ) if item.response is not None else None
+            error = item.error.model_dump(mode="json", exclude_none=True) if item.error is not None else None
+            found[key] = self._answer(response, error)
         return found
+
+    @staticmethod
+    def _answer(response: dict[str, Any] | None, error: dict[str, Any] | None) -> Answer:
+        """A generateContent body as the online request would have had it, or the error it met."""
+        if response is not None:
+            return Answer(status=200, body=response)
+        code = int((error or {}).get("code") or 500)
+        message = str((error or {}).get("message") or "")
+        return Answer(status=code, body={"error": {"code": code, "message": message,
+                                                   "status": "INTERNAL" if code >= 500 else "INVALID_ARGUMENT"}})
 
     async def close(self) -> None:
         await self.client.aio.aclose()

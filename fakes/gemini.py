@@ -191,6 +191,22 @@ class FakeGemini(GeminiBatchesMixin, FakeServerBase):
                      query: dict[str, str], raw: bytes, h: Handler) -> bool:
         """Batch mode's endpoints (:mod:`.gemini_batches`); False for any other request."""
         batch = re.match(r"^/(v1beta|v1|v1alpha)/(?P<name>batches/[^/:]+)(?::(?P<verb>\w+))?$", path)
+        download = re.match(r"^/(v1beta|v1|v1alpha)/(?P<name>files/[^/:]+):download$", path)
+        if method == "POST" and re.match(r"^/upload/(v1beta|v1|v1alpha)/files/?$", path):
+            self._register(rec, "files.upload")
+            if "upload_id" in query:  # the upload URL is the session's credential, as Google's is: no key
+                answer, headers = self._upload_chunk(query["upload_id"], raw, rec.headers)
+            else:
+                self._auth(rec, query)
+                answer, headers = self._upload_start(json.loads(raw.decode("utf-8") or "{}"), rec.headers, self.base_url)
+            self._finish(h, rec, 200, lambda: h.send_json(200, answer, headers))
+            return True
+        if download is not None and method == "GET":
+            self._register(rec, "files.download")
+            self._auth(rec, query)
+            data = self._download(download["name"])
+            self._finish(h, rec, 200, lambda: h.send_bytes(200, data, "application/octet-stream"))
+            return True
         if m is not None and method == "POST" and m["verb"] == "batchGenerateContent":
             self._register(rec, "batches.create")
             self._auth(rec, query)

@@ -429,3 +429,46 @@ def test_gemini_requests_that_errored_or_whose_job_failed_are_asked_again_and_co
     assert set({line.custom_id: line.outcome for line in lines}.values()) == {"answered"} and s["status"] == "done"
     assert s["faults"]["expired"] == outcomes["failed"] and s["faults"]["server_error"] == outcomes["errored"]
     assert s["faults"]["dropped"] == s["faults"]["abstained"] == 0
+
+
+def test_a_gemini_job_beyond_the_inline_limit_travels_as_an_input_file(tmp_path: Path) -> None:
+    """Over 20 MB of inline requests the Gemini API wants an input file: the job is uploaded with the
+    Files API's resumable protocol and read back from its responses file, with the answers the same
+    requests get inline. (The limit is lowered on the provider object so a small job crosses it.)"""
+    import asyncio
+
+    from cadsynth.agents.batch_providers import GeminiBatches
+    from cadsynth.config import AgentConfig
+    from cadsynth.fakes import FakeGemini
+
+    def body(i: int) -> dict[str, Any]:
+        return {"contents": [{"role": "user", "parts": [{"text": f"Say the number {i} and a word."}]}],
+                "generationConfig": {"temperature": 0}}
+
+    async def answers(provider: GeminiBatches, job: str) -> dict[str, Any]:
+        data = b"".join(provider.line(f"k{i}", body(i)) for i in range(5))
+        name = await provider.submit(job, data)
+        assert await provider.find(job, 0.0) == name  # found again by the job's id, as after a kill
+        polled = await provider.poll(name)
+        while polled.open:
+            await asyncio.sleep(0.02)
+            polled = await provider.poll(name)
+        found = await provider.answers(polled)
+        await provider.close()
+        return {key: (a.status, a.body) for key, a in found.items()}
+
+    with FakeGemini(api_key=GEMINI_KEY["CADS_BATCH_KEY_G"], batch_delay=0.1) as g, pytest.MonkeyPatch.context() as env:
+        env.setenv("CADS_BATCH_KEY_G", GEMINI_KEY["CADS_BATCH_KEY_G"])
+        agent = AgentConfig(name="gem", provider="google", model="gemini-2.5-flash", api_key_env="CADS_BATCH_KEY_G",
+                            roles=["judge"], base_url=g.base_url)
+        inline = asyncio.run(answers(GeminiBatches(agent), "job-inline"))
+        by_file = GeminiBatches(agent)
+        by_file.INLINE_BYTES = 100
+        from_file = asyncio.run(answers(by_file, "job-file"))
+        routes = g.stats.snapshot()["by_route"]
+        uploaded = [bytes(v) for k, v in g.files.items() if not k.endswith("-responses")]
+    assert set(inline) == set(from_file) == {f"k{i}" for i in range(5)}
+    assert all(status == 200 for status, _ in from_file.values())
+    assert from_file == inline  # the same requests, the same answers, by either road
+    assert routes["files.upload"] >= 2 and routes["files.download"] == 1 and routes["batches.create"] == 2
+    assert len(uploaded) == 1 and [json.loads(x)["key"] for x in uploaded[0].splitlines()] == [f"k{i}" for i in range(5)]

@@ -42,12 +42,18 @@ from cadsynth.config import AgentConfig, BatchConfig, RetryConfig
 RUN: contextvars.ContextVar[str] = contextvars.ContextVar("cads_batch_run", default="")
 
 
+# Who hears what a call waits on while its request is in a batch job (graphs.calls.ask: the node's
+# custom stream, which Studio shows): a wait of hours reads as a state, not a hang.
+HEARS: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("cads_batch_hears", default=None)
+
+
 @contextlib.contextmanager
-def for_run(run: str) -> Iterator[None]:
-    token = RUN.set(run)
+def for_run(run: str, hears: Callable[[str], None] | None = None) -> Iterator[None]:
+    token, heard = RUN.set(run), HEARS.set(hears)
     try:
         yield
     finally:
+        HEARS.reset(heard)
         RUN.reset(token)
 
 
@@ -114,6 +120,8 @@ class _Job:
     keys: list[tuple[str, str]]  # (run, key) of each request
     done: int = 0  # requests the provider has finished, as last polled
     state: str = "submitted"
+    provider_id: str | None = None
+    since: float = field(default_factory=time.time)
 
 
 class BatchDesk:
@@ -138,6 +146,7 @@ class BatchDesk:
         self._timer: asyncio.TimerHandle | None = None
         self.sending = 0  # jobs being stored and sent right now
         self.jobs: dict[str, _Job] = {}  # jobs in flight, by id
+        self._job_of: dict[tuple[str, str], _Job] = {}  # the job each live request went in
         self._failures = 0  # jobs in a row that failed whole
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -185,7 +194,28 @@ class BatchDesk:
         if slot in self._claimed:
             ticket.shared = True  # an identical request of another call: one answer, paid once
         self._claimed.add(slot)
+        return await self._wait(slot, future)
+
+    async def _wait(self, slot: tuple[str, str], future: asyncio.Future[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]]:
+        """The request's answer; meanwhile whoever hears (HEARS) is told what it waits on, each time
+        that changes. A caller cancelled does not cancel the request: other calls may share it."""
+        hears, said = HEARS.get(), None
+        while hears is not None and not future.done():
+            if (line := self.status(slot)) != said:
+                hears(line)
+                said = line
+            await asyncio.wait([future], timeout=self.settings.poll)
         return await asyncio.shield(future)
+
+    def status(self, slot: tuple[str, str]) -> str:
+        """`waiting for batch job batch_abc (in_progress, 12 min): 1,204 of 2,000 requests done`."""
+        job = self._job_of.get(slot)
+        if job is None:
+            return "gathering a batch job"
+        if job.provider_id is None:
+            return f"sending batch job {job.id} ({len(job.keys):,} requests)"
+        age = _age(time.time() - job.since)
+        return f"waiting for batch job {job.provider_id} ({job.state}, {age}): {job.done:,} of {len(job.keys):,} requests done"
 
     # --- gathering a phase into jobs -----------------------------------------------------------
 
@@ -227,12 +257,14 @@ class BatchDesk:
         """Store the job with its requests, then send it, then store the provider's id: a kill at any
         point leaves a job the next process finds (store.batches), sent once."""
         job = _Job(uuid.uuid4().hex, [slot for slot, _ in requests])
+        self._job_of.update(dict.fromkeys(job.keys, job))
         data = b"".join(line for _, line in requests)
         try:
             try:
                 await self.office.store.add_job({"id": job.id, **self.ident, "requests": len(requests), "bytes": len(data)}, job.keys)
                 provider_id = await self._submit(job, data)
                 await self.office.store.set_job(job.id, provider_id=provider_id, state="submitted")
+                job.provider_id = provider_id
             finally:
                 self.sending -= 1
         except Exception as exc:  # nothing was sent (or it cannot be told): every call hears why
@@ -321,6 +353,8 @@ class BatchDesk:
     def _settle(self, job: _Job, answers: dict[tuple[str, str], Answer], error: BaseException | None) -> None:
         self.jobs.pop(job.id, None)
         for slot in job.keys:
+            if self._job_of.get(slot) is job:
+                del self._job_of[slot]
             future = self._live.pop(slot, None)
             self._claimed.discard(slot)
             if future is None or future.done():
@@ -351,9 +385,10 @@ class BatchDesk:
                 continue
             if row["provider_id"] is None:
                 await self.office.store.set_job(row["id"], provider_id=provider_id, state="submitted")
-            job = _Job(row["id"], [tuple(k) for k in row["keys"]], row["done"], row["state"])  # type: ignore[misc]
+            job = _Job(row["id"], [tuple(k) for k in row["keys"]], row["done"], row["state"], provider_id, row["created_at"])  # type: ignore[misc]
             for slot in job.keys:
                 self._live.setdefault(slot, _future())
+                self._job_of[slot] = job
             self.jobs[job.id] = job
             self._spawn(self._watch(job, provider_id))
 
@@ -366,6 +401,15 @@ class BatchDesk:
 
 
 _OFFICES: weakref.WeakSet[BatchOffice] = weakref.WeakSet()
+
+
+def _age(seconds: float) -> str:
+    """12 s, 4 min, 3.5 h: how long a job has been out."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def waiting() -> str | None:

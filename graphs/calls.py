@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from langgraph.config import get_stream_writer
 from langgraph.errors import GraphDrained
 from langgraph.func import task
 from langgraph.runtime import get_runtime
@@ -77,7 +78,9 @@ async def ask(
     stopping raises GraphDrained: not a failure, and LangGraph lets the other calls in flight finish.
     """
     try:
-        with for_run(task["run"]):  # a batched request is kept under its run (agents.batch)
+        # A batched request is kept under its run (agents.batch); while it waits in a batch job, the
+        # node's custom stream says on what (Studio shows it: a state, not a hang).
+        with for_run(task["run"], hears=_stream(task, target)):
             reply = await call
     except CallRefused as refused:
         raise GraphDrained("stopping") from refused
@@ -88,6 +91,12 @@ async def ask(
             raise
         return None, calls
     return reply, call_records(agent, task, role, target, reply.attempts)
+
+
+def _stream(task: Task, target: str) -> Callable[[str], None]:
+    """Write a line about the call to the node's custom stream (`stream_mode="custom"`)."""
+    write = get_stream_writer()
+    return lambda line: write({"batch": {"run": task["run"], "round": task["round"], "call": target, "waiting": line}})
 
 
 async def _image(res: Resources, proposal: Proposal) -> bytes | None:

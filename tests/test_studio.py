@@ -192,3 +192,33 @@ async def test_a_review_answered_through_the_sdk(studio):
     recorded = {r[0]: r[1:] for r in reviews()}
     assert recorded[kept[0]] == ("discard", "unreadable axis", "ann") and recorded[kept[1]] == ("adversarial", None, "ann")
     assert json.loads(cads("stats", thread, "--json", cwd=project).stdout)["status"] == "done"
+
+
+@pytest.mark.slow  # the `langgraph dev` server
+async def test_a_batch_wait_shows_in_studio_as_what_each_call_waits_on(studio):
+    """A batching run in Studio: while its calls wait in provider batch jobs, the nodes' custom
+    stream says which job and how far it is (a state, not a hang); the run then ends as online."""
+    from cadsynth.fakes import FakeOpenAI
+    from cadsynth.fakes.panelist import Panelist
+
+    url, project = studio
+    client = get_client(url=url)
+    with FakeOpenAI(Panelist(), batch_delay=1.0) as server:  # a local server: no key
+        config = _config(rounds=1, target=1000, proposals_per_agent=2, batch=True, batching={"gather": 0.2, "poll": 0.1})
+        config["panel"] = [{"name": "gpt", "provider": "openai", "model": "gpt-4o", "base_url": server.base_url,
+                            "roles": ["proposer", "critic", "judge", "adversary"]}]
+        thread = (await client.threads.create())["thread_id"]
+        waits: list[dict] = []
+        async for part in client.runs.stream(thread, "cads", input={"config": config}, stream_mode=["updates", "custom"]):
+            assert part.event != "error", part.data
+            if part.event == "custom" and "batch" in part.data:
+                waits.append(part.data["batch"])
+        routes = server.stats.snapshot()["by_route"]
+    assert "chat.completions" not in routes and routes["batches.create"] >= 3  # every call went by batch
+    said = [w["waiting"] for w in waits]
+    assert any(line.startswith("waiting for batch job batch") and "(in_progress, " in line and "requests done" in line
+               for line in said), said
+    assert {w["run"] for w in waits} == {thread} and all(w["call"].startswith("r0/") for w in waits)
+    state = await client.threads.get_state(thread)
+    assert state["values"]["done"] is True
+    assert json.loads(cads("stats", thread, "--json", cwd=project).stdout)["status"] == "done"

@@ -289,7 +289,7 @@ def card(found: Found, fmt: str, license_id: str, split: Split | None = None) ->
     if fmt == "parquet":
         header["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
     if fmt in rl_exports.FORMATS:
-        names = list(split.shares) if split else ["train"]
+        names = [name for name, n in split.sizes().items() if n] if split else ["train"]
         header["configs"] = [{"config_name": "default", "data_files": [{"split": n, "path": f"{n}.parquet"} for n in names]}]
         header["task_categories"].append("reinforcement-learning")
     panel = found.config.get("panel", [])
@@ -337,6 +337,9 @@ def _splits(split: Split | None, samples: int) -> str:
     sizes = split.sizes()
     shares = ",".join(f"{name}={share:g}" for name, share in split.shares.items())
     rows = "\n".join(f"| {name} | {sizes[name]} |" for name in split.shares)
+    empty = [name for name in split.shares if not sizes[name]]
+    if empty:  # every group is larger than what its share asked for
+        rows += f"\n\n{' and '.join(empty)} got no samples, and {'have' if len(empty) > 1 else 'has'} no file."
     rule = split.rule
     return (
         f"`--split {shares}`, seed {split.seed}. Samples are split in {split.groups} groups, never one by one: a "

@@ -146,7 +146,8 @@ def _features(fmt: str) -> Any:
 
 
 def write(fmt: str, chosen: list[Sample], run: str, split: Split | None, folder: Path, blobs: BlobStore) -> dict[str, int]:
-    """Write `fmt`'s Parquet files and reward.py into `folder`; the samples written per split."""
+    """Write `fmt`'s Parquet files (one per split that has samples) and reward.py into `folder`; the
+    samples written per split."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -162,12 +163,13 @@ def write(fmt: str, chosen: list[Sample], run: str, split: Split | None, folder:
                 image = {"bytes": blobs.get(s.image), "path": image_name(s.image)} if s.image else None
                 yield clean_tree(_row(fmt, s, image, name, index, run))
 
-        # Empty splits too: a trainer given val.parquet should find it, if with no rows.
-        dataset = datasets.Dataset.from_generator(rows, features=_features(fmt), cache_dir=str(cache),
-                                                  fingerprint=f"cadsynth-{fmt}-{name}-{len(members)}") if members \
-            else datasets.Dataset.from_list([], features=_features(fmt))
-        dataset.to_parquet(str(folder / f"{name}.parquet"))
         sizes[name] = len(members)
+        if not members:  # a share too small for any group: no file, which `datasets` could not load
+            continue
+        # Built a batch at a time in `cache`, not in memory; the fingerprint names the split.
+        dataset = datasets.Dataset.from_generator(rows, features=_features(fmt), cache_dir=str(cache),
+                                                  fingerprint=f"cadsynth-{fmt}-{name}-{len(members)}")
+        dataset.to_parquet(str(folder / f"{name}.parquet"))
         del dataset
     shutil.rmtree(cache, ignore_errors=True)
     (folder / REWARD_FILE).write_text(reward_source(), encoding="utf-8")

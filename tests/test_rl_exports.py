@@ -353,3 +353,12 @@ def test_split_is_for_the_rl_formats(small_run: Path, tmp_path: Path) -> None:
     done = cads("export", "small", "--format", "llava", "--split", SPLIT, "--out", "out", *_where(small_run), cwd=tmp_path,
                 check=False)
     assert done.returncode == 2 and "only the RL formats" in done.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_a_share_too_small_for_any_group_has_no_file(small_run: Path, tmp_path: Path) -> None:
+    done = cads("export", "small", "--format", "easyr1", "--split", "train=0.998,val=0.001,test=0.001", "--out", "out",
+                *_where(small_run), cwd=tmp_path)
+    assert "val 0, test 0" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "reward.py", "train.parquet"]
+    assert "val and test got no samples, and have no file." in (tmp_path / "out" / "README.md").read_text()
+    assert list(_load(tmp_path / "out", tmp_path / "cache")) == ["train"]

@@ -288,9 +288,9 @@ def card(found: Found, fmt: str, license_id: str, split: Split | None = None) ->
     }
     if fmt == "parquet":
         header["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
+    written = [name for name, n in split.sizes().items() if n] if split else ["train"]
     if fmt in rl_exports.FORMATS:
-        names = [name for name, n in split.sizes().items() if n] if split else ["train"]
-        header["configs"] = [{"config_name": "default", "data_files": [{"split": n, "path": f"{n}.parquet"} for n in names]}]
+        header["configs"] = [{"config_name": "default", "data_files": [{"split": n, "path": f"{n}.parquet"} for n in written]}]
         header["task_categories"].append("reinforcement-learning")
     panel = found.config.get("panel", [])
     simulated = any(agent.get("provider") == "sim" for agent in panel)
@@ -327,7 +327,7 @@ def card(found: Found, fmt: str, license_id: str, split: Split | None = None) ->
         load=load,
         layout=rl_exports.LAYOUT.get(fmt, ""),
         splits=_splits(split, len(found.chosen)),
-        train=rl_exports.TRAIN.get(fmt, ""),
+        train=rl_exports.training(fmt, written) if fmt in rl_exports.FORMATS else "",
     )
 
 

@@ -191,20 +191,25 @@ LAYOUT = {
            "functions as keyword arguments. " + _DIFFICULTY + "\n",
 }
 _REWARD = ("\n`reward.py` scores a rollout by the rule that decided which judges agreed with the reference "
-           "(numbers within 1%, fractions, percents, units, choice letters): 1 when its final answer (the last "
+           "(numbers within 1%, integers exactly, fractions, percents, units, choice letters): 1 when its final answer (the last "
            "`\\boxed{}`, else the last `Answer:` line) matches, 0 otherwise. It needs only the standard library.\n\n")
-TRAIN = {
-    "verl": _REWARD + "```bash\npython3 -m verl.trainer.main_ppo algorithm.adv_estimator=grpo \\\n"
-            "    data.train_files=PATH/train.parquet data.val_files=PATH/test.parquet data.image_key=images \\\n"
-            "    custom_reward_function.path=PATH/reward.py custom_reward_function.name=compute_score \\\n"
-            "    actor_rollout_ref.model.path=Qwen/Qwen2.5-VL-7B-Instruct actor_rollout_ref.rollout.n=5 ...\n```\n",
-    "easyr1": _REWARD + "```bash\npython3 -m verl.trainer.main config=examples/config.yaml \\\n"
-              "    data.train_files=PATH/train.parquet data.val_files=PATH/test.parquet \\\n"
-              "    data.prompt_key=problem data.answer_key=answer data.image_key=images data.format_prompt=null \\\n"
-              "    worker.reward.reward_function=PATH/reward.py:compute_score_batch ...\n```\n",
-    "trl": _REWARD + "```python\nimport importlib.util\nfrom trl import GRPOTrainer\n\n"
-           'spec = importlib.util.spec_from_file_location("reward", "PATH/reward.py")\n'
-           "reward = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(reward)\n"
-           'trainer = GRPOTrainer(model="Qwen/Qwen2.5-VL-3B-Instruct", train_dataset=ds["train"],\n'
-           "                      reward_funcs=[reward.accuracy_reward, reward.format_reward])\n```\n",
-}
+
+
+def training(fmt: str, names: list[str]) -> str:
+    """The card's lines on training with this export: the reward, and the trainer's command."""
+    val = next((name for name in ("val", "test") if name in names), "train")
+    return _REWARD + {
+        "verl": "```bash\npython3 -m verl.trainer.main_ppo algorithm.adv_estimator=grpo \\\n"
+                f"    data.train_files=PATH/train.parquet data.val_files=PATH/{val}.parquet data.image_key=images \\\n"
+                "    custom_reward_function.path=PATH/reward.py custom_reward_function.name=compute_score \\\n"
+                "    actor_rollout_ref.model.path=Qwen/Qwen2.5-VL-7B-Instruct actor_rollout_ref.rollout.n=5 ...\n```\n",
+        "easyr1": "```bash\npython3 -m verl.trainer.main config=examples/config.yaml \\\n"
+                  f"    data.train_files=PATH/train.parquet data.val_files=PATH/{val}.parquet \\\n"
+                  "    data.prompt_key=problem data.answer_key=answer data.image_key=images data.format_prompt=null \\\n"
+                  "    worker.reward.reward_function=PATH/reward.py:compute_score_batch ...\n```\n",
+        "trl": "```python\nimport importlib.util\nfrom trl import GRPOTrainer\n\n"
+               'spec = importlib.util.spec_from_file_location("reward", "PATH/reward.py")\n'
+               "reward = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(reward)\n"
+               'trainer = GRPOTrainer(model="Qwen/Qwen2.5-VL-3B-Instruct", train_dataset=ds["train"],\n'
+               "                      reward_funcs=[reward.accuracy_reward, reward.format_reward])\n```\n",
+    }[fmt]

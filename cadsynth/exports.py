@@ -2,9 +2,10 @@
 for reinforcement learning verl, EasyR1 and TRL (`cadsynth.rl_exports`, with their reward).
 
 Every export is one folder that can be moved to a training machine as it is: JSONL, LLaVA and
-ShareGPT reference their images by paths relative to it (`images/<sha256>.png`), Parquet and HF
-carry the image bytes in a `datasets` Image column (so do the RL formats' Parquet files). The folder is built beside its destination and
-renamed into place, so a failed export leaves nothing behind and an old one is replaced whole.
+ShareGPT reference their images by paths relative to it (`images/<sha256>.png`), Parquet, HF and
+the RL formats carry the image bytes in a `datasets` Image column. The folder is built beside its
+destination and renamed into place, so a failed export leaves nothing behind and an old one is
+replaced whole.
 """
 
 from __future__ import annotations
@@ -326,14 +327,15 @@ def card(found: Found, fmt: str, license_id: str, split: Split | None = None) ->
         license=license_id,
         load=load,
         layout=rl_exports.LAYOUT.get(fmt, ""),
-        splits=_splits(split, len(found.chosen)),
+        splits=_splits(split, len(found.chosen), fmt),
         train=rl_exports.training(fmt, written) if fmt in rl_exports.FORMATS else "",
     )
 
 
-def _splits(split: Split | None, samples: int) -> str:
+def _splits(split: Split | None, samples: int, fmt: str) -> str:
     if split is None:
-        return f"One split, `train`: all {samples} samples (`--split` makes train, val and test splits)."
+        offer = " (`--split` makes train, val and test splits)" if fmt in rl_exports.FORMATS else ""
+        return f"One split, `train`: all {samples} samples{offer}."
     sizes = split.sizes()
     shares = ",".join(f"{name}={share:g}" for name, share in split.shares.items())
     rows = "\n".join(f"| {name} | {sizes[name]} |" for name in split.shares)

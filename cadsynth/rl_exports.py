@@ -35,7 +35,6 @@ from cadsynth.text import clean_tree
 FORMATS = ("verl", "easyr1", "trl")
 REWARD_FILE = "reward.py"
 ABILITY = "visual_reasoning"
-IMAGE_TOKEN = "<image>"  # where verl and EasyR1 put the image in the prompt
 
 
 # --- the reward file -----------------------------------------------------------------------------
@@ -90,7 +89,7 @@ def reward_source() -> str:
 
 def rollout_prompt(s: Sample) -> str:
     """What a rollout is asked: the question with its options (as in the SFT formats), and how to answer."""
-    from cadsynth.exports import prompt
+    from cadsynth.exports import prompt  # here: cadsynth.exports imports this module
 
     return render_prompt("rollout", question=prompt(s)).strip()
 
@@ -105,6 +104,8 @@ def _difficulty(s: Sample) -> dict[str, Any]:
 
 
 def _row(fmt: str, s: Sample, image: dict[str, Any] | None, split: str, index: int, run: str) -> dict[str, Any]:
+    from cadsynth.exports import IMAGE_TOKEN  # verl and EasyR1 read LLaVA's token too: the image goes there
+
     p = s.proposal
     text = rollout_prompt(s)
     placed = f"{IMAGE_TOKEN}{text}" if image else text

@@ -344,10 +344,11 @@ def _splits(split: Split | None, samples: int, fmt: str) -> str:
         rows += f"\n\n{' and '.join(empty)} got no samples, and {'have' if len(empty) > 1 else 'has'} no file."
     rule = split.rule
     return (
-        f"`--split {shares}`, seed {split.seed}. Samples are split in {split.groups} groups, never one by one: a "
-        "group holds the samples tied by the near-duplicate rule (perceptual hashes of the images at most "
-        f"{rule.image_distance} of 256 bits apart and word-pair Jaccard similarity of the questions at least "
-        f"{rule.question_similarity:g}), by one image, or by one seed.\n\n| split | samples |\n| --- | --- |\n{rows}\n\n"
+        f"`--split {shares}`, seed {split.seed}. Samples are split in {split.groups} groups (the largest of "
+        f"{split.largest}), never one by one: a group holds the samples tied by the near-duplicate rule (perceptual "
+        f"hashes of the images at most {rule.image_distance} of 256 bits apart and word-pair Jaccard similarity of the "
+        f"questions at least {rule.question_similarity:g}), by one image, or by one seed, each tie carried through "
+        f"(a twin of a twin is in the group too).\n\n| split | samples |\n| --- | --- |\n{rows}\n\n"
         f"Leakage check: {split.twins} pairs of near twins among the samples, {split.across} of them across two splits."
     )
 

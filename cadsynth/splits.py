@@ -61,6 +61,7 @@ class Split:
     seed: int
     of: dict[str, str]  # sample id -> split name
     groups: int  # groups of samples kept together
+    largest: int  # samples in the largest group: no split can be smaller than it, bar empty ones
     twins: int  # pairs of near twins among the samples, by the gate's rule
     across: int  # of them, pairs in two splits (kept at 0: the check the card reports)
     rule: NearDuplicatesConfig
@@ -111,4 +112,4 @@ def split(chosen: list[Sample], picture: Callable[[str], str], shares: dict[str,
         filled[name] += len(ids)
         of.update((i, name) for i in ids)
     across = sum(of[chosen[i].id] != of[chosen[j].id] for i, j in twins)
-    return Split(shares, seed, of, len(groups), len(twins), across, rule)
+    return Split(shares, seed, of, len(groups), max(map(len, groups), default=0), len(twins), across, rule)

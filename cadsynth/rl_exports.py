@@ -182,18 +182,21 @@ def write(fmt: str, chosen: list[Sample], run: str, split: Split | None, folder:
 _DIFFICULTY = ("Every row also has `consensus` (C), `judges` (K), `pass_rate` (C/K, the panel's pass rate: a "
                "curriculum's difficulty signal), `outcome` and the judges' `answers` (`judge`, `answer`, `agrees`).")
 LAYOUT = {
-    "verl": "\nThis export lays each sample out as verl's RL data sets do: `data_source`, `prompt` (chat messages; `<image>` marks the "
-            "image), `images`, `ability`, `reward_model` (`style: rule` and the `ground_truth`), and `extra_info` "
-            "(`answer_type` and `choices`, which the reward reads, and the provenance). " + _DIFFICULTY + "\n",
-    "easyr1": "\nThis export lays each sample out as EasyR1 reads it: `problem` (`<image>` marks the image), `answer` (what EasyR1 hands the reward: "
-              "a JSON object of the reference `answer`, `answer_type` and `choices`) and `images`. " + _DIFFICULTY + "\n",
-    "trl": "\nThis export lays each sample out as TRL's GRPOTrainer reads it for a vision-language model: `prompt` (chat messages; the trainer "
-           "puts the image in), `image`, and `solution`, `answer_type` and `choices`, which reach the reward "
-           "functions as keyword arguments. " + _DIFFICULTY + "\n",
+    "verl": "\nThis export lays each sample out as verl's RL data sets do: `data_source`, `prompt` (chat "
+            "messages; `<image>` marks the image), `images`, `ability`, `reward_model` (`style: rule` and the "
+            "`ground_truth`), and `extra_info` (`answer_type` and `choices`, which the reward reads, and the "
+            "provenance). " + _DIFFICULTY + "\n",
+    "easyr1": "\nThis export lays each sample out as EasyR1 reads it: `problem` (`<image>` marks the image), "
+              "`answer` (what EasyR1 hands the reward: a JSON object of the reference `answer`, `answer_type` and "
+              "`choices`) and `images`. " + _DIFFICULTY + "\n",
+    "trl": "\nThis export lays each sample out as TRL's GRPOTrainer reads it for a vision-language model: "
+           "`prompt` (chat messages; the trainer puts the image in), `image`, and `solution`, `answer_type` and "
+           "`choices`, which reach the reward functions as keyword arguments. " + _DIFFICULTY + "\n",
 }
 _REWARD = ("\n`reward.py` scores a rollout by the rule that decided which judges agreed with the reference "
-           "(numbers within 1%, integers exactly, fractions, percents, units, choice letters): 1 when its final answer (the last "
-           "`\\boxed{}`, else the last `Answer:` line) matches, 0 otherwise. It needs only the standard library.\n\n")
+           "(numbers within 1%, integers exactly, fractions, percents, units, choice letters): 1 when its final "
+           "answer (the last `\\boxed{}`, else the last `Answer:` line) matches, 0 otherwise. It needs only the "
+           "standard library.\n\n")
 
 
 def training(fmt: str, names: list[str]) -> str:

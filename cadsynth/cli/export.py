@@ -26,7 +26,7 @@ def export(
     ] = "kept",
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace an earlier export at --out")] = False,
     license_id: Annotated[
-        str, typer.Option("--license", help="Licence id for the dataset card of parquet and hf (e.g. cc-by-4.0)")
+        str, typer.Option("--license", help="Licence id for the dataset card of parquet, hf and the RL formats (e.g. cc-by-4.0)")
     ] = "other",
     split_spec: Annotated[
         str | None,
@@ -40,7 +40,7 @@ def export(
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
 ) -> None:
-    """Write a run's samples as a folder a fine-tuning framework loads, images beside them."""
+    """Write a run's samples as a folder a training framework loads, images beside them (or inside)."""
     from cadsynth import exports, rl_exports, splits
     from cadsynth.samples import INCLUDE, MissingImagesError, require_images
     from cadsynth.store.blobs import BlobStore

@@ -1,4 +1,4 @@
-"""Exports and the report at paper scale: `cads export` per format and `cads report` on one big simulated run.
+"""Exports and the report at paper scale: `cads export` per format (the RL ones split) and `cads report` on one big simulated run.
 
 Makes a run of --size kept samples on the simulated panel (`cads run --target N --lanes L`, about
 15 minutes at 20,000 on 2 cores), or reuses the run `big` in --work when it is there and done. Then
@@ -21,6 +21,8 @@ from pathlib import Path
 from cads_process import cads, python
 
 FORMATS = ("jsonl", "llava", "sharegpt", "parquet", "hf")
+RL_FORMATS = ("verl", "easyr1", "trl")  # with --split: the pHash of every image and the near-twin groups too
+SPLIT = "train=0.9,val=0.05,test=0.05"
 RUN = "big"
 
 
@@ -74,6 +76,9 @@ def main() -> None:
         for fmt in FORMATS:
             wall, peak = _timed(py, ["export", RUN, "--format", fmt, "--out", str(out / fmt)], work)
             print(f"  export {fmt:8s} {wall:6.1f} s  peak {peak:5.0f} MiB  wrote {_size(out / fmt) / 2**20:7.1f} MiB")
+        for fmt in RL_FORMATS:
+            wall, peak = _timed(py, ["export", RUN, "--format", fmt, "--split", SPLIT, "--out", str(out / fmt)], work)
+            print(f"  export {fmt:8s} {wall:6.1f} s  peak {peak:5.0f} MiB  wrote {_size(out / fmt) / 2**20:7.1f} MiB  (--split {SPLIT})")
         wall, peak = _timed(py, ["report", RUN, "--out", str(out / "report.html")], work)
         print(f"  report          {wall:6.1f} s  peak {peak:5.0f} MiB  wrote {_size(out / 'report.html') / 2**20:7.1f} MiB "
               f"({s['proposals']} samples in the gallery)")

@@ -1,9 +1,11 @@
-"""A run's samples in the shapes fine-tuning frameworks load: JSONL, LLaVA, ShareGPT, Parquet, HF.
+"""A run's samples in the shapes training frameworks load: JSONL, LLaVA, ShareGPT, Parquet, HF, and
+for reinforcement learning verl, EasyR1 and TRL (`cadsynth.rl_exports`, with their reward).
 
 Every export is one folder that can be moved to a training machine as it is: JSONL, LLaVA and
-ShareGPT reference their images by paths relative to it (`images/<sha256>.png`), Parquet and HF
-carry the image bytes in a `datasets` Image column. The folder is built beside its destination and
-renamed into place, so a failed export leaves nothing behind and an old one is replaced whole.
+ShareGPT reference their images by paths relative to it (`images/<sha256>.png`), Parquet, HF and
+the RL formats carry the image bytes in a `datasets` Image column. The folder is built beside its
+destination and renamed into place, so a failed export leaves nothing behind and an old one is
+replaced whole.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from cadsynth import rl_exports
 from cadsynth.report import stats
 from cadsynth.samples import INCLUDE, Sample, image_name, samples
+from cadsynth.splits import Split
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.ledger import Ledger
 from cadsynth.text import clean, clean_tree
 
-FORMATS = ("jsonl", "llava", "sharegpt", "parquet", "hf")
+FORMATS = ("jsonl", "llava", "sharegpt", "parquet", "hf", *rl_exports.FORMATS)
 HUB_FORMATS = ("parquet", "hf")  # the ones a `datasets` user loads from the Hub
+CARD_FORMATS = (*HUB_FORMATS, *rl_exports.FORMATS)  # the ones with a dataset card
 IMAGE_TOKEN = "<image>"  # what LLaVA and LLaMA-Factory replace with the image's features
 SHARD_BYTES = 400 * 2**20  # parquet files the Hub's viewer and loaders handle well
 
@@ -58,21 +63,38 @@ async def gather(ledger: Ledger, run: str, include: str, *, card: bool) -> Found
     return Found(run, include, chosen, judged, dict(record["config"]), await stats(ledger, run) if card else None)
 
 
-def write(found: Found, fmt: str, out: Path, blobs: BlobStore, *, overwrite: bool, license_id: str) -> int:
-    """Write the export folder `out` in format `fmt`; the number of samples written."""
+def write(found: Found, fmt: str, out: Path, blobs: BlobStore, *, overwrite: bool, license_id: str,
+          split: Split | None = None) -> int:
+    """Write the export folder `out` in format `fmt` (an RL format split by `split`, if given); the
+    number of samples written."""
     writers: dict[str, Callable[[Found, Path, BlobStore], None]] = {
         "jsonl": _jsonl, "llava": _llava, "sharegpt": _sharegpt, "parquet": _parquet, "hf": _hf,
     }
     with _staged(out, overwrite) as staging:
-        writers[fmt](found, staging, blobs)
-        if fmt in HUB_FORMATS:
-            (staging / "README.md").write_text(clean(card(found, fmt, license_id)), encoding="utf-8")
+        if fmt in rl_exports.FORMATS:
+            rl_exports.write(fmt, found.chosen, found.run, split, staging, blobs)
+        else:
+            writers[fmt](found, staging, blobs)
+        if fmt in CARD_FORMATS:
+            (staging / "README.md").write_text(clean(card(found, fmt, license_id, split)), encoding="utf-8")
     return len(found.chosen)
+
+
+def split(found: Found, blobs: BlobStore, shares: dict[str, float], seed: int | None) -> Split:
+    """`found`'s samples split by `shares`, near twins by the run's own near-duplicate rule kept
+    together (whether or not its gate ran); `seed` defaults to the run's."""
+    from cadsynth.config import RunConfig
+    from cadsynth.graphs.dedup import image_hash
+    from cadsynth.splits import split as split_samples
+
+    config = RunConfig.model_validate(found.config)
+    seed = config.seed if seed is None else seed
+    return split_samples(found.chosen, lambda ref: image_hash(blobs.get(ref)), shares, seed, config.gates.near_duplicates)
 
 
 # What an export folder holds at its top (save_to_disk adds data-NNNNN-of-NNNNN.arrow files).
 _EXPORT_NAMES = {"samples.jsonl", "llava.json", "sharegpt.json", "dataset_info.json", "images", "data", "README.md",
-                 "state.json"}
+                 "state.json", rl_exports.REWARD_FILE, "train.parquet", "val.parquet", "test.parquet"}
 
 
 def not_an_export(out: Path) -> str | None:
@@ -253,7 +275,7 @@ def histogram(judged: list[Sample]) -> list[tuple[int, int, int]]:
     return [(k, c, n) for (k, c), n in sorted(counts.items())]
 
 
-def card(found: Found, fmt: str, license_id: str) -> str:
+def card(found: Found, fmt: str, license_id: str, split: Split | None = None) -> str:
     """The data set's README.md: YAML metadata the Hub reads, then what the data is and how it was made."""
     import yaml
 
@@ -267,6 +289,10 @@ def card(found: Found, fmt: str, license_id: str) -> str:
     }
     if fmt == "parquet":
         header["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
+    written = [name for name, n in split.sizes().items() if n] if split else ["train"]
+    if fmt in rl_exports.FORMATS:
+        header["configs"] = [{"config_name": "default", "data_files": [{"split": n, "path": f"{n}.parquet"} for n in written]}]
+        header["task_categories"].append("reinforcement-learning")
     panel = found.config.get("panel", [])
     simulated = any(agent.get("provider") == "sim" for agent in panel)
     s = found.stats
@@ -277,7 +303,7 @@ def card(found: Found, fmt: str, license_id: str) -> str:
     load = {
         "parquet": 'load_dataset("parquet", data_dir="PATH/data")  # or load_dataset("PATH"), or from the Hub',
         "hf": 'load_from_disk("PATH")',
-    }[fmt]
+    }.get(fmt, 'load_dataset("PATH")  # a split per Parquet file; images decode to PIL')
     template = Template(files("cadsynth").joinpath("templates", "dataset_card.md").read_text(encoding="utf-8"))
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n" + template.substitute(
         run=found.run,
@@ -300,6 +326,30 @@ def card(found: Found, fmt: str, license_id: str) -> str:
         histogram="\n".join(bars),
         license=license_id,
         load=load,
+        layout=rl_exports.LAYOUT.get(fmt, ""),
+        splits=_splits(split, len(found.chosen), fmt),
+        train=rl_exports.training(fmt, written) if fmt in rl_exports.FORMATS else "",
+    )
+
+
+def _splits(split: Split | None, samples: int, fmt: str) -> str:
+    if split is None:
+        offer = " (`--split` makes train, val and test splits)" if fmt in rl_exports.FORMATS else ""
+        return f"One split, `train`: all {samples} samples{offer}."
+    sizes = split.sizes()
+    shares = ",".join(f"{name}={share:g}" for name, share in split.shares.items())
+    rows = "\n".join(f"| {name} | {sizes[name]} |" for name in split.shares)
+    empty = [name for name in split.shares if not sizes[name]]
+    if empty:  # every group is larger than what its share asked for
+        rows += f"\n\n{' and '.join(empty)} got no samples, and {'have' if len(empty) > 1 else 'has'} no file."
+    rule = split.rule
+    return (
+        f"`--split {shares}`, seed {split.seed}. Samples are split in {split.groups} groups (the largest of "
+        f"{split.largest}), never one by one: a group holds the samples tied by the near-duplicate rule (perceptual "
+        f"hashes of the images at most {rule.image_distance} of 256 bits apart and word-pair Jaccard similarity of the "
+        f"questions at least {rule.question_similarity:g}), by one image, or by one seed, each tie carried through "
+        f"(a twin of a twin is in the group too).\n\n| split | samples |\n| --- | --- |\n{rows}\n\n"
+        f"Leakage check: {split.twins} pairs of near twins among the samples, {split.across} of them across two splits."
     )
 
 

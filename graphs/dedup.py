@@ -30,7 +30,7 @@ import functools
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from cadsynth.config import NearDuplicatesConfig, RunConfig
@@ -121,11 +121,11 @@ def near_duplicates(candidates: Iterable[Candidate], rule: NearDuplicatesConfig)
         for position in near:  # the earliest survivor first
             earlier, their_picture, their_question = survivors[position]
             distance = (picture ^ their_picture).bit_count()
-            if distance > rule.image_distance:
+            if not images_near(distance, rule):
                 continue
             words = question_shingles(c.question) if words is None else words
             similarity = jaccard(words, question_shingles(their_question))
-            if similarity >= rule.question_similarity:
+            if questions_near(similarity, rule):
                 removed.append(Duplicate(c.proposal, earlier, distance, round(similarity, 4)))
                 break
         else:
@@ -133,6 +133,40 @@ def near_duplicates(candidates: Iterable[Candidate], rule: NearDuplicatesConfig)
                 by_piece[key].append(len(survivors))
             survivors.append((c.proposal, picture, c.question))
     return removed
+
+
+def images_near(distance: int, rule: NearDuplicatesConfig) -> bool:
+    """The rule's image half: pHashes at most `image_distance` bits apart."""
+    return distance <= rule.image_distance
+
+
+def questions_near(similarity: float, rule: NearDuplicatesConfig) -> bool:
+    """The rule's question half: word-pair Jaccard similarity at least `question_similarity`."""
+    return similarity >= rule.question_similarity
+
+
+def near_pairs(problems: Sequence[tuple[str, str]], rule: NearDuplicatesConfig) -> Iterator[tuple[int, int]]:
+    """Every pair (i, j), i < j, of problems given as (image hash, question) that the gate's rule
+    calls one problem, whoever would survive: what splitting a data set must keep together. The
+    same index as the pass, over all problems rather than the survivors."""
+    pieces = _pieces(rule.image_distance)
+    by_piece: dict[tuple[int, int], list[int]] = defaultdict(list)
+    pictures = [int(image, 16) for image, _ in problems]
+    words: dict[int, set[str]] = {}
+
+    def shingles(i: int) -> set[str]:
+        if i not in words:
+            words[i] = question_shingles(problems[i][1])
+        return words[i]
+
+    for j, picture in enumerate(pictures):
+        keys = [(k, (picture >> low) & mask) for k, (low, mask) in enumerate(pieces)]
+        near: Iterable[int] = sorted({i for key in keys for i in by_piece.get(key, ())}) if pieces else range(j)
+        for i in near:
+            if images_near((picture ^ pictures[i]).bit_count(), rule) and questions_near(jaccard(shingles(i), shingles(j)), rule):
+                yield i, j
+        for key in keys:
+            by_piece[key].append(j)
 
 
 HASH_BITS = HASH_SIZE * HASH_SIZE

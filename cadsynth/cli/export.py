@@ -11,7 +11,10 @@ import typer
 from cadsynth.cli.app import DEFAULT_DB, DataOption, DbOption, RunArgument, checked, console, fail, first_line, read, require_run
 
 
-FORMAT_HELP = "jsonl (with provenance), llava, sharegpt (LLaMA-Factory), parquet or hf (a `datasets` folder)"
+FORMAT_HELP = (
+    "jsonl (with provenance), llava, sharegpt (LLaMA-Factory), parquet or hf (a `datasets` folder); for RL, "
+    "verl, easyr1 or trl (Parquet, with reward.py)"
+)
 
 
 def export(
@@ -23,16 +26,22 @@ def export(
     ] = "kept",
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace an earlier export at --out")] = False,
     license_id: Annotated[
-        str, typer.Option("--license", help="Licence id for the dataset card of parquet and hf (e.g. cc-by-4.0)")
+        str, typer.Option("--license", help="Licence id for the dataset card of parquet, hf and the RL formats (e.g. cc-by-4.0)")
     ] = "other",
+    split_spec: Annotated[
+        str | None,
+        typer.Option("--split", metavar="SPLITS", help="verl, easyr1, trl: e.g. train=0.9,val=0.05,test=0.05; "
+                     "near twins, one image's and one seed's samples stay in one split"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of --split (default: the run's seed)")] = None,
     push_to_hub: Annotated[
         str | None, typer.Option("--push-to-hub", metavar="REPO", help="parquet or hf: also upload to this Hub data set")
     ] = None,
     db: DbOption = DEFAULT_DB,
     data: DataOption = Path("cads-data"),
 ) -> None:
-    """Write a run's samples as a folder a fine-tuning framework loads, images beside them."""
-    from cadsynth import exports
+    """Write a run's samples as a folder a training framework loads, images beside them (or inside)."""
+    from cadsynth import exports, rl_exports, splits
     from cadsynth.samples import INCLUDE, MissingImagesError, require_images
     from cadsynth.store.blobs import BlobStore
 
@@ -42,6 +51,16 @@ def export(
         fail(f"--include {include!r}: use one of {', '.join(INCLUDE)}")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", license_id):
         fail(f"--license {license_id!r}: give a Hub licence id in lower case, e.g. cc-by-4.0, apache-2.0 or other")
+    shares = None
+    if split_spec is not None:
+        if fmt not in rl_exports.FORMATS:
+            fail(f"--split {split_spec!r}: only the RL formats are split ({', '.join(rl_exports.FORMATS)}), not {fmt}")
+        try:
+            shares = splits.parse(split_spec)
+        except splits.SplitError as exc:
+            fail(str(exc))
+    elif seed is not None:
+        fail(f"--seed {seed}: it seeds --split; give --split too, or leave --seed out")
     token = None
     if push_to_hub is not None:
         if fmt not in exports.HUB_FORMATS:
@@ -57,14 +76,16 @@ def export(
     if why is not None:
         fail(f"--out {str(out)!r} {why}; name another folder")
     require_run(db, run_name)
-    found = read(db, lambda ledger: exports.gather(ledger, run_name, include, card=fmt in exports.HUB_FORMATS))
+    found = read(db, lambda ledger: exports.gather(ledger, run_name, include, card=fmt in exports.CARD_FORMATS))
     blobs = BlobStore(data)
     try:
         require_images(found.chosen, blobs)
     except MissingImagesError as exc:
         fail(f"--data {str(data)!r}: {exc}")
-    n = exports.write(found, fmt, out, blobs, overwrite=overwrite, license_id=license_id)
-    console.print(f"wrote {n} samples to {out} ({fmt})", markup=False)
+    split = exports.split(found, blobs, shares, seed) if shares else None
+    n = exports.write(found, fmt, out, blobs, overwrite=overwrite, license_id=license_id, split=split)
+    sizes = f"; {', '.join(f'{k} {v}' for k, v in split.sizes().items())}" if split else ""
+    console.print(f"wrote {n} samples to {out} ({fmt}{sizes})", markup=False)
     if push_to_hub is not None and token is not None:
         try:
             url = exports.push(out, fmt, push_to_hub, token)

@@ -114,6 +114,24 @@ def test_filters_choose_what_is_visible(page, facts: dict) -> None:
     assert {(o, ln) for _, o, ln in _cards(page)} == {("adversarial", "1")} and _shown(page).endswith(f"of {lane}")
 
 
+@pytest.mark.slow  # a browser
+def test_the_gallery_filters_by_image_kind(page, facts: dict) -> None:
+    # Each kind's count in `stats --json` (by_kind) is what the filter shows, and only that kind.
+    offered = page.eval_on_selector_all("#kind option", "options => options.map(o => o.value)")
+    assert set(offered) - {""} == set(facts["by_kind"]) and len(facts["by_kind"]) >= 8
+    for kind in ("molecule", "map", "bar_chart"):
+        page.select_option("#kind", kind)
+        kinds = page.eval_on_selector_all("#cards .card", "cards => cards.map(c => c.dataset.kind)")
+        assert kinds and set(kinds) == {kind}
+        assert _shown(page).endswith(f"of {facts['by_kind'][kind]['proposals']}")
+    page.select_option("#outcome", "keep")
+    page.select_option("#kind", "molecule")
+    plain_kept = facts["by_kind"]["molecule"]["kept"] - sum(
+        1 for c in page.eval_on_selector_all("#cards .card", "cards => cards.map(c => c.dataset.outcome)") if c == "adversarial"
+    )
+    assert {o for _, o, _ in _cards(page)} <= {"keep"} and plain_kept >= len(_cards(page))
+
+
 def test_the_report_is_one_file_that_needs_no_network(report: Path) -> None:
     html = report.read_text()
     assert "<link" not in html and "src=\"http" not in html and "url(http" not in html

@@ -24,9 +24,14 @@ def gametes(genotype: str) -> list[str]:
     return ["".join(p) for p in product(*(list(g) for g in genes(genotype)))]
 
 
-def offspring(a: str, b: str) -> str:
+def child(a: str, b: str) -> str:
     """The genotype of two gametes, each gene written capital first: 'Ab' x 'aB' -> 'AaBb'."""
     return "".join("".join(sorted(pair, key=lambda c: (c.islower(), c))) for pair in zip(a, b))
+
+
+def cells(parent1: str, parent2: str) -> list[str]:
+    """The square's genotypes, row by row (rows: parent1's gametes, columns: parent2's)."""
+    return [child(a, b) for a in gametes(parent1) for b in gametes(parent2)]
 
 
 def draw_punnett_square(img: Image.Image, spec: PunnettSquare) -> None:
@@ -47,7 +52,7 @@ def draw_punnett_square(img: Image.Image, spec: PunnettSquare) -> None:
     cell = max(8.0, min((w - 2 * pad) / (n + 1), (bottom - top - pad) / (len(rows) + 1)))
     x0 = (w - cell * (n + 1)) / 2
     y0 = top + max(0.0, (bottom - top - cell * (len(rows) + 1)) / 2)
-    font, _ = _fit([offspring(rows[0], cols[0])], cell * 0.85, round(base * 1.3))
+    font, _ = _fit([child(rows[0], cols[0])], cell * 0.85, round(base * 1.3))
     for j, g in enumerate(cols):
         _rect(draw, x0 + (j + 1) * cell, y0, x0 + (j + 2) * cell, y0 + cell, fill=HEAD)
         _put(draw, (x0 + (j + 1.5) * cell, y0 + cell / 2), g, font)
@@ -58,7 +63,7 @@ def draw_punnett_square(img: Image.Image, spec: PunnettSquare) -> None:
         for j, b in enumerate(cols):
             cx, cy = x0 + (j + 1.5) * cell, y0 + (i + 1.5) * cell
             if spec.fill_cells:
-                _put(draw, (cx, cy), offspring(a, b), font)
+                _put(draw, (cx, cy), child(a, b), font)
     for k in range(len(rows) + 2):
         y = round(y0 + k * cell)
         draw.line((round(x0 if k != 0 else x0 + cell), y, round(x0 + (n + 1) * cell), y), fill=RULE)

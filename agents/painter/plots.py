@@ -73,8 +73,8 @@ def axes(spec: FunctionPlot, fig: Any) -> Any:
     ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10]))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
     ax.grid(True, color="#dddddd", linewidth=0.8)
-    ax.axhline(0, color="#555555", linewidth=1.0)
-    ax.axvline(0, color="#555555", linewidth=1.0)
+    ax.axhline(0, color="#555555", linewidth=1.0, zorder=1.8)  # over the grid, under the curves
+    ax.axvline(0, color="#555555", linewidth=1.0, zorder=1.8)
     ax.set_xlabel(spec.x_label)
     ax.set_ylabel(spec.y_label)
     ax.legend(loc="best", fontsize=11, framealpha=0.9)
@@ -82,13 +82,19 @@ def axes(spec: FunctionPlot, fig: Any) -> Any:
     return ax
 
 
+def laid_out(spec: FunctionPlot, height: int) -> tuple[Any, Any]:
+    """The plot's figure, `height` pixels tall under the title, and its axes, laid out."""
+    fig = mpl.figure(spec.width, height)
+    ax = axes(spec, fig)
+    mpl.bundled_fonts(fig)  # before the layout measures the text
+    fig.tight_layout(pad=0.6)
+    return fig, ax
+
+
 def draw_function_plot(img: Image.Image, spec: FunctionPlot) -> None:
     from cadsynth.agents.painter.render import _base_size, _title
 
     top = _title(ImageDraw.Draw(img), spec, _base_size(spec.width, spec.height))
-    fig = mpl.figure(spec.width, spec.height - top)
-    axes(spec, fig)
-    mpl.bundled_fonts(fig)  # before the layout measures the text
-    fig.tight_layout(pad=0.6)
+    fig, _ = laid_out(spec, spec.height - top)
     mpl.paste(img, fig, (0, top))
 

@@ -12,9 +12,9 @@ import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import product
 from typing import Any, Callable, cast
 
+from cadsynth.agents.painter.genetics import cells, gametes
 from cadsynth.agents.sim.world import (
     CITIES,
     DESCRIBERS,
@@ -470,6 +470,16 @@ def _plot_which_curve(rng: random.Random, level: float) -> Draft:
     )
 
 
+def _meeting_points(rng: random.Random, p: _Parabola) -> tuple[int, int]:
+    """Two whole x values near the vertex, far enough apart that the line crosses the curve at a
+    visible angle (slopes differ by a * (x2 - x1))."""
+    gap = 2 if abs(p.a) >= 1 else 4
+    while True:
+        x1, x2 = sorted(rng.sample(range(int(p.h) - 3, int(p.h) + 4), 2))
+        if x2 - x1 >= gap:
+            return x1, x2
+
+
 def _line_through(p: _Parabola, x1: int, x2: int) -> tuple[float, float]:
     m = (p.at(x2) - p.at(x1)) / (x2 - x1)
     return m, p.at(x1) - m * x1
@@ -482,7 +492,7 @@ def _plot_crossings(rng: random.Random, level: float) -> Draft:
     x_min, x_max = p.h - 5, p.h + 5
     sign = 1 if p.a > 0 else -1
     if k == 2:
-        x1, x2 = sorted(rng.sample(range(int(p.h) - 3, int(p.h) + 4), 2))
+        x1, x2 = _meeting_points(rng, p)
         m, q = _line_through(p, x1, x2)
         xs = [x1, x2]
     elif k == 1:  # through one point; the other crossing lies outside the window
@@ -506,7 +516,7 @@ def _plot_crossings(rng: random.Random, level: float) -> Draft:
 @_template("plot.intersection", "function_plot", "lookup", ("spatial_relationship", "numeric_reasoning"), 0.2, inverse=("plot.crossings",))
 def _plot_intersection(rng: random.Random, level: float) -> Draft:
     p = _parabola(rng, level)
-    x1, x2 = sorted(rng.sample(range(int(p.h) - 3, int(p.h) + 4), 2))
+    x1, x2 = _meeting_points(rng, p)
     m, q = _line_through(p, x1, x2)
     spec = _plot([("f", p.text()), ("g", poly_text(0, m, q))], p.h - 5, p.h + 5, "f and g")
     big = rng.random() < 0.5
@@ -547,14 +557,18 @@ def _describe_plot(spec: FunctionPlot, canvas: str) -> str:
 
 def _break_plot(rng: random.Random, spec: FunctionPlot, question: str) -> tuple[ImageSpec, str] | None:
     data = spec.model_dump(mode="json")
-    if len(data["curves"]) > 1 and rng.random() < 0.5:
-        # The legend pairs the names with the wrong curves.
-        a, b = data["curves"][0], data["curves"][1]
+    if len(data["curves"]) > 2 and rng.random() < 0.5:
+        # The legend pairs two names with each other's curves.
+        a, b = rng.sample(data["curves"], 2)
         a["label"], b["label"] = b["label"], a["label"]
         return FunctionPlot.model_validate(data), "legend_mismatch"
-    curve = rng.choice(data["curves"])
-    curve["expr"] = f"({curve['expr']}) + 2"  # drawn two units higher than the reference was computed for
-    return FunctionPlot.model_validate(data), "changed_value"
+    # A curve drawn moved one right and two up from the function the reference was computed for.
+    curve = data["curves"][0] if len(data["curves"]) < 3 else rng.choice(data["curves"])
+    curve["expr"] = f"({re.sub(r'x', '(x - 1)', curve['expr'])}) + 2"
+    try:
+        return FunctionPlot.model_validate(data), "changed_value"
+    except ValueError:
+        return None
 
 
 # --- biology: Punnett squares ------------------------------------------------------------------
@@ -566,18 +580,9 @@ TRAITS = [
 ]
 
 
-def _gametes(genotype: str) -> list[str]:
-    pairs = [genotype[i : i + 2] for i in range(0, len(genotype), 2)]
-    return ["".join(p) for p in product(*(list(g) for g in pairs))]
-
-
-def _child(a: str, b: str) -> str:
-    return "".join("".join(sorted(pair, key=lambda ch: (ch.islower(), ch))) for pair in zip(a, b))
-
-
 def offspring(spec: PunnettSquare) -> list[str]:
-    """Every cell's genotype, row by row."""
-    return [_child(a, b) for a in _gametes(spec.parent1) for b in _gametes(spec.parent2)]
+    """Every cell's genotype, row by row, as the painter draws them."""
+    return cells(spec.parent1, spec.parent2)
 
 
 def shows_dominant(genotype: str, gene: str) -> bool:
@@ -618,14 +623,14 @@ def _pct(part: int, whole: int) -> float:
 @_template("punnett.genotype", "punnett_square", "lookup", ("text_recognition", "counting", "numeric_reasoning"), 0.1, inverse=("punnett.which_genotype",))
 def _punnett_genotype(rng: random.Random, level: float) -> Draft:
     x = _cross(rng, level)
-    cells = offspring(x.spec)
-    g = rng.choice(cells)
-    pct = _pct(cells.count(g), len(cells))
-    others = sorted({_pct(cells.count(o), len(cells)) for o in cells if o != g})
+    square = offspring(x.spec)
+    g = rng.choice(square)
+    pct = _pct(square.count(g), len(square))
+    others = sorted({_pct(square.count(o), len(square)) for o in square if o != g})
     return Draft(
         x.spec, f"What percentage of the offspring are expected to have the genotype {g}? Answer with the number only.",
-        _num_kind(pct), fmt_number(pct), _nums(pct, [*others, 100 - pct, pct * 2], 25 if len(cells) == 4 else 6.25),
-        f"{g} fills {cells.count(g)} of the {len(cells)} cells: {cells.count(g)}/{len(cells)} = {fmt_number(pct)}%.",
+        _num_kind(pct), fmt_number(pct), _nums(pct, [*others, 100 - pct, pct * 2], 25 if len(square) == 4 else 6.25),
+        f"{g} fills {square.count(g)} of the {len(square)} square: {square.count(g)}/{len(square)} = {fmt_number(pct)}%.",
         x.load, _num_kind(pct) == "number", 1,
     )
 
@@ -634,18 +639,19 @@ def _punnett_genotype(rng: random.Random, level: float) -> Draft:
 def _punnett_which_genotype(rng: random.Random, level: float) -> Draft:
     while True:
         x = _cross(rng, level, two=True)  # one gene has three genotypes: too few for four options
-        cells = offspring(x.spec)
-        counts = {g: cells.count(g) for g in dict.fromkeys(cells)}
+        square = offspring(x.spec)
+        counts = {g: square.count(g) for g in dict.fromkeys(square)}
         unique = [g for g, n in counts.items() if list(counts.values()).count(n) == 1]
         if unique:
             break
     g = rng.choice(unique)
     n = counts[g]
-    pool = [o for o in counts if o != g] + [_child(a, b) for a in _gametes("".join(c + c.lower() for c in x.genes)) for b in _gametes("".join(c + c.lower() for c in x.genes))]
+    hetero = "".join(c + c.lower() for c in x.genes)
+    pool = [o for o in counts if o != g] + cells(hetero, hetero)  # then genotypes this cross cannot give
     choices, letter, others = _choice(rng, g, _texts(g, pool))
     return Draft(
-        x.spec, f"Which genotype fills exactly {n} of the {len(cells)} cells of the square?", "choice", letter, others,
-        f"Counting each genotype in the cells: {g} appears {n} times (option {letter}).",
+        x.spec, f"Which genotype fills exactly {n} of the {len(square)} square of the square?", "choice", letter, others,
+        f"Counting each genotype in the square: {g} appears {n} times (option {letter}).",
         x.load, choices=choices,
     )
 
@@ -654,17 +660,17 @@ def _punnett_which_genotype(rng: random.Random, level: float) -> Draft:
 def _punnett_phenotype(rng: random.Random, level: float) -> Draft:
     while True:  # a look some offspring have
         x = _cross(rng, level)
-        cells = offspring(x.spec)
+        square = offspring(x.spec)
         picks = [rng.random() < 0.6 for _ in x.genes]  # dominant or recessive look, per gene
-        n = sum(all(shows_dominant(c, g) == dom for g, dom in zip(x.genes, picks)) for c in cells)
+        n = sum(all(shows_dominant(c, g) == dom for g, dom in zip(x.genes, picks)) for c in square)
         if n:
             break
     wanted = [d if dom else r for dom, (d, r) in zip(picks, x.traits)]
-    pct = _pct(n, len(cells))
+    pct = _pct(n, len(square))
     return Draft(
         x.spec, f"What percentage of the offspring are expected to show {_join([repr(w) for w in wanted])}? Answer with the number only.",
-        _num_kind(pct), fmt_number(pct), _nums(pct, [100 - pct, _pct(len(cells) - n, len(cells)) / 2, pct / 2], 25 if len(cells) == 4 else 6.25),
-        f"A capital allele shows the dominant trait (legend). {n} of the {len(cells)} cells are {_join(wanted)}: {fmt_number(pct)}%.",
+        _num_kind(pct), fmt_number(pct), _nums(pct, [100 - pct, _pct(len(square) - n, len(square)) / 2, pct / 2], 25 if len(square) == 4 else 6.25),
+        f"A capital allele shows the dominant trait (legend). {n} of the {len(square)} square are {_join(wanted)}: {fmt_number(pct)}%.",
         x.load, _num_kind(pct) == "number", 2,
     )
 
@@ -673,26 +679,26 @@ def _punnett_phenotype(rng: random.Random, level: float) -> Draft:
 def _punnett_count_recessive(rng: random.Random, level: float) -> Draft:
     while True:  # a trait some offspring show
         x = _cross(rng, level)
-        cells = offspring(x.spec)
+        square = offspring(x.spec)
         g = rng.choice(x.genes)
-        n = sum(not shows_dominant(c, g) for c in cells)
+        n = sum(not shows_dominant(c, g) for c in square)
         if n:
             break
     trait = dict(zip(x.genes, x.traits))[g][1]
     return Draft(
-        x.spec, f"In how many of the {len(cells)} cells does the offspring show {trait!r}?", "integer", str(n),
-        _nums(n, [len(cells) - n, n + 1, n - 1]),
-        f"{trait.capitalize()} needs two small {g.lower()} alleles ({g.lower()}{g.lower()}); {n} cells have them.",
+        x.spec, f"In how many of the {len(square)} square does the offspring show {trait!r}?", "integer", str(n),
+        _nums(n, [len(square) - n, n + 1, n - 1]),
+        f"{trait.capitalize()} needs two small {g.lower()} alleles ({g.lower()}{g.lower()}); {n} square have them.",
         x.load,
     )
 
 
 def _describe_punnett(spec: PunnettSquare, canvas: str) -> str:
     legend = "; ".join(f"{t.gene}_ = {t.dominant}, {t.gene.lower()}{t.gene.lower()} = {t.recessive}" for t in spec.traits)
-    cells = ", ".join(offspring(spec)) if spec.fill_cells else "left empty"
+    drawn = ", ".join(offspring(spec)) if spec.fill_cells else "left empty"
     return (
-        f"A Punnett square on {canvas}: gametes of {spec.parent1} head the rows ({', '.join(_gametes(spec.parent1))}), "
-        f"gametes of {spec.parent2} head the columns ({', '.join(_gametes(spec.parent2))}); cells row by row: {cells}. "
+        f"A Punnett square on {canvas}: gametes of {spec.parent1} head the rows ({', '.join(gametes(spec.parent1))}), "
+        f"gametes of {spec.parent2} head the columns ({', '.join(gametes(spec.parent2))}); cells row by row: {drawn}. "
         f"Under it: 'Cross: {spec.parent1} (rows) x {spec.parent2} (columns)' and the legend {legend}."
     )
 

@@ -31,7 +31,8 @@ from PIL import Image, ImageDraw
 
 from cadsynth.agents.painter import circuits, genetics, plots
 from cadsynth.agents.painter.render import _base_size, _title, render, spec_digest, spec_stamp
-from cadsynth.agents.sim.sciences import FAILURES, molecule_facts
+from cadsynth.agents.sim.sciences import FAILURES
+from cadsynth.agents.sim.sciences.chemistry import molecule_facts
 from cadsynth.agents.sim.world import LETTERS, TEMPLATES, Problem, World
 from cadsynth.expr import ExpressionError, evaluate, parse
 from cadsynth.specs import Circuit, FunctionPlot, Molecule, PunnettSquare, SchematicMap, SpecError, parse_spec

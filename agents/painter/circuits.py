@@ -34,7 +34,7 @@ def schematic(spec: Circuit, ax: Any) -> Any:
     # The battery, mid-way up the left side: long plate (positive) on top.
     d += elm.Line().at((0, 0)).up(top / 2 - 0.5)
     battery = elm.BatteryCell().up(1.0).reverse()
-    d += battery.label(f"{fmt_number(spec.volts)} V" if spec.show_volts else "", loc="bottom", ofst=0.3)
+    d += battery.label(f"{fmt_number(spec.volts)} V" if spec.show_volts else "", loc="top", ofst=0.3)  # outside the loop
     d += elm.Line().up().toy(top)
     x = 0.0
     for stage in spec.stages:

@@ -180,8 +180,8 @@ def evaluate(tree: Node, x: Any) -> Any:
             return node
         if node == "x":
             return x
-        op, *args = node  # type: ignore[misc]
-        vals = [walk(a) for a in args]
+        assert isinstance(node, tuple)
+        op, vals = node[0], [walk(a) for a in node[1:]]
         if op == "+":
             return vals[0] + vals[1]
         if op == "-":

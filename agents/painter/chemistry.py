@@ -17,9 +17,9 @@ from cadsynth.specs import MAX_ATOMS, Molecule, SpecError
 
 def molecule(smiles: str) -> Any:
     """RDKit's molecule for the SMILES, or SpecError saying why not."""
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem, rdBase
 
-    RDLogger.DisableLog("rdApp.*")  # a bad SMILES is refused below; RDKit's own complaint would go to stderr
+    rdBase.DisableLog("rdApp.*")  # a bad SMILES is refused below; RDKit's own complaint would go to stderr
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise SpecError(f"smiles: {smiles[:40]!r} is not a SMILES RDKit can read; write a valid SMILES, e.g. 'CCO'")
@@ -47,7 +47,7 @@ def draw_molecule(img: Image.Image, spec: Molecule) -> None:
     rdDepictor.SetPreferCoordGen(True)
     rdDepictor.Compute2DCoords(mol)
     drawer = rdMolDraw2D.MolDraw2DCairo(spec.width, max(16, bottom - top))
-    options = drawer.drawOptions()
+    options: Any = drawer.drawOptions()
     options.addAtomIndices = False
     options.fixedFontSize = -1
     options.minFontSize = max(8, base - 2)

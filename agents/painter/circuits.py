@@ -32,13 +32,13 @@ def schematic(spec: Circuit, ax: Any) -> Any:
     d = schemdraw.Drawing(canvas=ax, show=False, fontsize=12, lw=1.6)
     d.config(unit=UNIT)
     # The battery, mid-way up the left side: long plate (positive) on top.
-    d += elm.Line().at((0, 0)).up(top / 2 - 0.5)
+    d += elm.Line().up(top / 2 - 0.5).at((0, 0))
     battery = elm.BatteryCell().up(1.0).reverse()
     d += battery.label(f"{fmt_number(spec.volts)} V" if spec.show_volts else "", loc="top", ofst=0.3)  # outside the loop
     d += elm.Line().up().toy(top)
     x = 0.0
     for stage in spec.stages:
-        d += elm.Line().at((x, top)).right(0.8)
+        d += elm.Line().right(0.8).at((x, top))
         x += 0.8
         width = UNIT * max(len(b.resistors) for b in stage.branches)
         if len(stage.branches) > 1:
@@ -47,16 +47,16 @@ def schematic(spec: Circuit, ax: Any) -> Any:
         for j, branch in enumerate(stage.branches):
             y = top - ROW * j
             if j:
-                d += elm.Line().at((x, top - ROW * (j - 1))).down(ROW)
-                d += elm.Line().at((x + width, top - ROW * (j - 1))).down(ROW)
+                d += elm.Line().down(ROW).at((x, top - ROW * (j - 1)))
+                d += elm.Line().down(ROW).at((x + width, top - ROW * (j - 1)))
             at = x
             for r in branch.resistors:
-                d += elm.Resistor().at((at, y)).right(UNIT).label(ohms_text(r), loc="top" if j == 0 else "bottom")
+                d += elm.Resistor().right(UNIT).at((at, y)).label(ohms_text(r), loc="top" if j == 0 else "bottom")
                 at += UNIT
             if at < x + width:
-                d += elm.Line().at((at, y)).right(x + width - at)
+                d += elm.Line().right(x + width - at).at((at, y))
         x += width
-    d += elm.Line().at((x, top)).right(0.8)
+    d += elm.Line().right(0.8).at((x, top))
     x += 0.8
     d += elm.Line().down().toy(0)
     d += elm.Line().left().tox(0)

@@ -40,13 +40,13 @@ def draw_map(img: Image.Image, spec: SchematicMap) -> None:
 
     _rect(draw, x0, y0, x0 + spec.width_km * k, y1, fill=LAND, outline=BLACK)
     for v in ticks[0]:
-        x = round(at(v, 0)[0])
-        draw.line((x, round(y0), x, round(y1)), fill=GRID)
-        _put(draw, (x, y1 + pad), fmt_number(v), tick_font, "mt")
+        gx = round(at(v, 0)[0])
+        draw.line((gx, round(y0), gx, round(y1)), fill=GRID)
+        _put(draw, (gx, y1 + pad), fmt_number(v), tick_font, "mt")
     for v in ticks[1]:
-        y = round(at(0, v)[1])
-        draw.line((round(x0), y, round(x0 + spec.width_km * k), y), fill=GRID)
-        _put(draw, (x0 - pad, y), fmt_number(v), tick_font, "rm")
+        gy = round(at(0, v)[1])
+        draw.line((round(x0), gy, round(x0 + spec.width_km * k), gy), fill=GRID)
+        _put(draw, (x0 - pad, gy), fmt_number(v), tick_font, "rm")
     _rect(draw, x0, y0, x0 + spec.width_km * k, y1, outline=BLACK)
     where = {p.name: at(p.x, p.y) for p in spec.places}
     for road in spec.roads:

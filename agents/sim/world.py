@@ -1226,6 +1226,7 @@ def describe(spec: ImageSpec) -> str:
         return f"A ruled table on {canvas}, grey header row: {' | '.join(spec.columns)}. Rows: {rows}."
     if isinstance(spec, GeometryFigure):
         return _describe_figure(spec, canvas)
+    assert isinstance(spec, ShapeScene)  # every other kind has its describer in DESCRIBERS
     items = "; ".join(
         f"{s.color} {s.shape} at x={s.x:.2f}, y={s.y:.2f}, size {s.size:.2f}" + (f", labelled '{s.label}' below it" if s.label else "")
         for s in spec.shapes

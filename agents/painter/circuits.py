@@ -67,6 +67,11 @@ def draw_circuit(img: Image.Image, spec: Circuit) -> None:
     from cadsynth.agents.painter.render import _base_size, _title
 
     top = _title(ImageDraw.Draw(img), spec, _base_size(spec.width, spec.height))
+    with mpl.defaults():
+        _draw(img, spec, top)
+
+
+def _draw(img: Image.Image, spec: Circuit, top: int) -> None:
     fig = mpl.figure(spec.width, spec.height - top)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()

@@ -1,12 +1,16 @@
 """Matplotlib for the painter: Agg only, the font shipped inside matplotlib, pixels into Pillow.
 
 Figures are built with the object API (no pyplot state) on an Agg canvas, so no display backend is
-ever asked for. Every text is set in matplotlib's bundled DejaVu Sans by file path: a family name
-would be looked up among the machine's fonts, and the same spec must give the same pixels anywhere.
+ever asked for, and under matplotlib's default settings (`defaults()`), so a matplotlibrc on the
+machine changes nothing. Text is set in the DejaVu Sans that matplotlib ships: its font list puts
+its own fonts first, and `defaults()` checks that the name finds that file; where it would not,
+every text is given the file by path. The same spec gives the same pixels anywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 DPI = 100
+FAMILY = "DejaVu Sans"
 
 
 @lru_cache(maxsize=1)
@@ -21,6 +26,25 @@ def font_path() -> str:
     import matplotlib
 
     return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+
+
+@lru_cache(maxsize=1)
+def _name_finds_the_bundled_font() -> bool:
+    from matplotlib import font_manager
+
+    found = font_manager.findfont(font_manager.FontProperties(family=[FAMILY]), fallback_to_default=False)
+    return Path(found).resolve() == Path(font_path()).resolve()
+
+
+@contextmanager
+def defaults() -> Iterator[None]:
+    """Matplotlib's default settings and the bundled font, for building and drawing a figure."""
+    import matplotlib
+
+    with matplotlib.rc_context():  # restores the process's settings on leaving
+        matplotlib.rcdefaults()
+        matplotlib.rcParams["font.family"] = [FAMILY]
+        yield
 
 
 def figure(width: int, height: int) -> Any:
@@ -34,7 +58,10 @@ def figure(width: int, height: int) -> Any:
 
 
 def bundled_fonts(fig: Any) -> None:
-    """Every text of the figure in the bundled font, at the size it was given."""
+    """Every text of the figure in the bundled font by path, at the size it was given: where the
+    font's name would find another file."""
+    if _name_finds_the_bundled_font():
+        return
     from matplotlib.font_manager import FontProperties
     from matplotlib.text import Text
 

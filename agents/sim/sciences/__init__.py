@@ -16,6 +16,16 @@ from cadsynth.specs import ImageSpec
 # None when the spec offers no such change. agents.sim.hazards asks here first.
 FAILURES: dict[str, Callable[[random.Random, Any, str], tuple[ImageSpec, str] | None]] = {}
 
+
+def ordered_choice(correct: str, wrong: list[str]) -> tuple[list[str], str, list[str]]:
+    """Four options in sorted order; returns (options, letter of correct, letters of the wrong ones).
+    Where one image and one question recur (a catalogue molecule, a common cross), shuffled options
+    would make one problem with two true letters: sorted, its answer is always the same letter."""
+    options = sorted([correct, *wrong[:3]])
+    letters = "ABCD"
+    return options, letters[options.index(correct)], [letters[options.index(w)] for w in wrong[:3]]
+
+
 from cadsynth.agents.sim.sciences import chemistry, circuits, genetics, maps, plots  # noqa: E402  (they fill FAILURES)
 
 __all__ = ["FAILURES", "chemistry", "circuits", "genetics", "maps", "plots"]

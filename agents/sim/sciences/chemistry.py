@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from cadsynth.agents.sim.sciences import FAILURES
-from cadsynth.agents.sim.world import DESCRIBERS, Draft, _choice, _nums, _template, _texts
+from cadsynth.agents.sim.sciences import FAILURES, ordered_choice
+from cadsynth.agents.sim.world import DESCRIBERS, Draft, _nums, _template, _texts
 from cadsynth.specs import ImageSpec, Molecule
 
 
@@ -94,7 +94,7 @@ def _chem_which_count(rng: random.Random, level: float) -> Draft:
     k = facts.atoms[element]
     word = ELEMENT_NAMES[element]
     wrong = [ELEMENT_NAMES[e] for e in facts.atoms if e not in ("H", element)] + [w for e, w in ELEMENT_NAMES.items() if e not in facts.atoms]
-    options, letter, others = _choice(rng, word, wrong)
+    options, letter, others = ordered_choice(word, wrong)
     return Draft(
         _molecule_spec(name, smiles), f"Which element has exactly {k} atom{'s' * (k != 1)} in the molecule drawn (hydrogens not counted)?",
         "choice", letter, others, f"Counting each element's atoms in the drawing: {word} has {k} (option {letter}).",
@@ -142,7 +142,7 @@ def _chem_formula(rng: random.Random, level: float) -> Draft:
     facts = molecule_facts(smiles)
     wrong = [_formula({**facts.atoms, "H": facts.atoms.get("H", 0) + d}) for d in (2, -2)]
     wrong.append(_formula({**facts.atoms, "C": facts.atoms["C"] + 1, "H": facts.atoms.get("H", 0) + 2}))
-    options, letter, others = _choice(rng, facts.formula, _texts(facts.formula, wrong))
+    options, letter, others = ordered_choice(facts.formula, _texts(facts.formula, wrong))
     return Draft(
         _molecule_spec(name, smiles), "Which is the molecular formula of the molecule drawn?", "choice", letter, others,
         f"Counting atoms, with implied hydrogens: {facts.formula} (option {letter}).", load, steps=2, choices=options,

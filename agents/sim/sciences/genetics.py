@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass
 
 from cadsynth.agents.painter.genetics import cells, gametes
-from cadsynth.agents.sim.sciences import FAILURES
-from cadsynth.agents.sim.world import DESCRIBERS, Draft, _choice, _join, _num_kind, _nums, _template, _texts
+from cadsynth.agents.sim.sciences import FAILURES, ordered_choice
+from cadsynth.agents.sim.world import DESCRIBERS, Draft, _join, _num_kind, _nums, _template, _texts
 from cadsynth.specs import ImageSpec, PunnettSquare, Trait, fmt_number
 
 
@@ -87,7 +87,7 @@ def _punnett_which_genotype(rng: random.Random, level: float) -> Draft:
     n = counts[g]
     hetero = "".join(c + c.lower() for c in x.genes)
     pool = [o for o in counts if o != g] + cells(hetero, hetero)  # then genotypes this cross cannot give
-    choices, letter, others = _choice(rng, g, _texts(g, pool))
+    choices, letter, others = ordered_choice(g, _texts(g, pool))
     return Draft(
         x.spec, f"Which genotype fills exactly {n} of the {len(square)} square of the square?", "choice", letter, others,
         f"Counting each genotype in the square: {g} appears {n} times (option {letter}).",

@@ -82,7 +82,7 @@ async def _truth(
     from cadsynth.store.notes import Notes
 
     book = TruthBook(config.world, Notes(ledger.engine))
-    truths = await book.about_many([(p.question, spec_digest_of(p.image_spec)) for p in proposals])
+    truths = await book.about_many([(p.question, spec_digest_of(p.image_spec), p.choices) for p in proposals])
     simulated = [(p, t) for p, t in zip(proposals, truths, strict=True) if t is not None]
     if not simulated:
         return None

@@ -391,7 +391,7 @@ def _proposals(world: WorldConfig, n: int, seed: int = 0) -> list:
         key = f"r{i // 8}/sim-a/{i % 8}"
         seed_view = SeedView(id=f"none:{key}", text="(no seed: write a problem of your own)")
         draft = (await agent.propose(key, context, seed_view, STRATEGIES[i % len(STRATEGIES)], [CAPABILITIES[i % len(CAPABILITIES)]])).value
-        truth = await model.book.about(draft.question, spec_digest_of(draft.image_spec))
+        truth = await model.book.about(draft.question, spec_digest_of(draft.image_spec), draft.choices)
         assert truth is not None
         return SimpleNamespace(**{**dict(draft), "sim": truth})
 

@@ -223,7 +223,7 @@ class ShapeScene(_Spec):
 
 
 # --- science domains: drawings whose facts are computed from the spec -------------------------
-# Chemistry (RDKit), physics (SchemDraw), math (matplotlib), biology and geography (Pillow); the
+# Chemistry (RDKit), physics (SchemDraw), math, biology and geography (Pillow); the
 # drawers are agents.painter.{chemistry,circuits,plots,genetics,maps}.
 
 MAX_SMILES = 150

@@ -1,35 +1,47 @@
-"""Circuits drawn with SchemDraw (on matplotlib's Agg canvas): a battery on the left, the stages in
-series along the top, each stage's parallel branches stacked downwards, the return wire at the bottom.
+"""Circuits laid out by SchemDraw and drawn with Pillow: a battery on the left, the stages in series
+along the top, each stage's parallel branches stacked downwards, the return wire at the bottom.
 
-SchemDraw places standard symbols by direction and length, so the drawing is a short walk over the
-spec: no coordinates to compute beyond where each branch starts.
+SchemDraw places standard symbols by direction and length, so the layout is a short walk over the
+spec; its segments (polylines, dots, labels, in drawing units) are then drawn with Pillow, in the
+DejaVu Sans that matplotlib ships (by file path: Pillow's own font has no Ω). Through matplotlib
+the same drawing took five times a bar chart's time (bench/renderers.py); this way, about twice.
 """
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-from cadsynth.agents.painter import mpl
 from cadsynth.specs import Circuit, Resistor, fmt_number
 
 ROW = 2.6  # SchemDraw units between parallel branches
 UNIT = 3.0  # one resistor's length
+INK = (0, 0, 0)
+
+
+@lru_cache(maxsize=32)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    import matplotlib
+
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
 
 
 def ohms_text(r: Resistor) -> str:
     return f"{r.name}\n{fmt_number(r.ohms)} Ω" if r.show_value else r.name
 
 
-def schematic(spec: Circuit, ax: Any) -> Any:
-    """The spec as a SchemDraw drawing on the axes (drawn, not yet rendered)."""
+def schematic(spec: Circuit) -> Any:
+    """The spec as a SchemDraw drawing, laid out (never drawn by SchemDraw itself)."""
     import schemdraw
     import schemdraw.elements as elm
 
     rows = max(len(s.branches) for s in spec.stages)
     top = ROW * max(1, rows - 1) + 2.0
-    d = schemdraw.Drawing(canvas=ax, show=False, fontsize=12, lw=1.6)
+    d = schemdraw.Drawing(show=False, fontsize=12, lw=1.6)
     d.config(unit=UNIT)
     # The battery, mid-way up the left side: long plate (positive) on top.
     d += elm.Line().up(top / 2 - 0.5).at((0, 0))
@@ -64,27 +76,50 @@ def schematic(spec: Circuit, ax: Any) -> Any:
 
 
 def draw_circuit(img: Image.Image, spec: Circuit) -> None:
+    from schemdraw.segments import Segment, SegmentCircle, SegmentText
+
     from cadsynth.agents.painter.render import _base_size, _title
 
-    top = _title(ImageDraw.Draw(img), spec, _base_size(spec.width, spec.height))
-    with mpl.defaults():
-        _draw(img, spec, top)
-
-
-def _draw(img: Image.Image, spec: Circuit, top: int) -> None:
-    fig = mpl.figure(spec.width, spec.height - top)
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.set_axis_off()
-    d = schematic(spec, ax)
-    d.draw(show=False)
+    draw = ImageDraw.Draw(img)
+    base = _base_size(spec.width, spec.height)
+    top = _title(draw, spec, base)
+    d = schematic(spec)
     box = d.get_bbox()
-    pad = 1.0
-    ax.set_xlim(box.xmin - pad, box.xmax + pad)
-    ax.set_ylim(box.ymin - pad, box.ymax + pad)
-    ax.set_aspect("equal", anchor="C")
-    # Text in proportion to the symbols: a big circuit is drawn smaller, its labels with it.
-    scale = min(spec.width / (box.xmax - box.xmin + 2 * pad), (spec.height - top) / (box.ymax - box.ymin + 2 * pad))
-    size = max(7.0, min(15.0, 0.3 * scale * 72 / mpl.DPI))
-    for text in ax.texts:
-        text.set_fontsize(size)
-    mpl.paste(img, fig, (0, top))
+    pad = 1.2  # drawing units around the symbols: room for the labels beside them
+    x0, x1, y0, y1 = box.xmin - pad, box.xmax + pad, box.ymin - pad, box.ymax + pad
+    k = min(spec.width / (x1 - x0), (spec.height - top) / (y1 - y0))  # pixels per unit, both ways
+    ox = (spec.width - (x1 - x0) * k) / 2 - x0 * k
+    oy = top + ((spec.height - top) + (y1 - y0) * k) / 2 + y0 * k
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return ox + x * k, oy - y * k
+
+    width = max(1, round(0.05 * k))
+    text = font(max(8, min(24, round(0.32 * k))))
+    for seg in d.get_segments():
+        if isinstance(seg, Segment):
+            run: list[tuple[float, float]] = []
+            for p in [*seg.path, (math.nan, math.nan)]:  # a nan point breaks the line (a battery's gap)
+                if math.isnan(p[0]):
+                    if len(run) > 1:
+                        draw.line(run, fill=INK, width=width, joint="curve")
+                    run = []
+                else:
+                    run.append(at(p[0], p[1]))
+        elif isinstance(seg, SegmentCircle):
+            cx, cy = at(*seg.center)
+            r = max(2.0, seg.radius * k)
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=INK if seg.fill else None, outline=INK)
+        elif isinstance(seg, SegmentText) and seg.text:
+            _label(draw, at(*seg.xy), seg.text, text, seg.align or ("center", "center"))
+
+
+def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, face: ImageFont.FreeTypeFont, align: tuple[str, str]) -> None:
+    """Lines of text placed as SchemDraw aligns them: (left|center|right, top|center|bottom) at xy."""
+    from cadsynth.agents.painter.render import _put
+
+    lines = text.split("\n")
+    step = face.getbbox("Ag")[3] + 2
+    y = xy[1] - {"top": 0.0, "center": step * len(lines) / 2, "bottom": step * len(lines)}.get(align[1], 0.0)
+    for i, line in enumerate(lines):
+        _put(draw, (xy[0], y + i * step), line, face, {"left": "l", "center": "m", "right": "r"}.get(align[0], "m") + "t")

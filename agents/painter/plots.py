@@ -139,13 +139,13 @@ def draw_function_plot(img: Image.Image, spec: FunctionPlot) -> None:
     font = _font(base)
     box = (round(frame.left), round(frame.top), round(frame.right), round(frame.bottom))
     for v, text in xticks:
-        px = round(frame.px(v, 0)[0])
-        draw.line((px, box[1], px, box[3]), fill=GRID)
-        _put(draw, (px, box[3] + pad), text, font, "mt")
+        gx = round(frame.px(v, 0)[0])
+        draw.line((gx, box[1], gx, box[3]), fill=GRID)
+        _put(draw, (gx, box[3] + pad), text, font, "mt")
     for v, text in yticks:
-        py = round(frame.px(0, v)[1])
-        draw.line((box[0], py, box[2], py), fill=GRID)
-        _put(draw, (box[0] - pad, py), text, font, "rm")
+        gy = round(frame.px(0, v)[1])
+        draw.line((box[0], gy, box[2], gy), fill=GRID)
+        _put(draw, (box[0] - pad, gy), text, font, "rm")
     # The axes themselves, where zero is in view; then the curves on a layer clipped to the frame.
     if frame.x_min < 0 < frame.x_max:
         zx = round(frame.px(0, 0)[0])

@@ -512,7 +512,7 @@ _DRAWERS: dict[str, Callable[[Image.Image, ImageSpec], None]] = {
 
 
 def _register() -> None:
-    """The science domains' drawers, each in its own module (imported lazily: their libraries are large)."""
+    """The science domains' drawers, each in its own module (RDKit and SchemDraw load when first used)."""
     from cadsynth.agents.painter import chemistry, circuits, genetics, maps, plots
 
     _DRAWERS.update({

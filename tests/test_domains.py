@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import random
 import re
 import subprocess
@@ -443,6 +444,13 @@ def test_expressions_are_parsed_not_run() -> None:
             parse(text)
 
 
+def test_large_rings_and_cages_still_draw() -> None:
+    # Within the bounds, and once slow to lay out (CoordGen took minutes on the macrocycle).
+    for smiles in ("C1" + "C" * 56 + "C1", "C12C3C4C1C5C2C3C45", "C1C2CC3CC1CC(C2)C3", "[Fe+2].[Cl-].[Cl-]"):
+        spec = Molecule(smiles=smiles)
+        assert spec_stamp(render(spec)) == spec_digest(spec), smiles
+
+
 def test_wild_but_valid_expressions_still_draw() -> None:
     # Poles, overflow, no real values at all: left out of the line, never an error or a hang.
     for expr in ("exp(exp(exp(x)))", "1/x", "tan(x)", "ln(x)", "x^x^x^x", "sqrt(-1 - x^2)", "(1e6*x)^1e6", "0/0"):
@@ -469,7 +477,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-def test_rendering_is_the_same_bytes_in_another_process() -> None:
+def test_rendering_is_the_same_bytes_in_another_process(tmp_path: Path) -> None:
     here = {k: hashlib.sha256(render(parse_spec(d))).hexdigest() for k, d in EXAMPLES.items()}
     again = {k: hashlib.sha256(render(parse_spec(d))).hexdigest() for k, d in EXAMPLES.items()}
     script = (
@@ -477,7 +485,9 @@ def test_rendering_is_the_same_bytes_in_another_process() -> None:
         "from cadsynth.specs import parse_spec\nfrom cadsynth.agents.painter.render import render\n"
         "print(json.dumps({k: hashlib.sha256(render(parse_spec(d))).hexdigest() for k, d in json.loads(sys.argv[1]).items()}))\n"
     )
-    other = subprocess.run([sys.executable, "-c", script, json.dumps(EXAMPLES)], capture_output=True, text=True, check=True)
+    # No fontconfig and a fresh matplotlib folder there: no font of the machine is used.
+    env = {**os.environ, "FONTCONFIG_FILE": "/nonexistent", "FONTCONFIG_PATH": "/nonexistent", "MPLCONFIGDIR": str(tmp_path)}
+    other = subprocess.run([sys.executable, "-c", script, json.dumps(EXAMPLES)], capture_output=True, text=True, check=True, env=env)
     assert here == again == json.loads(other.stdout)
     for kind, data in EXAMPLES.items():  # stamped like every kind: the simulated panel sees through it
         spec = parse_spec(data)

@@ -44,7 +44,8 @@ def draw_molecule(img: Image.Image, spec: Molecule) -> None:
         font, _ = _fit([spec.name], spec.width - 2 * pad, base)
         _put(draw, (spec.width / 2, spec.height - pad), spec.name, font, "mb")
         bottom -= _measure("Ag", font)[1] + 2 * pad
-    rdDepictor.SetPreferCoordGen(True)
+    # RDKit's own depictor: CoordGen took minutes on a 56-atom ring (a SMILES within the bounds).
+    rdDepictor.SetPreferCoordGen(False)
     rdDepictor.Compute2DCoords(mol)
     drawer = rdMolDraw2D.MolDraw2DCairo(spec.width, max(16, bottom - top))
     options: Any = drawer.drawOptions()

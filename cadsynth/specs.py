@@ -242,6 +242,7 @@ class Molecule(_Spec):
     )
     name: Label = Field(default="", description="Caption under the drawing (e.g. the molecule's name); empty for none")
     atom_numbers: bool = Field(default=False, description="Print each heavy atom's number (1, 2, ...) beside it")
+    rotation: int = Field(default=0, ge=0, lt=360, description="Turn the drawing by this many degrees")
 
     @field_validator("smiles")
     @classmethod

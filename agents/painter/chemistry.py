@@ -53,6 +53,7 @@ def draw_molecule(img: Image.Image, spec: Molecule) -> None:
     options.fixedFontSize = -1
     options.minFontSize = max(8, base - 2)
     options.clearBackground = True
+    options.rotate = spec.rotation
     if spec.atom_numbers:
         for atom in mol.GetAtoms():
             atom.SetProp("atomNote", str(atom.GetIdx() + 1))

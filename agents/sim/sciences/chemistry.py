@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from cadsynth.agents.sim.sciences import FAILURES, ordered_choice
+from cadsynth.agents.sim.sciences import FAILURES, canvas, ordered_choice
 from cadsynth.agents.sim.world import DESCRIBERS, Draft, _nums, _template, _texts
 from cadsynth.specs import ImageSpec, Molecule
 
@@ -64,8 +64,13 @@ def _pick_molecule(rng: random.Random, level: float, ok: Callable[[Facts], bool]
     return name, smiles, i / max(1, len(fitting) - 1)
 
 
-def _molecule_spec(name: str, smiles: str) -> Molecule:
-    return Molecule(smiles=smiles, name=name.capitalize(), title="Structural formula")
+TITLES = ("Structural formula", "Skeletal formula", "A molecule", "The molecule")
+
+
+def _molecule_spec(rng: random.Random, name: str, smiles: str) -> Molecule:
+    """The molecule at a random turn, title and canvas: the catalogue is small, and one question on
+    one image is one problem to the simulator (agents.sim.truth), whatever each proposer meant by it."""
+    return Molecule(smiles=smiles, name=name.capitalize(), title=rng.choice(TITLES), rotation=rng.randrange(0, 360, 15), **canvas(rng))
 
 
 @_template("chem.count_element", "molecule", "count_attr", ("counting", "text_recognition"), 0.12, inverse=("chem.which_count",))
@@ -76,7 +81,7 @@ def _chem_count_element(rng: random.Random, level: float) -> Draft:
     k = facts.atoms[element]
     how = " (each unlabelled corner or line end of the skeletal formula is a carbon)" if element == "C" else ""
     return Draft(
-        _molecule_spec(name, smiles), f"How many {ELEMENT_NAMES.get(element, element)} atoms are in the molecule drawn{how}?",
+        _molecule_spec(rng, name, smiles), f"How many {ELEMENT_NAMES.get(element, element)} atoms are in the molecule drawn{how}?",
         "integer", str(k), _nums(k, [k + 1, k - 1, *(v for e, v in facts.atoms.items() if e not in ("H", element))]),
         f"Counting the {element} atoms of {name} in the drawing gives {k}.", load,
     )
@@ -96,7 +101,7 @@ def _chem_which_count(rng: random.Random, level: float) -> Draft:
     wrong = [ELEMENT_NAMES[e] for e in facts.atoms if e not in ("H", element)] + [w for e, w in ELEMENT_NAMES.items() if e not in facts.atoms]
     options, letter, others = ordered_choice(word, wrong)
     return Draft(
-        _molecule_spec(name, smiles), f"Which element has exactly {k} atom{'s' * (k != 1)} in the molecule drawn (hydrogens not counted)?",
+        _molecule_spec(rng, name, smiles), f"Which element has exactly {k} atom{'s' * (k != 1)} in the molecule drawn (hydrogens not counted)?",
         "choice", letter, others, f"Counting each element's atoms in the drawing: {word} has {k} (option {letter}).",
         load, steps=1, choices=options,
     )
@@ -107,7 +112,7 @@ def _chem_rings(rng: random.Random, level: float) -> Draft:
     name, smiles, load = _pick_molecule(rng, level, lambda f: f.rings > 0)
     k = molecule_facts(smiles).rings
     return Draft(
-        _molecule_spec(name, smiles), "How many rings does the molecule drawn contain?", "integer", str(k),
+        _molecule_spec(rng, name, smiles), "How many rings does the molecule drawn contain?", "integer", str(k),
         _nums(k, [k + 1, k - 1, 2 * k]), f"The drawing of {name} shows {k} closed ring{'s' * (k != 1)}.", load,
     )
 
@@ -117,7 +122,7 @@ def _chem_double_bonds(rng: random.Random, level: float) -> Draft:
     name, smiles, load = _pick_molecule(rng, level, lambda f: f.double_bonds > 0)
     k = molecule_facts(smiles).double_bonds
     return Draft(
-        _molecule_spec(name, smiles), "How many double bonds are drawn in the molecule?", "integer", str(k),
+        _molecule_spec(rng, name, smiles), "How many double bonds are drawn in the molecule?", "integer", str(k),
         _nums(k, [k + 1, k - 1, k + 3]), f"Counting the doubled lines in the drawing of {name} gives {k}.", load,
     )
 
@@ -128,7 +133,7 @@ def _chem_hydrogens(rng: random.Random, level: float) -> Draft:
     facts = molecule_facts(smiles)
     k = facts.atoms.get("H", 0)
     return Draft(
-        _molecule_spec(name, smiles),
+        _molecule_spec(rng, name, smiles),
         "How many hydrogen atoms does the molecule have in all, counting those implied at each carbon?",
         "integer", str(k), _nums(k, [k - 1, k + 1, k - 2, k + 2]),
         f"Each atom takes hydrogens to fill its valence; the molecular formula is {facts.formula}, so {k} hydrogens.",
@@ -144,7 +149,7 @@ def _chem_formula(rng: random.Random, level: float) -> Draft:
     wrong.append(_formula({**facts.atoms, "C": facts.atoms["C"] + 1, "H": facts.atoms.get("H", 0) + 2}))
     options, letter, others = ordered_choice(facts.formula, _texts(facts.formula, wrong))
     return Draft(
-        _molecule_spec(name, smiles), "Which is the molecular formula of the molecule drawn?", "choice", letter, others,
+        _molecule_spec(rng, name, smiles), "Which is the molecular formula of the molecule drawn?", "choice", letter, others,
         f"Counting atoms, with implied hydrogens: {facts.formula} (option {letter}).", load, steps=2, choices=options,
     )
 

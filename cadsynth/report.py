@@ -64,8 +64,8 @@ def _by_kind(proposals: list[Proposal], kept: list[Proposal]) -> dict[str, dict[
         row["proposals"] += 1
         if p.image is None:
             row["render_failures"] += 1
-            reasons = row["render_failure_reasons"]
-            reasons[_failure_reason(p)] = reasons.get(_failure_reason(p), 0) + 1
+            why = _failure_reason(p)
+            row["render_failure_reasons"][why] = row["render_failure_reasons"].get(why, 0) + 1
     for p in kept:
         out[image_kind(p)]["kept"] += 1
     return dict(sorted(out.items()))

@@ -31,7 +31,7 @@ GATES = {
 
 def _config(gates: dict[str, bool]) -> dict:
     config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
-    config.update(rounds=4, target=1000, seed=5, world=WORLD.model_dump(), gates=gates)
+    config.update(rounds=3, target=1000, seed=5, world=WORLD.model_dump(), gates=gates)
     return config
 
 

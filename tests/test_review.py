@@ -19,7 +19,7 @@ from tests.helpers import cads, export, stats
 def review_config(work: Path, **changes: object) -> str:
     """The built-in panel with review on, small enough to be quick (and with two kept problems in round 0 to decide)."""
     config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
-    config |= {"review": True, "rounds": 2, "target": 1000, "proposals_per_agent": 3, "seed": 1, **changes}
+    config |= {"review": True, "rounds": 2, "target": 1000, "proposals_per_agent": 3, **changes}
     (work / "review.yaml").write_text(yaml.safe_dump(config))
     return "review.yaml"
 

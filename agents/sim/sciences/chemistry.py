@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from cadsynth.agents.sim.sciences import FAILURES, canvas, ordered_choice
+from cadsynth.agents.sim.sciences import FAILURES, ordered_choice, titled
 from cadsynth.agents.sim.world import DESCRIBERS, Draft, _nums, _template, _texts
 from cadsynth.specs import ImageSpec, Molecule
 
@@ -68,9 +68,8 @@ TITLES = ("Structural formula", "Skeletal formula", "A molecule", "The molecule"
 
 
 def _molecule_spec(rng: random.Random, name: str, smiles: str) -> Molecule:
-    """The molecule at a random turn, title and canvas: the catalogue is small, and one question on
-    one image is one problem to the simulator (agents.sim.truth), whatever each proposer meant by it."""
-    return Molecule(smiles=smiles, name=name.capitalize(), title=rng.choice(TITLES), rotation=rng.randrange(0, 360, 15), **canvas(rng))
+    """The molecule at a random turn, under one of a few titles: the catalogue is small (see `titled`)."""
+    return Molecule(smiles=smiles, name=name.capitalize(), rotation=rng.randrange(0, 360, 15), **titled(rng, *TITLES))
 
 
 @_template("chem.count_element", "molecule", "count_attr", ("counting", "text_recognition"), 0.12, inverse=("chem.which_count",))

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 
 from cadsynth.agents.painter.genetics import cells, gametes
-from cadsynth.agents.sim.sciences import FAILURES, canvas, ordered_choice
+from cadsynth.agents.sim.sciences import FAILURES, ordered_choice, titled
 from cadsynth.agents.sim.world import DESCRIBERS, Draft, _join, _num_kind, _nums, _template, _texts
 from cadsynth.specs import ImageSpec, PunnettSquare, Trait, fmt_number
 
@@ -49,7 +49,7 @@ def _cross(rng: random.Random, level: float, two: bool | None = None) -> _Cross:
     while p1 == p2 and all(p1[i] == p1[i + 1] for i in range(0, len(p1), 2)):  # every child alike: no question
         p2 = genotype()
     spec = PunnettSquare(
-        parent1=p1, parent2=p2, title="A genetic cross", **canvas(rng),
+        parent1=p1, parent2=p2, **titled(rng, "A genetic cross", "Punnett square", "A cross", "Offspring of a cross"),
         traits=[Trait(gene=g, dominant=d, recessive=r) for g, (d, r) in zip(genes, traits)],
     )
     return _Cross(spec, genes, traits, 0.7 if two else 0.1 + 0.2 * level)

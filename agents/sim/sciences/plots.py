@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import cast
 
-from cadsynth.agents.sim.sciences import FAILURES, canvas
+from cadsynth.agents.sim.sciences import FAILURES, titled
 from cadsynth.agents.sim.world import DESCRIBERS, Draft, _choice, _join, _num_kind, _nums, _template, _texts
 from cadsynth.specs import ColorName, Curve, FunctionPlot, ImageSpec, fmt_number
 
@@ -59,12 +59,13 @@ def _parabola(rng: random.Random, level: float) -> _Parabola:
 
 
 def _plot(
-    rng: random.Random, curves: list[tuple[str, str]], x_min: float, x_max: float, title: str = "",
-    y: tuple[float, float] | None = None,
+    rng: random.Random, curves: list[tuple[str, str]], x_min: float, x_max: float, y: tuple[float, float] | None = None,
 ) -> FunctionPlot:
     colors = ["blue", "orange", "green", "purple"]
+    names = _join([n for n, _ in curves])
     return FunctionPlot(
-        title=title, x_min=x_min, x_max=x_max, y_min=y[0] if y else None, y_max=y[1] if y else None, **canvas(rng),
+        x_min=x_min, x_max=x_max, y_min=y[0] if y else None, y_max=y[1] if y else None,
+        **titled(rng, f"The graph{'s' * (len(curves) > 1)} of {names}", f"{names} on a grid", f"Plot of {names}", ""),
         curves=[Curve(expr=e, label=n, color=cast(ColorName, colors[i])) for i, (n, e) in enumerate(curves)],
     )
 
@@ -75,7 +76,7 @@ def _plot_extremum(rng: random.Random, level: float) -> Draft:
     word = "minimum" if p.a > 0 else "maximum"
     ask_x = rng.random() < 0.5
     truth = p.h if ask_x else p.k
-    spec = _plot(rng, [("f", p.text())], p.h - 4, p.h + 4, "The graph of f")
+    spec = _plot(rng, [("f", p.text())], p.h - 4, p.h + 4)
     q = f"At what value of x does f reach its {word}?" if ask_x else f"What is the {word} value of f(x) on the graph?"
     return Draft(
         spec, q, _num_kind(truth), fmt_number(truth), _nums(truth, [p.k if ask_x else p.h, -truth, truth + 1]),
@@ -92,8 +93,7 @@ def _plot_which_curve(rng: random.Random, level: float) -> Draft:
     names = CURVE_NAMES[:n]
     i = rng.randrange(n)
     low = min(p.k for p in parabolas)
-    spec = _plot(rng, [(nm, p.text()) for nm, p in zip(names, parabolas)], -7, 7, "Four parabolas" if n == 4 else "Three parabolas",
-                 (low - 3, low + 17))  # the view on the vertices, not the arms
+    spec = _plot(rng, [(nm, p.text()) for nm, p in zip(names, parabolas)], -7, 7, (low - 3, low + 17))  # the view on the vertices
     options = names + [nm for nm in CURVE_NAMES if nm not in names]
     wrong = [options[j] for j in range(len(options)) if j != i]
     order = sorted(range(n), key=lambda j: abs(hs[j] - hs[i]))
@@ -139,7 +139,7 @@ def _plot_crossings(rng: random.Random, level: float) -> Draft:
     else:  # a flat line clear of the parabola
         m, q = 0.0, p.k - sign * rng.randint(2, 4)
         xs = []
-    spec = _plot(rng, [("f", p.text()), ("g", poly_text(0, m, q))], x_min, x_max, "f and g")
+    spec = _plot(rng, [("f", p.text()), ("g", poly_text(0, m, q))], x_min, x_max)
     where = f" at x = {_join([str(x) for x in xs])}" if xs else ""
     return Draft(
         spec, "How many times do the graphs of f and g cross within the window shown?", "integer", str(k),
@@ -154,7 +154,7 @@ def _plot_intersection(rng: random.Random, level: float) -> Draft:
     p = _parabola(rng, level)
     x1, x2 = _meeting_points(rng, p)
     m, q = _line_through(p, x1, x2)
-    spec = _plot(rng, [("f", p.text()), ("g", poly_text(0, m, q))], p.h - 5, p.h + 5, "f and g")
+    spec = _plot(rng, [("f", p.text()), ("g", poly_text(0, m, q))], p.h - 5, p.h + 5)
     big = rng.random() < 0.5
     x = x2 if big else x1
     word = "larger" if big else "smaller"
@@ -173,7 +173,7 @@ def _plot_root_sum(rng: random.Random, level: float) -> Draft:
     if abs(a) == 0.5 and (r1 + r2) % 2:
         a = 1.0
     b, c = -a * (r1 + r2), a * r1 * r2
-    spec = _plot(rng, [("f", poly_text(a, b, c))], min(r1, r2) - 3, max(r1, r2) + 3, "The graph of f")
+    spec = _plot(rng, [("f", poly_text(a, b, c))], min(r1, r2) - 3, max(r1, r2) + 3)
     s = r1 + r2
     return Draft(
         spec, "The equation f(x) = 0 has two solutions. What is their sum?", "integer", str(s),

@@ -17,11 +17,11 @@ from cadsynth.specs import ImageSpec
 FAILURES: dict[str, Callable[[random.Random, Any, str], tuple[ImageSpec, str] | None]] = {}
 
 
-def titled(rng: random.Random, *titles: str) -> dict[str, str]:
+def titled(rng: random.Random, *titles: str) -> str:
     """One of a few wordings of a title: problems whose content recurs (one molecule, one cross, one
     parabola) still get images of their own, as the simulator keeps one truth per question and image
     (agents.sim.truth), whatever each proposer meant by it."""
-    return {"title": rng.choice(titles)}
+    return rng.choice(titles)
 
 
 def ordered_choice(correct: str, wrong: list[str]) -> tuple[list[str], str, list[str]]:

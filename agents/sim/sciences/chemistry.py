@@ -69,7 +69,7 @@ TITLES = ("Structural formula", "Skeletal formula", "A molecule", "The molecule"
 
 def _molecule_spec(rng: random.Random, name: str, smiles: str) -> Molecule:
     """The molecule at a random turn, under one of a few titles: the catalogue is small (see `titled`)."""
-    return Molecule(smiles=smiles, name=name.capitalize(), rotation=rng.randrange(0, 360, 15), **titled(rng, *TITLES))
+    return Molecule(smiles=smiles, name=name.capitalize(), rotation=rng.randrange(0, 360, 15), title=titled(rng, *TITLES))
 
 
 @_template("chem.count_element", "molecule", "count_attr", ("counting", "text_recognition"), 0.12, inverse=("chem.which_count",))

@@ -65,7 +65,7 @@ def _circuit(rng: random.Random, level: float, parallel: bool = False) -> _Circu
         built.append(Stage(branches=brs))
     total = math.fsum(stage_ohms(s) for s in built)
     current = rng.choice((0.5, 1.0, 1.5, 2.0, 3.0)) if level > 0.4 else rng.choice((1.0, 2.0, 3.0))
-    spec = Circuit(volts=round(total * current, 6), stages=built, **titled(rng, "Circuit", "A circuit", "Circuit diagram", "Resistor network"))
+    spec = Circuit(volts=round(total * current, 6), stages=built, title=titled(rng, "Circuit", "A circuit", "Circuit diagram", "Resistor network"))
     resistors = [r for s in built for b in s.branches for r in b.resistors]
     stage_of = {r.name: i for i, s in enumerate(built) for b in s.branches for r in b.resistors}
     return _Circuit(spec, resistors, stage_of, load)

@@ -49,7 +49,7 @@ def _cross(rng: random.Random, level: float, two: bool | None = None) -> _Cross:
     while p1 == p2 and all(p1[i] == p1[i + 1] for i in range(0, len(p1), 2)):  # every child alike: no question
         p2 = genotype()
     spec = PunnettSquare(
-        parent1=p1, parent2=p2, **titled(rng, "A genetic cross", "Punnett square", "A cross", "Offspring of a cross"),
+        parent1=p1, parent2=p2, title=titled(rng, "A genetic cross", "Punnett square", "A cross", "Offspring of a cross"),
         traits=[Trait(gene=g, dominant=d, recessive=r) for g, (d, r) in zip(genes, traits)],
     )
     return _Cross(spec, genes, traits, 0.7 if two else 0.1 + 0.2 * level)

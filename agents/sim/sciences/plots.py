@@ -65,7 +65,7 @@ def _plot(
     names = _join([n for n, _ in curves])
     return FunctionPlot(
         x_min=x_min, x_max=x_max, y_min=y[0] if y else None, y_max=y[1] if y else None,
-        **titled(rng, f"The graph{'s' * (len(curves) > 1)} of {names}", f"{names} on a grid", f"Plot of {names}", ""),
+        title=titled(rng, f"The graph{'s' * (len(curves) > 1)} of {names}", f"{names} on a grid", f"Plot of {names}", ""),
         curves=[Curve(expr=e, label=n, color=cast(ColorName, colors[i])) for i, (n, e) in enumerate(curves)],
     )
 

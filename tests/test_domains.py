@@ -444,6 +444,15 @@ def test_expressions_are_parsed_not_run() -> None:
             parse(text)
 
 
+def test_atom_numbers_and_a_turn_change_only_what_they_say() -> None:
+    plain = _pixels(Molecule(smiles="CCO"))
+    numbered = _pixels(Molecule(smiles="CCO", atom_numbers=True))
+    turned = _pixels(Molecule(smiles="CCO", rotation=90))
+    ink = lambda px: int((px.min(axis=2) < 128).sum())  # noqa: E731
+    assert ink(numbered) > ink(plain)  # the numbers 1, 2, 3 are extra ink
+    assert abs(ink(turned) - ink(plain)) < 0.2 * ink(plain) and (turned != plain).any()  # the same bonds, turned
+
+
 def test_large_rings_and_cages_still_draw() -> None:
     # Within the bounds, and once slow to lay out (CoordGen took minutes on the macrocycle).
     for smiles in ("C1" + "C" * 56 + "C1", "C12C3C4C1C5C2C3C45", "C1C2CC3CC1CC(C2)C3", "[Fe+2].[Cl-].[Cl-]"):

@@ -28,10 +28,10 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from cadsynth.agents.painter import circuits, genetics, plots
-from cadsynth.agents.painter.render import _base_size, _title, render, spec_digest, spec_stamp
+from cadsynth.agents.painter.render import render, spec_digest, spec_stamp
 from cadsynth.agents.sim.sciences import FAILURES
 from cadsynth.agents.sim.sciences.chemistry import molecule_facts
 from cadsynth.agents.sim.world import LETTERS, TEMPLATES, Problem, World

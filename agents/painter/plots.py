@@ -4,7 +4,7 @@ with numbered axes, a legend and optional labelled points, in the style of the p
 An expression is evaluated by walking its parsed tree over a numpy array (never as code); values
 outside its domain (log of a negative, a pole) are left out of the line instead of drawn across.
 Pillow rather than matplotlib: a grid, polylines and a few labels need nothing more, and a plot
-draws in the time of a bar chart (bench/renderers.py), not five times it.
+draws in about the time of a bar chart (bench/renderers.py), where matplotlib took 6.8 times it.
 """
 
 from __future__ import annotations

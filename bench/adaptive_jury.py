@@ -91,7 +91,7 @@ def order_study(db: Path) -> dict[str, float]:
             found = await ledger.proposals("full")
             # The simulator's own truth about each problem, from its notes (as `cads stats` reads it).
             truths = await TruthBook(config.world, Notes(ledger.engine)).about_many(
-                [(p.question, spec_digest_of(p.image_spec)) for p in found]
+                [(p.question, spec_digest_of(p.image_spec), p.choices) for p in found]
             )
             return found, await ledger.judgments("full"), truths
         finally:

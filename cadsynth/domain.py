@@ -219,6 +219,8 @@ class Proposal(ProposalDraft):
     index: int
     seed_id: str | None = None
     image: str | None = Field(default=None, description="Content hash of the painted PNG in the blob store")
+    # Why the renderer refused the image spec (a SpecError's one line), when it did: the problem is unpainted.
+    paint_error: str | None = None
     revision: int = 0
     # The reference as first proposed, when a revision changed it (None: never changed).
     proposed_reference: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,37 @@ def _pairs(groups: Counter[str]) -> int:
     return sum(n * (n - 1) // 2 for n in groups.values())
 
 
+# The kind of a problem drawn by a painter model from its visual prompt (no spec).
+PAINTER_KIND = "painter_model"
+
+
+def image_kind(p: Proposal) -> str:
+    """The problem's image kind: its spec's, or PAINTER_KIND."""
+    return p.image_spec.kind if p.image_spec is not None else PAINTER_KIND
+
+
+def _failure_reason(p: Proposal) -> str:
+    """Why a problem has no image, its quoted values left out so equal causes count together."""
+    if p.paint_error is None:
+        return "no image from a painter model"
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", p.paint_error)
+
+
+def _by_kind(proposals: list[Proposal], kept: list[Proposal]) -> dict[str, dict[str, Any]]:
+    """Per image kind: proposals, render failures and why, kept (simulated correctness: `_truth`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in proposals:
+        row = out.setdefault(image_kind(p), {"proposals": 0, "render_failures": 0, "render_failure_reasons": {}, "kept": 0})
+        row["proposals"] += 1
+        if p.image is None:
+            row["render_failures"] += 1
+            why = _failure_reason(p)
+            row["render_failure_reasons"][why] = row["render_failure_reasons"].get(why, 0) + 1
+    for p in kept:
+        out[image_kind(p)]["kept"] += 1
+    return dict(sorted(out.items()))
+
+
 async def _truth(
     ledger: Ledger, config: RunConfig, proposals: list[Proposal], kept_ids: set[str], duplicates: Counter[str]
 ) -> dict[str, Any] | None:
@@ -50,14 +82,18 @@ async def _truth(
     from cadsynth.store.notes import Notes
 
     book = TruthBook(config.world, Notes(ledger.engine))
-    truths = await book.about_many([(p.question, spec_digest_of(p.image_spec)) for p in proposals])
+    truths = await book.about_many([(p.question, spec_digest_of(p.image_spec), p.choices) for p in proposals])
     simulated = [(p, t) for p, t in zip(proposals, truths, strict=True) if t is not None]
     if not simulated:
         return None
     kept = [(p, t) for p, t in simulated if p.id in kept_ids]
     groups = Counter(t.duplicate_of for _, t in kept if t.duplicate_of)
     duplicates.update(groups)
+    checked: Counter[str] = Counter(image_kind(p) for p, _ in kept)
+    correct: Counter[str] = Counter(image_kind(p) for p, t in kept if _correct(p, t))
     return {
+        # Kept samples whose truth the simulator knows, and how many are right, per image kind.
+        "by_kind": {kind: {"kept_checked": n, "kept_correct": correct[kind]} for kind, n in sorted(checked.items())},
         "proposal_correct_rate": round(sum(_correct(p, t, raw=True) for p, t in simulated) / len(simulated), 4),
         "kept_correct_rate": _rate(sum(_correct(p, t) for p, t in kept), len(kept)),
         "kept_text_answerable_rate": _rate(sum(t.text_answerable for _, t in kept), len(kept)),
@@ -213,6 +249,7 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
     }
     if all("batch" in s for s in lanes) and lanes:
         out["batch"] = {key: sum(s["batch"][key] for s in lanes) for key in lanes[0]["batch"]}
+    out["by_kind"] = _combined_kinds([s["by_kind"] for s in lanes])
     out["gates"] = {
         gate: {
             key: any(s["gates"][gate][key] for s in lanes) if key == "on" else round(sum(s["gates"][gate][key] for s in lanes), 6)
@@ -234,6 +271,24 @@ def _combined(record: dict[str, Any], lanes: list[dict[str, Any]]) -> dict[str, 
             "kept_duplicate_pairs": sum(s["truth"]["kept_duplicate_pairs"] for s in lanes),  # within lanes
         }
     return out
+
+
+def _combined_kinds(lanes: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Lanes' by_kind summed; kept correctness recomputed from the summed counts."""
+    out: dict[str, dict[str, Any]] = {}
+    for by_kind in lanes:
+        for kind, row in by_kind.items():
+            into = out.setdefault(kind, {"proposals": 0, "render_failures": 0, "render_failure_reasons": {}, "kept": 0})
+            for key, value in row.items():
+                if key == "render_failure_reasons":
+                    for reason, n in value.items():
+                        into[key][reason] = into[key].get(reason, 0) + n
+                elif key != "kept_correct_rate":
+                    into[key] = into.get(key, 0) + value
+    for row in out.values():
+        if "kept_checked" in row:
+            row["kept_correct_rate"] = _rate(row["kept_correct"], row["kept_checked"])
+    return dict(sorted(out.items()))
 
 
 async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter[str], removed: set[str]) -> dict[str, Any]:
@@ -279,6 +334,7 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
         },
     }
     out["gates"] = _gates(record.get("config") or {}, list(verdicts.values()), await ledger.critiques(run), breakdown["by_role"])
+    out["by_kind"] = _by_kind(proposals, kept)
     if (record.get("config") or {}).get("batch"):
         from cadsynth.store.batches import BatchStore
 
@@ -287,6 +343,10 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
     if any(a.get("provider") == "sim" for a in (record.get("config") or {}).get("panel", [])):
         truth = await _truth(ledger, RunConfig.model_validate(record["config"]), proposals, {p.id for p in kept if p.id not in removed}, duplicates)
         if truth is not None:
+            checked = truth.pop("by_kind")
+            for kind, row in out["by_kind"].items():
+                counts = checked.get(kind, {"kept_checked": 0, "kept_correct": 0})
+                row.update(counts, kept_correct_rate=_rate(counts["kept_correct"], counts["kept_checked"]))
             out["truth"] = truth
     return out
 

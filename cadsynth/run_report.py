@@ -25,7 +25,7 @@ from typing import Any
 
 from cadsynth import plots
 from cadsynth.domain import Context
-from cadsynth.report import stats
+from cadsynth.report import image_kind, stats
 from cadsynth.samples import OUTCOMES, Sample, lanes, samples
 from cadsynth.store.blobs import BlobStore
 from cadsynth.store.ledger import Ledger
@@ -147,10 +147,10 @@ def _gallery(chosen: list[Sample], judges: list[str], blobs: BlobStore) -> dict[
         p = s.proposal
         answers = [[judge_index.setdefault(a.judge, len(judge_index)), a.answer, a.agrees] for a in s.answers]
         rows.append([p.id, s.lane, p.round, s.outcome, s.verdict.score, s.verdict.judges, p.question, p.choices or [],
-                     p.reference_answer, answers, index[s.image] if s.image else -1])
+                     p.reference_answer, answers, index[s.image] if s.image else -1, image_kind(p)])
     return {
         # Rows are arrays, not objects: at 20,000 samples the repeated keys would cost megabytes.
-        "columns": ["id", "lane", "round", "outcome", "C", "K", "question", "choices", "reference", "answers", "thumb"],
+        "columns": ["id", "lane", "round", "outcome", "C", "K", "question", "choices", "reference", "answers", "thumb", "kind"],
         "judges": sorted(judge_index, key=judge_index.__getitem__),
         "rows": rows,
         "thumbs": thumbnails(refs, blobs),

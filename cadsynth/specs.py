@@ -10,9 +10,10 @@ Part of the domain (cadsynth.domain imports ImageSpec from here, so this module 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+import re
+from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from cadsynth.text import cleaned
 
@@ -221,8 +222,231 @@ class ShapeScene(_Spec):
     shapes: list[Shape] = Field(min_length=1, max_length=60, description="Drawn in order; later ones on top")
 
 
+# --- science domains: drawings whose facts are computed from the spec -------------------------
+# Chemistry (RDKit), physics (SchemDraw), math, biology and geography (Pillow); the
+# drawers are agents.painter.{chemistry,circuits,plots,genetics,maps}.
+
+MAX_SMILES = 150
+MAX_ATOMS = 60  # heavy atoms: more is unreadable at any canvas size this spec allows
+_NOT_SMILES = re.compile(r"[^A-Za-z0-9@+\-\[\]()=#$/\\%.:*]")
+
+
+class Molecule(_Spec):
+    """A structural formula drawn from SMILES. Atom counts, rings and the formula are computed
+    from the SMILES; a SMILES that RDKit cannot read is refused when painted (SpecError)."""
+
+    kind: Literal["molecule"] = "molecule"
+    smiles: str = Field(
+        min_length=1, max_length=MAX_SMILES,
+        description="The molecule as SMILES, e.g. 'CCO' for ethanol or 'c1ccccc1' for benzene",
+    )
+    name: Label = Field(default="", description="Caption under the drawing (e.g. the molecule's name); empty for none")
+    atom_numbers: bool = Field(default=False, description="Print each heavy atom's number (1, 2, ...) beside it")
+    rotation: int = Field(default=0, ge=0, lt=360, description="Turn the drawing by this many degrees")
+
+    @field_validator("smiles")
+    @classmethod
+    def _smiles_characters(cls, v: str) -> str:
+        bad = _NOT_SMILES.search(v)
+        if bad:
+            raise ValueError(f"{v[:40]!r} has {bad.group()!r}, which SMILES does not use")
+        return v
+
+
+OhmLabel = Annotated[str, Field(min_length=1, max_length=6, pattern=r"^[A-Za-z][A-Za-z0-9]{0,5}$")]
+
+
+class Resistor(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: OhmLabel = Field(description="Its name in the drawing, e.g. 'R1'")
+    ohms: float = Field(gt=0, le=1e6, description="Resistance in ohms")
+    show_value: bool = Field(default=True, description="Print the resistance beside the name")
+
+
+class Branch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resistors: list[Resistor] = Field(min_length=1, max_length=3, description="Resistors in series, left to right")
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    branches: list[Branch] = Field(
+        min_length=1, max_length=4, description="One branch: resistors in series; more: branches in parallel"
+    )
+
+
+class Circuit(_Spec):
+    """A battery driving stages in series, left to right; a stage is one branch or parallel branches.
+    Equivalent resistance, currents and voltages follow from series and parallel rules."""
+
+    kind: Literal["circuit"] = "circuit"
+    volts: float = Field(gt=0, le=1000, description="Battery voltage")
+    show_volts: bool = Field(default=True, description="Print the voltage beside the battery")
+    stages: list[Stage] = Field(min_length=1, max_length=5, description="Stages in series around the loop")
+
+    @field_validator("stages")
+    @classmethod
+    def _names(cls, stages: list[Stage]) -> list[Stage]:
+        names = [r.name for s in stages for b in s.branches for r in b.resistors]
+        if len(names) > 12:
+            raise ValueError(f"{len(names)} resistors is too many to draw (at most 12)")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"resistor names must be unique; {', '.join(twice)} repeats")
+        return stages
+
+
+class Curve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expr: str = Field(
+        min_length=1, max_length=120,
+        description="y as an expression in x: numbers, x, pi, e, + - * / ^, parentheses, sin cos tan exp ln log sqrt abs",
+    )
+    label: Label = Field(description="Legend name, e.g. 'f(x)'")
+    color: ColorName | None = Field(default=None, description="Line colour; null picks one")
+
+    @field_validator("expr")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        from cadsynth.expr import ExpressionError, parse
+
+        try:
+            parse(v)
+        except ExpressionError as exc:
+            raise ValueError(f"{v[:40]!r}: {exc}") from None
+        return v
+
+
+class PlotPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    x: float = Field(ge=-1e4, le=1e4)
+    y: float = Field(ge=-1e4, le=1e4)
+    label: Label = Field(default="", description="Text beside the dot, e.g. 'P'")
+
+
+class FunctionPlot(_Spec):
+    """Curves y = f(x) over [x_min, x_max] on a grid, with a legend and optional labelled points."""
+
+    kind: Literal["function_plot"] = "function_plot"
+    curves: list[Curve] = Field(min_length=1, max_length=4, description="Functions drawn in order")
+    x_min: float = Field(ge=-1e4, le=1e4)
+    x_max: float = Field(ge=-1e4, le=1e4)
+    y_min: float | None = Field(default=None, ge=-1e4, le=1e4, description="Bottom of the view; null fits the curves")
+    y_max: float | None = Field(default=None, ge=-1e4, le=1e4, description="Top of the view; null fits the curves")
+    x_label: Label = Field(default="x")
+    y_label: Label = Field(default="y")
+    points: list[PlotPoint] = Field(default_factory=list, max_length=8, description="Marked points")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> FunctionPlot:
+        if self.x_max <= self.x_min:
+            raise ValueError(f"x_max ({fmt_number(self.x_max)}) must be greater than x_min ({fmt_number(self.x_min)})")
+        if (self.y_min is None) != (self.y_max is None):
+            raise ValueError("give both y_min and y_max, or neither")
+        if self.y_min is not None and self.y_max is not None and self.y_max <= self.y_min:
+            raise ValueError(f"y_max ({fmt_number(self.y_max)}) must be greater than y_min ({fmt_number(self.y_min)})")
+        return self
+
+
+Genotype = Annotated[
+    str, Field(min_length=2, max_length=4, pattern=r"^([A-Za-z][A-Za-z]){1,2}$", description="e.g. 'Aa' or 'AaBb'")
+]
+
+
+class Trait(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gene: str = Field(pattern=r"^[A-Z]$", description="The gene's capital letter")
+    dominant: Label = Field(description="Phenotype with at least one capital allele, e.g. 'purple flowers'")
+    recessive: Label = Field(description="Phenotype with two small alleles, e.g. 'white flowers'")
+
+
+class PunnettSquare(_Spec):
+    """A Punnett square for a cross of one or two genes (complete dominance: a capital allele is
+    dominant). Gametes head the rows (parent1) and columns (parent2); a legend names the traits."""
+
+    kind: Literal["punnett_square"] = "punnett_square"
+    parent1: Genotype = Field(description="Mother's genotype: alleles in pairs, e.g. 'Aa' or 'AaBb'")
+    parent2: Genotype = Field(description="Father's genotype, the same genes in the same order")
+    fill_cells: bool = Field(default=True, description="Print each offspring genotype in its cell")
+    traits: list[Trait] = Field(default_factory=list, max_length=2, description="Legend: what each gene shows")
+
+    @model_validator(mode="after")
+    def _genes(self) -> PunnettSquare:
+        genes = []
+        for field, g in (("parent1", self.parent1), ("parent2", self.parent2)):
+            pairs = [g[i : i + 2] for i in range(0, len(g), 2)]
+            for p in pairs:
+                if p[0].upper() != p[1].upper():
+                    raise ValueError(f"{field} {g!r}: {p!r} pairs two genes; write the two alleles of one gene, e.g. 'Aa'")
+            letters = [p[0].upper() for p in pairs]
+            if len(set(letters)) != len(letters):
+                raise ValueError(f"{field} {g!r} names gene {letters[0]} twice")
+            genes.append(letters)
+        if genes[0] != genes[1]:
+            raise ValueError(f"parent2 has genes {''.join(genes[1])} but parent1 has {''.join(genes[0])}; cross the same genes")
+        extra = [t.gene for t in self.traits if t.gene not in genes[0]]
+        if extra or len({t.gene for t in self.traits}) != len(self.traits):
+            raise ValueError(f"traits name genes {', '.join(t.gene for t in self.traits)}; each once, of {''.join(genes[0])}")
+        return self
+
+
+class Place(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: Label = Field(description="Name printed beside the dot")
+    x: float = Field(ge=0, le=1e4, description="Kilometres east of the map's left edge")
+    y: float = Field(ge=0, le=1e4, description="Kilometres north of the map's bottom edge")
+
+
+class Road(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: Label = Field(description="A place's name")
+    end: Label = Field(description="Another place's name")
+
+
+class SchematicMap(_Spec):
+    """A north-up schematic map: places on a kilometre grid with labelled grid lines, a scale bar
+    and a compass. Distances and bearings between places follow from their coordinates."""
+
+    kind: Literal["map"] = "map"
+    width_km: float = Field(gt=0, le=1e4, description="East-west extent")
+    height_km: float = Field(gt=0, le=1e4, description="North-south extent")
+    grid_km: float = Field(gt=0, le=1e4, description="Grid spacing; the grid lines are labelled in km")
+    scale_km: float = Field(gt=0, le=1e4, description="Length of the scale bar")
+    places: list[Place] = Field(min_length=1, max_length=16)
+    roads: list[Road] = Field(default_factory=list, max_length=20, description="Straight roads between places")
+
+    @model_validator(mode="after")
+    def _fits(self) -> SchematicMap:
+        lines = max(self.width_km, self.height_km) / self.grid_km
+        if lines > 40:
+            raise ValueError(f"grid_km {fmt_number(self.grid_km)} gives {int(lines)} grid lines; at most 40 across")
+        if self.scale_km > self.width_km:
+            raise ValueError(f"scale_km {fmt_number(self.scale_km)} is longer than the map ({fmt_number(self.width_km)} km)")
+        names = [p.name for p in self.places]
+        for i, p in enumerate(self.places):
+            if p.x > self.width_km or p.y > self.height_km:
+                raise ValueError(f"places[{i}] ({p.name!r}) lies outside the {fmt_number(self.width_km)} x {fmt_number(self.height_km)} km map")
+            if names.count(p.name) > 1:
+                raise ValueError(f"place names must be unique; {p.name!r} repeats")
+        for i, r in enumerate(self.roads):
+            for end in (r.start, r.end):
+                if end not in names:
+                    raise ValueError(f"roads[{i}] names {end!r}, which is not a place")
+        return self
+
+
 ImageSpec = Annotated[
-    Union[BarChart, LineChart, PieChart, Table, GeometryFigure, ShapeScene], Field(discriminator="kind")
+    Union[BarChart, LineChart, PieChart, Table, GeometryFigure, ShapeScene,
+          Molecule, Circuit, FunctionPlot, PunnettSquare, SchematicMap],
+    Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[ImageSpec] = TypeAdapter(ImageSpec)
 
@@ -239,7 +463,7 @@ def parse_spec(data: dict) -> ImageSpec:  # type: ignore[type-arg]
         raise SpecError(f"{_where(first['loc'])}: {msg}{more}") from None
 
 
-_KINDS = {"bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene"}
+_KINDS = {m.model_fields["kind"].default for m in get_args(get_args(ImageSpec)[0])}  # the union's tags
 _BRANCHES = {"int", "float", "str", "constrained-str", "constrained-float"}
 
 

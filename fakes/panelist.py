@@ -13,9 +13,11 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Collection
+from itertools import count
 from typing import Any
 
-from cadsynth.agents.sim.world import World
+from cadsynth.agents.sim.world import TEMPLATES, World
 from cadsynth.domain import CAPABILITIES, STRATEGIES, ProposalDraft
 
 from .responders import request_target, request_text
@@ -24,9 +26,12 @@ from .responders import request_target, request_text
 class Panelist:
     """The fake server's brain: answers each structured request the way a sensible model would."""
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: Collection[str] = ()) -> None:
+        """kinds: the image kinds its problems take in turn (every kind the world has when empty)."""
         self.world = World()
         self.truths: dict[str, tuple[str, list[str]]] = {}
+        self.kinds = sorted(kinds)
+        self._turn = count()
 
     def __call__(self, body: dict[str, Any]) -> Any:
         target = request_target(body)
@@ -63,7 +68,12 @@ class Panelist:
 
     def propose(self, rng: random.Random, text: str, with_spec: bool) -> dict[str, Any]:
         strategy = re.search(r"strategy `(\w+)`", text).group(1)  # type: ignore[union-attr]
-        problem = self.world.seed(rng)
+        if self.kinds:
+            kind = self.kinds[next(self._turn) % len(self.kinds)]
+            forward = sorted(t.id for t in TEMPLATES.values() if t.kind == kind and not t.reverse)
+            problem = self.world.generate(rng, rng.choice(forward), rng.uniform(0.0, 0.5))
+        else:
+            problem = self.world.seed(rng)
         self.truths[problem.question] = (problem.truth, list(problem.distractors))
         return {
             "strategy": strategy,

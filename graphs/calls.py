@@ -111,9 +111,9 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
         return proposal
     try:
         png = await render_async(proposal.image_spec)
-    except ValueError:
-        return proposal.model_copy(update={"image": None})
-    return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png)})
+    except ValueError as refused:  # a SpecError: a spec the schema let through that cannot be drawn
+        return proposal.model_copy(update={"image": None, "paint_error": str(refused)[:300]})
+    return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png), "paint_error": None})
 
 
 # --- the model calls: each a LangGraph task, its result kept with the checkpoint --------------

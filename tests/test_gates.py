@@ -54,7 +54,7 @@ def _truths(work: Path, world: WorldConfig, proposals: list[dict]) -> list[dict]
         ledger = Ledger.open(f"sqlite:///{work / 'cads.db'}")
         try:
             found = await TruthBook(world, Notes(ledger.engine)).about_many(
-                [(p["question"], spec_digest_of(p["image_spec"])) for p in proposals]
+                [(p["question"], spec_digest_of(p["image_spec"]), p["choices"]) for p in proposals]
             )
         finally:
             await ledger.close()

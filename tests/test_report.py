@@ -114,6 +114,28 @@ def test_filters_choose_what_is_visible(page, facts: dict) -> None:
     assert {(o, ln) for _, o, ln in _cards(page)} == {("adversarial", "1")} and _shown(page).endswith(f"of {lane}")
 
 
+@pytest.mark.slow  # a browser
+def test_the_gallery_filters_by_image_kind(page, facts: dict) -> None:
+    # Each kind's count in `stats --json` (by_kind) is what the filter shows, and only that kind.
+    offered = page.eval_on_selector_all("#kind option", "options => options.map(o => o.value)")
+    assert set(offered) - {""} == set(facts["by_kind"]) and len(facts["by_kind"]) >= 8
+    for kind in list(facts["by_kind"])[:4]:
+        page.select_option("#kind", kind)
+        kinds = page.eval_on_selector_all("#cards .card", "cards => cards.map(c => c.dataset.kind)")
+        assert kinds and set(kinds) == {kind}
+        assert _shown(page).endswith(f"of {facts['by_kind'][kind]['proposals']}")
+    # Filters combine: a kind's kept samples (plain keeps and adversarial ones) add up to by_kind's kept.
+    kind = min(facts["by_kind"], key=lambda k: facts["by_kind"][k]["kept"] or 10**6)  # fits one page
+    shown = 0
+    for outcome in ("keep", "adversarial"):
+        page.select_option("#outcome", outcome)
+        page.select_option("#kind", kind)
+        cards = page.eval_on_selector_all("#cards .card", "cards => cards.map(c => c.dataset.outcome + '/' + c.dataset.kind)")
+        assert set(cards) <= {f"{outcome}/{kind}"}
+        shown += len(cards)
+    assert shown == facts["by_kind"][kind]["kept"] > 0
+
+
 def test_the_report_is_one_file_that_needs_no_network(report: Path) -> None:
     html = report.read_text()
     assert "<link" not in html and "src=\"http" not in html and "url(http" not in html

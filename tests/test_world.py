@@ -257,7 +257,8 @@ CHECKS: dict[str, Callable[[Problem], str]] = {
 }
 
 
-@pytest.mark.parametrize("template", sorted(TEMPLATES))
+# The science domains' templates are checked in tests/test_domains.py.
+@pytest.mark.parametrize("template", sorted(t for t in TEMPLATES if TEMPLATES[t].kind in CHECKS))
 def test_truth_matches_an_independent_computation(template: str) -> None:
     for seed in range(24):
         p = WORLD.generate(random.Random(seed), template, LEVELS[seed % len(LEVELS)])
@@ -287,7 +288,7 @@ def _well_formed(p: Problem) -> None:
 
 def test_catalogue_covers_every_kind() -> None:
     kinds = Counter(t.kind for t in TEMPLATES.values())
-    assert set(kinds) == {"bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene"}
+    assert set(kinds) >= {"bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene"}
     assert min(kinds.values()) >= 4 and len(TEMPLATES) >= 20
     for t in TEMPLATES.values():
         assert t.inverse and all(i in TEMPLATES for i in t.inverse)
@@ -390,7 +391,7 @@ def _proposals(world: WorldConfig, n: int, seed: int = 0) -> list:
         key = f"r{i // 8}/sim-a/{i % 8}"
         seed_view = SeedView(id=f"none:{key}", text="(no seed: write a problem of your own)")
         draft = (await agent.propose(key, context, seed_view, STRATEGIES[i % len(STRATEGIES)], [CAPABILITIES[i % len(CAPABILITIES)]])).value
-        truth = await model.book.about(draft.question, spec_digest_of(draft.image_spec))
+        truth = await model.book.about(draft.question, spec_digest_of(draft.image_spec), draft.choices)
         assert truth is not None
         return SimpleNamespace(**{**dict(draft), "sim": truth})
 

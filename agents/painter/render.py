@@ -509,3 +509,19 @@ _DRAWERS: dict[str, Callable[[Image.Image, ImageSpec], None]] = {
     "geometry": _geometry,  # type: ignore[dict-item]
     "shape_scene": _shape_scene,  # type: ignore[dict-item]
 }
+
+
+def _register() -> None:
+    """The science domains' drawers, each in its own module (RDKit and SchemDraw load when first used)."""
+    from cadsynth.agents.painter import chemistry, circuits, genetics, maps, plots
+
+    _DRAWERS.update({
+        "molecule": chemistry.draw_molecule,  # type: ignore[dict-item]
+        "circuit": circuits.draw_circuit,  # type: ignore[dict-item]
+        "function_plot": plots.draw_function_plot,  # type: ignore[dict-item]
+        "punnett_square": genetics.draw_punnett_square,  # type: ignore[dict-item]
+        "map": maps.draw_map,  # type: ignore[dict-item]
+    })
+
+
+_register()

@@ -107,6 +107,10 @@ def _decoy(rng: random.Random, path: tuple[Any, ...], used: str) -> str:
 
 
 def _break(rng: random.Random, spec: ImageSpec, question: str) -> tuple[ImageSpec, str] | None:
+    from cadsynth.agents.sim.sciences import FAILURES  # kinds with failure modes of their own
+
+    if spec.kind in FAILURES:
+        return FAILURES[spec.kind](rng, spec, question)
     data = spec.model_dump(mode="json")
     used = (json.dumps(data) + " " + question).lower()
     named = [(path, value) for path, value in _leaves(data) if _named(question, value)]

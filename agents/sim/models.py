@@ -305,7 +305,7 @@ class SimChatModel(BaseChatModel):
             duplicate_of=converged[1] if converged else None,
             blind_spot=blind_spot,
         )
-        await self.book.write(problem.question, spec_digest_of(problem.spec) or "", truth)
+        await self.book.write(problem.question, spec_digest_of(problem.spec) or "", truth, problem.choices)
         return ProposalDraft(
             strategy=call["strategy"],  # type: ignore[arg-type]
             capabilities=list(problem.capabilities),
@@ -324,7 +324,7 @@ class SimChatModel(BaseChatModel):
         return not answers_match(reference, truth.truth, answer_type, choices)  # type: ignore[arg-type]
 
     async def _critique(self, rng: Any, call: _Call) -> CritiqueDraft:
-        truth = await self.book.about(call["question"], call.spec)
+        truth = await self.book.about(call["question"], call.spec, _choices(call["choices"]))
         reference = call["reference_answer"]
         checks = bool(call["consistency"].strip())
         # A pointed question (is this label in the image? is this the value drawn?) is easier to
@@ -360,7 +360,7 @@ class SimChatModel(BaseChatModel):
 
     async def _revise(self, rng: Any, call: _Call) -> ProposalDraft:
         proposal = json.loads(call["proposal"])
-        truth = await self.book.about(proposal["question"], spec_digest_of(proposal.get("image_spec")))
+        truth = await self.book.about(proposal["question"], spec_digest_of(proposal.get("image_spec")), proposal.get("choices"))
         flagged = "does not match the image" in call["critiques"]
         flawed = truth is not None and self._wrong(
             proposal["reference_answer"], truth, proposal["answer_type"], proposal.get("choices")
@@ -371,7 +371,7 @@ class SimChatModel(BaseChatModel):
         return ProposalDraft.model_validate({name: proposal[name] for name in ProposalDraft.model_fields if name in proposal})
 
     async def _judge(self, rng: Any, call: _Call) -> JudgmentDraft:
-        truth = await self.book.about(call["question"], call.spec)
+        truth = await self.book.about(call["question"], call.spec, _choices(call["choices"]))
         if truth is None:
             # Not a problem of the simulated world (a real proposer's, a painter model's image): it cannot see it.
             return JudgmentDraft(answer="unknown", rationale="The simulator has no ground truth here.", confidence=0.0, quality=1)

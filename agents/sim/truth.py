@@ -56,7 +56,11 @@ def _world(world: WorldConfig) -> str:
     return world.model_dump_json()
 
 
-def problem_key(world: WorldConfig, question: str, spec_digest: str) -> str:
+def problem_key(world: WorldConfig, question: str, spec_digest: str, choices: list[str] | None = None) -> str:
+    # A multiple-choice problem's options are part of it: one image and one question with the
+    # options in another order is another problem, with another true letter.
+    if choices:
+        return _key(_world(world), question, spec_digest, "\x1e".join(choices))
     return _key(_world(world), question, spec_digest)
 
 
@@ -109,10 +113,10 @@ class TruthBook:
             book = _SHARED[key] = cls(world, notes)
         return book
 
-    async def write(self, question: str, spec_digest: str, truth: Truth) -> None:
+    async def write(self, question: str, spec_digest: str, truth: Truth, choices: list[str] | None = None) -> None:
         value = truth.model_dump(mode="json")
         # The question alone finds it for a blind judge; the first problem with that question keeps it.
-        values = {problem_key(self.world, question, spec_digest): value}
+        values = {problem_key(self.world, question, spec_digest, choices): value}
         values.setdefault(question_key(self.world, question), value)
         self._remember(values)
         if self.notes is not None:
@@ -127,21 +131,20 @@ class TruthBook:
             found.update(read)
         return found
 
-    async def about(self, question: str, spec_digest: str | None) -> Truth | None:
-        """The truth of this question on the image with this spec digest, if a simulated proposer wrote it."""
-        if spec_digest is None:
-            return None
-        key = problem_key(self.world, question, spec_digest)
-        value = (await self._read([key])).get(key)
-        return None if value is None else Truth.model_validate(value)
+    async def about(self, question: str, spec_digest: str | None, choices: list[str] | None = None) -> Truth | None:
+        """The truth of this question (with these options) on the image with this spec digest, if a
+        simulated proposer wrote it."""
+        return (await self.about_many([(question, spec_digest, choices)]))[0]
 
     async def about_question(self, question: str) -> Truth | None:
         key = question_key(self.world, question)
         value = (await self._read([key])).get(key)
         return None if value is None else Truth.model_validate(value)
 
-    async def about_many(self, problems: list[tuple[str, str | None]]) -> list[Truth | None]:
-        """`about` for many (question, spec digest) pairs at once: what stats read."""
-        keys = [problem_key(self.world, q, d) if d is not None else None for q, d in problems]
-        found = await self._read([k for k in keys if k is not None])
-        return [Truth.model_validate(found[k]) if k is not None and k in found else None for k in keys]
+    async def about_many(self, problems: list[tuple[str, str | None]] | list[tuple[str, str | None, list[str] | None]]) -> list[Truth | None]:
+        """`about` for many (question, spec digest[, options]) at once: what stats read. A problem
+        with options written before they were part of its key is found without them."""
+        keys = [[problem_key(self.world, q, d, *rest), problem_key(self.world, q, d)] if d is not None else []
+                for q, d, *rest in problems]
+        found = await self._read(sorted({k for ks in keys for k in ks}))
+        return [next((Truth.model_validate(found[k]) for k in ks if k in found), None) for ks in keys]

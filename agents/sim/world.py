@@ -1187,9 +1187,15 @@ def _shape_largest_label(rng: random.Random, level: float) -> Draft:
 # --- visual prompts ----------------------------------------------------------------------------
 
 
+# Kinds described by the module that makes their problems (agents.sim.sciences): (spec, canvas) -> text.
+DESCRIBERS: dict[str, Callable[[ImageSpec, str], str]] = {}
+
+
 def describe(spec: ImageSpec) -> str:
     """The image as a proposer would describe it to an image model: layout, values, labels."""
     canvas = f"a {spec.width}x{spec.height} white canvas" + (f", titled '{spec.title}'" if spec.title else "")
+    if spec.kind in DESCRIBERS:
+        return DESCRIBERS[spec.kind](spec, canvas)
     if isinstance(spec, BarChart):
         bars = "; ".join(f"{b.label} = {fmt_number(b.value)} ({b.color or 'blue'})" for b in spec.bars)
         shown = " Each bar's value is printed just above it." if spec.show_values else ""
@@ -1220,6 +1226,7 @@ def describe(spec: ImageSpec) -> str:
         return f"A ruled table on {canvas}, grey header row: {' | '.join(spec.columns)}. Rows: {rows}."
     if isinstance(spec, GeometryFigure):
         return _describe_figure(spec, canvas)
+    assert isinstance(spec, ShapeScene)  # every other kind has its describer in DESCRIBERS
     items = "; ".join(
         f"{s.color} {s.shape} at x={s.x:.2f}, y={s.y:.2f}, size {s.size:.2f}" + (f", labelled '{s.label}' below it" if s.label else "")
         for s in spec.shapes
@@ -1401,3 +1408,8 @@ def _pick(rng: random.Random, candidates: list[Template], caps: list[Capability]
         return s - 4.0 * gap + rng.uniform(0.0, 0.6)  # the noise keeps equally good templates in rotation
 
     return max(candidates, key=score)
+
+
+# The science domains' templates register themselves (their own module: each kind's problems,
+# descriptions and failure modes together).
+from cadsynth.agents.sim import sciences as _sciences  # noqa: E402,F401

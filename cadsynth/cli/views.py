@@ -179,6 +179,14 @@ def stats_cmd(
     for r in s["rounds"]:
         table.add_row(*(str(r[k]) for k in ("round", "proposals", "kept", "adversarial", "discarded")), f"{r['mean_difficulty']:.2f}")
     console.print(table)
+    simulated = "truth" in s
+    kinds = Table("image kind", "proposals", "unpainted", "kept", *(["kept correct (simulated)"] if simulated else []))
+    for kind, k in s["by_kind"].items():
+        rate = k.get("kept_correct_rate")
+        kinds.add_row(kind, str(k["proposals"]), str(k["render_failures"]), str(k["kept"]),
+                      *([("-" if rate is None else f"{rate:.1%}")] if simulated else []))
+    if s["by_kind"]:
+        console.print(kinds)
     console.print(
         f"{s['run']} ({s['status']}): {s['proposals']} proposals, {s['kept']} kept, {s['adversarial']} adversarial, "
         f"{s['discarded']} discarded, {s['model_calls']} model calls",

@@ -222,6 +222,9 @@ class Proposal(ProposalDraft):
     revision: int = 0
     # The reference as first proposed, when a revision changed it (None: never changed).
     proposed_reference: str | None = None
+    # Why the painter refused its spec (a limit it broke, a check it failed): the problem is
+    # dropped as unpainted, and this says why.
+    paint_refused: str | None = None
 
     @property
     def key(self) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from cadsynth.text import cleaned
+from cadsynth import untrusted
+from cadsynth.text import clean, cleaned
 
 # Named colours a spec may use. Black, white and gray are left out on purpose: text and axes use
 # them, so a palette colour can always be told apart from ink by its exact RGB value.
@@ -221,8 +222,47 @@ class ShapeScene(_Spec):
     shapes: list[Shape] = Field(min_length=1, max_length=60, description="Drawn in order; later ones on top")
 
 
+# --- untrusted documents: for what no template covers (checked in cadsynth.untrusted) -------------
+
+
+# Cleaned after the length bound, so a runaway 50 MB document is refused before it is scanned.
+Document = Annotated[str, AfterValidator(clean)]
+
+
+class VegaLiteChart(_Spec):
+    """A Vega-Lite chart. Untrusted: inline data only, no URL, expression, transform or facet."""
+
+    kind: Literal["vega_lite"] = "vega_lite"
+    vega_lite: Document = Field(
+        max_length=untrusted.MAX_VEGA_CHARS,
+        description="Vega-Lite v5 JSON: data.values inline, mark, encoding (and layer); no url, transform or expr",
+    )
+
+    @field_validator("vega_lite")
+    @classmethod
+    def _checked(cls, text: str) -> str:
+        untrusted.clean_vega_lite(text)
+        return text
+
+
+class SvgImage(_Spec):
+    """A model-written SVG. Untrusted: no DTD, script, style sheet, filter, or outside reference."""
+
+    kind: Literal["svg"] = "svg"
+    svg: Document = Field(
+        max_length=untrusted.MAX_SVG_CHARS,
+        description='An SVG document (root <svg xmlns="http://www.w3.org/2000/svg" viewBox=...>); shapes and text, #id references only',
+    )
+
+    @field_validator("svg")
+    @classmethod
+    def _checked(cls, text: str) -> str:
+        untrusted.clean_svg(text)
+        return text
+
+
 ImageSpec = Annotated[
-    Union[BarChart, LineChart, PieChart, Table, GeometryFigure, ShapeScene], Field(discriminator="kind")
+    Union[BarChart, LineChart, PieChart, Table, GeometryFigure, ShapeScene, VegaLiteChart, SvgImage], Field(discriminator="kind")
 ]
 _ADAPTER: TypeAdapter[ImageSpec] = TypeAdapter(ImageSpec)
 
@@ -239,7 +279,7 @@ def parse_spec(data: dict) -> ImageSpec:  # type: ignore[type-arg]
         raise SpecError(f"{_where(first['loc'])}: {msg}{more}") from None
 
 
-_KINDS = {"bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene"}
+_KINDS = {"bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene", "vega_lite", "svg"}
 _BRANCHES = {"int", "float", "str", "constrained-str", "constrained-float"}
 
 

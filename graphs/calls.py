@@ -9,6 +9,7 @@ other calls in flight finish, and the run ends where it stands, to be resumed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from cadsynth.store.ledger import CallRecord
 
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def call_records(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Attempt, ...]) -> list[CallRecord]:
@@ -102,8 +104,10 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
         return proposal
     try:
         png = await render_async(proposal.image_spec)
-    except ValueError:
-        return proposal.model_copy(update={"image": None})
+    except ValueError as refused:  # a check, or a limit an untrusted document broke (RenderRefused)
+        why = f"{proposal.image_spec.kind}: {refused}"[:500]
+        log.warning("%s left unpainted: %s", proposal.key, why)
+        return proposal.model_copy(update={"image": None, "paint_refused": why})
     return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png)})
 
 

@@ -17,6 +17,8 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from cadsynth.agents.painter import untrusted
+
 from cadsynth.specs import (
     CHART_ORDER,
     PALETTE,
@@ -508,4 +510,7 @@ _DRAWERS: dict[str, Callable[[Image.Image, ImageSpec], None]] = {
     "table": _table,  # type: ignore[dict-item]
     "geometry": _geometry,  # type: ignore[dict-item]
     "shape_scene": _shape_scene,  # type: ignore[dict-item]
+    # Untrusted documents, drawn only in a worker process under limits (agents.painter.workers).
+    "vega_lite": untrusted.draw_vega_lite,  # type: ignore[dict-item]
+    "svg": untrusted.draw_svg,  # type: ignore[dict-item]
 }

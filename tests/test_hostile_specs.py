@@ -1,0 +1,139 @@
+"""The hostile corpus (fakes.hostile): every case is refused with a reason, twice over.
+
+First as a model's answer: `parse_spec` raises SpecError naming the problem (a proposer's answer
+carrying it is malformed, and the reason goes to the ledger). Then, as if validation had been
+skipped, by the painter itself: handed the same document unvalidated, a worker refuses it within
+the time limit, no worker passes its memory limit, nothing is fetched from the local server or read
+from the canary files, and the painter draws the next image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from cadsynth.agents.painter import workers
+from cadsynth.agents.painter.render import render
+from cadsynth.specs import SpecError, SvgImage, VegaLiteChart, parse_spec
+from cadsynth.fakes.hostile import CASES, Case, Trap, kinds
+
+pytestmark = pytest.mark.slow  # worker processes
+
+GOOD = parse_spec({"kind": "svg", "svg": '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><circle cx="5" cy="5" r="4" fill="teal"/></svg>'})
+KNOWN = kinds()
+UNVALIDATED = {"svg": SvgImage, "vega_lite": VegaLiteChart}
+
+
+@pytest.fixture(scope="module")
+def trap(tmp_path_factory: pytest.TempPathFactory) -> Trap:
+    folder = tmp_path_factory.mktemp("hostile")
+    trap = Trap(folder)
+    yield trap
+    trap.close()
+
+
+@pytest.fixture(scope="module")
+def painter(trap: Trap) -> None:
+    """Workers started in the canary's folder, so a relative reference would resolve to it."""
+    mp = pytest.MonkeyPatch()
+    mp.chdir(trap.folder)
+    if workers._pool is not None:
+        workers._replace(workers._pool)
+    asyncio.run(workers.render_async(GOOD))
+    yield
+    mp.undo()
+
+
+def _case(case: Case) -> Case:
+    if case.kind not in KNOWN:
+        pytest.skip(f"kind {case.kind!r} is not in this build's ImageSpec union (part A adds it)")
+    return case
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 25
+    assert {"svg", "vega_lite"} <= {c.kind for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_hostile_spec_is_refused_by_validation(case: Case, trap: Trap) -> None:
+    _case(case)
+    trap.arm()
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as refused:
+        parse_spec(case.build(trap))
+    assert time.perf_counter() - start < workers.RENDER_SECONDS
+    reason = str(refused.value)
+    assert reason and "\n" not in reason and len(reason) < 400
+    assert trap.fetches == [] and trap.canaries_read() == []
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.kind in UNVALIDATED], ids=[c.name for c in CASES if c.kind in UNVALIDATED])
+def test_the_painter_refuses_it_unvalidated_and_draws_the_next_image(case: Case, trap: Trap, painter: None) -> None:
+    data = case.build(trap)
+    spec = UNVALIDATED[case.kind].model_construct(**{k: v for k, v in data.items() if k != "kind"})
+    trap.arm()
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as refused:
+        asyncio.run(workers.render_async(spec))
+    took = time.perf_counter() - start
+    assert str(refused.value)
+    assert took < workers.RENDER_SECONDS + 2
+    assert trap.fetches == [], trap.fetches
+    assert trap.canaries_read() == []
+    assert all(_peak(pid) < workers.WORKER_MEMORY for pid in workers.worker_pids())
+    assert asyncio.run(workers.render_async(GOOD)) == render(GOOD)
+
+
+def test_a_render_over_the_time_limit_is_refused_and_its_worker_replaced(painter: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = set(workers.worker_pids())
+    monkeypatch.setattr(workers, "RENDER_SECONDS", 0.0)
+    with pytest.raises(workers.RenderRefused, match="took over 0 s; the worker was replaced"):
+        asyncio.run(workers.render_async(GOOD))
+    monkeypatch.undo()
+    assert asyncio.run(workers.render_async(GOOD)) == render(GOOD)
+    assert before and not before & set(workers.worker_pids())
+
+
+def test_a_worker_is_capped_below_its_memory_limit_and_lives_on(painter: None) -> None:
+    """An allocation past RLIMIT_DATA fails inside the worker (MemoryError, which a render turns
+    into RenderRefused), and the same worker draws the next image."""
+    pids = set(workers.worker_pids())
+    pool = workers._pool
+    assert pool is not None
+    with pytest.raises(MemoryError):
+        pool.submit(bytearray, workers.WORKER_MEMORY + (256 << 20)).result(timeout=30)
+    assert asyncio.run(workers.render_async(GOOD)) == render(GOOD)
+    assert set(workers.worker_pids()) == pids
+
+
+def _peak(pid: int) -> int:
+    """A process's peak resident memory in bytes (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_refused_spec_leaves_its_problem_unpainted_with_the_reason(painter: None) -> None:
+    """The graph's paint step: a document the painter refuses leaves the proposal without an image
+    (review drops it as unpainted) and says why; the run goes on."""
+    from types import SimpleNamespace
+
+    from cadsynth.domain import Proposal
+    from cadsynth.graphs.calls import _paint
+
+    hostile = VegaLiteChart.model_construct(vega_lite='{"data": {"url": "file:///etc/passwd"}, "mark": "bar"}')
+    drawable = VegaLiteChart(vega_lite='{"data": {"values": [{"a": 1}]}, "mark": "nonsense"}')
+    stored: list[bytes] = []
+    res = SimpleNamespace(blobs=SimpleNamespace(put=lambda png: stored.append(png) or "sha"))
+    for spec, why in ((hostile, "vega_lite: Vega-Lite spec.data.url"), (drawable, "vega_lite: vega-lite could not draw it")):
+        proposal = Proposal.model_construct(image_spec=spec, image=None, round=0, proposer="p", index=0)
+        painted = asyncio.run(_paint(res, proposal))  # type: ignore[arg-type]
+        assert painted.image is None and painted.paint_refused is not None
+        assert painted.paint_refused.startswith(why), painted.paint_refused
+    assert stored == []
+    assert asyncio.run(workers.render_async(GOOD)) == render(GOOD)

@@ -1189,6 +1189,8 @@ def _shape_largest_label(rng: random.Random, level: float) -> Draft:
 
 def describe(spec: ImageSpec) -> str:
     """The image as a proposer would describe it to an image model: layout, values, labels."""
+    if spec.kind in documents.DESCRIPTIONS:
+        return documents.DESCRIPTIONS[spec.kind](spec)
     canvas = f"a {spec.width}x{spec.height} white canvas" + (f", titled '{spec.title}'" if spec.title else "")
     if isinstance(spec, BarChart):
         bars = "; ".join(f"{b.label} = {fmt_number(b.value)} ({b.color or 'blue'})" for b in spec.bars)
@@ -1401,3 +1403,7 @@ def _pick(rng: random.Random, candidates: list[Template], caps: list[Capability]
         return s - 4.0 * gap + rng.uniform(0.0, 0.6)  # the noise keeps equally good templates in rotation
 
     return max(candidates, key=score)
+
+
+# The untrusted kinds' templates register themselves (with `_template`) when their module loads.
+from cadsynth.agents.sim import documents  # noqa: E402

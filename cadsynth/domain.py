@@ -52,8 +52,9 @@ Verdict = Literal["keep", "revise", "drop"]
 # adversarial: kept, and the panel split on it; dropped: removed before judging (why: DropReason).
 Outcome = Literal["discard", "keep", "adversarial", "dropped"]
 # critics: a majority said drop; unpainted: no image; text_answerable: the blind judge solved it
-# (image necessity gate); inconsistent: image, question and reference still conflict after a revision.
-DropReason = Literal["critics", "unpainted", "text_answerable", "inconsistent"]
+# (image necessity gate); inconsistent: image, question and reference still conflict after a revision;
+# illegible: the OCR model could not read the texts it names, after one more drawing (legibility gate).
+DropReason = Literal["critics", "unpainted", "text_answerable", "inconsistent", "illegible"]
 
 
 class Record(BaseModel):

@@ -73,6 +73,8 @@ async def _truth(
 GATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "image_necessity": ("text_answerable", ("blind_judge",)),
     "consistency": ("inconsistent", ("recheck",)),
+    # The OCR model makes no ledger call; a painter model's second drawing is a painter call.
+    "legibility": ("illegible", ()),
 }
 
 

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # With no text named by the question, this share of what the spec prints must be read.
 UNNAMED_SHARE = 0.8
+# What a painter model is told when its image is drawn again, before the texts it got wrong.
+LETTERING = "Lettering: write each of these exactly as given, large and clearly legible: "
 # The size a re-drawn declarative image gets, times its own (at most MAX_SIDE).
 REDRAW_SCALE = 1.5
 
@@ -218,12 +220,18 @@ def named_in(question: str, text: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(text)}(?![\w]|\.\d)", question, re.IGNORECASE) is not None
 
 
-def reading(text: str, spec: ImageSpec | None, question: str, visual_prompt: str = "") -> Reading:
+def wanted(spec: ImageSpec | None, question: str, visual_prompt: str = "") -> tuple[list[str], bool]:
+    """The texts the reader must find, and whether they are those the question names (else every
+    text printed; none for an image that prints nothing the reader can be asked for)."""
     printed = printed_texts(spec, visual_prompt)
     named = [t for t in printed if named_in(question, t)]
-    wanted = named or printed
+    return named or printed, bool(named)
+
+
+def reading(text: str, spec: ImageSpec | None, question: str, visual_prompt: str = "") -> Reading:
+    texts, named = wanted(spec, question, visual_prompt)
     seen = Text(text)
-    return Reading(tuple(wanted), tuple(t for t in wanted if not seen.has(t)), bool(named))
+    return Reading(tuple(texts), tuple(t for t in texts if not seen.has(t)), named)
 
 
 async def check(png: bytes, spec: ImageSpec | None, question: str, visual_prompt: str = "") -> Reading:
@@ -259,7 +267,10 @@ async def gate(
         return proposal, True
     log.info("%s: illegible (%s unread); drawing it once more", proposal.key, ", ".join(first.missing)[:200])
     if _needs_painter(config, proposal.model_copy(update={"image": None})):
-        again = await repaint(proposal.model_copy(update={"image": None}))
+        # The painter is asked again with the texts it got wrong named: a new prompt, so a new
+        # drawing (the same prompt would be the call cache's answer, the same image).
+        ask = f"{proposal.visual_prompt}\n{LETTERING}" + ", ".join(f"'{t}'" for t in first.missing)
+        again = await repaint(proposal.model_copy(update={"image": None, "visual_prompt": ask[:4000]}))
     else:
         bigger = redrawn(proposal.image_spec)
         again = proposal if bigger is None else await _paint(res, proposal.model_copy(update={"image_spec": bigger, "image": None}))

@@ -25,9 +25,9 @@ CONFIG = "--psm 11 --oem 1"
 # A pixel is ink when none of its channels is brighter than this: black and dark grey text, not
 # a saturated colour (whose brightest channel is high) nor a pale fill.
 INK = 110
-# Ink this long in a straight horizontal or vertical run is a rule, not a letter (at 640x480, a
-# capital is ~13 px tall).
-RULE = 40
+# A connected shape of ink taller or wider than this (or a twelfth of the image's shorter side) is
+# a graphic, not a letter: at 640x480 a capital is ~13 px tall.
+GLYPH = 40
 
 
 class ReaderMissing(RuntimeError):
@@ -38,28 +38,26 @@ def available() -> bool:
     return shutil.which("tesseract") is not None
 
 
-def _without_rules(dark: np.ndarray) -> np.ndarray:
-    """Black text on white, with long straight runs of ink (axes, figure edges, underlining
-    radii) whited out: a letter's strokes are short, and a rule that touches a word makes the
-    reader take both for a graphic."""
-    keep = dark.copy()
-    for axis in (0, 1):
-        run = np.cumsum(np.pad(dark, [(1, 0) if a == axis else (0, 0) for a in (0, 1)]).astype(np.int32), axis=axis)
-        n = dark.shape[axis]
-        if n <= RULE:
-            continue
-        head = np.take(run, range(RULE, n + 1), axis=axis) - np.take(run, range(0, n + 1 - RULE), axis=axis)
-        full = (head == RULE).astype(np.int32)  # a window of RULE pixels, all ink, starts here
-        covered = np.cumsum(np.pad(full, [(0, RULE - 1) if a == axis else (0, 0) for a in (0, 1)]), axis=axis)
-        covered = covered - np.pad(np.take(covered, range(0, n - RULE), axis=axis), [(RULE, 0) if a == axis else (0, 0) for a in (0, 1)])
-        keep &= covered == 0
-    return np.where(keep, 0, 255).astype(np.uint8)
+def _letters_only(dark: np.ndarray) -> np.ndarray:
+    """Black text on white: the dark ink with every connected shape larger than a letter whited
+    out (axes, figure outlines, a circle around its radius's label, underlining rules). The reader
+    takes a word inside or touching a large graphic for part of the graphic."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
+    big = max(GLYPH, min(dark.shape) // 12)
+    keep = np.zeros(labels.max() + 1, dtype=bool)
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is not None and box[0].stop - box[0].start <= big and box[1].stop - box[1].start <= big:
+            keep[i] = True
+    keep[0] = False
+    return np.where(keep[labels], 0, 255).astype(np.uint8)
 
 
 def read(png: bytes) -> str:
-    """All the text the model finds in the image: read as it is, then read again with only its
-    dark ink kept (coloured fills, pale boxes and grid lines whited out, which otherwise merge
-    with the letters they touch). Both readings, one after the other."""
+    """All the text the model finds in the image: read as it is, then read again as letters alone
+    (dark ink only, every shape larger than a letter whited out: fills, boxes, grid lines, axes
+    and outlines, which otherwise merge with the words they touch). Both readings, in turn."""
     import pytesseract
     from PIL import Image, ImageChops
 
@@ -69,7 +67,7 @@ def read(png: bytes) -> str:
         rgb = img.convert("RGB")
     r, g, b = rgb.split()
     brightest = ImageChops.lighter(ImageChops.lighter(r, g), b)
-    ink = Image.fromarray(_without_rules(np.asarray(brightest) < INK))
+    ink = Image.fromarray(_letters_only(np.asarray(brightest) < INK))
     texts = []
     for page in (rgb.convert("L"), ink):
         if SCALE != 1:

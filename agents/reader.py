@@ -42,7 +42,7 @@ def _letters_only(dark: np.ndarray) -> np.ndarray:
     """Black text on white: the dark ink with every connected shape larger than a letter whited
     out (axes, figure outlines, a circle around its radius's label, underlining rules). The reader
     takes a word inside or touching a large graphic for part of the graphic."""
-    from scipy import ndimage
+    from scipy import ndimage  # type: ignore[import-untyped]
 
     labels, _ = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
     big = max(GLYPH, min(dark.shape) // 12)
@@ -58,7 +58,7 @@ def read(png: bytes) -> str:
     """All the text the model finds in the image: read as it is, then read again as letters alone
     (dark ink only, every shape larger than a letter whited out: fills, boxes, grid lines, axes
     and outlines, which otherwise merge with the words they touch). Both readings, in turn."""
-    import pytesseract
+    import pytesseract  # type: ignore[import-untyped]
     from PIL import Image, ImageChops
 
     if not available():

@@ -20,8 +20,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-import defusedxml.ElementTree as safe_xml
-from defusedxml import DefusedXmlException
+import defusedxml.ElementTree as safe_xml  # type: ignore[import-untyped]
+from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 
 # --- limits ---------------------------------------------------------------------------------------
 MAX_SVG_CHARS = 1_000_000

@@ -18,11 +18,16 @@ import json
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cadsynth.agents import reader
+from cadsynth.config import RunConfig
+from cadsynth.domain import Proposal
+from cadsynth.graphs.calls import _image, _needs_painter, _paint
+from cadsynth.graphs.settings import Resources
+from cadsynth.graphs.state import Task
 from cadsynth.specs import MAX_SIDE, ImageSpec, fmt_number, percent_labels
 
 log = logging.getLogger(__name__)
@@ -253,12 +258,10 @@ def redrawn(spec: ImageSpec) -> ImageSpec | None:
 
 
 async def gate(
-    res: Any, job: dict[str, Any], config: Any, proposal: Any, repaint: Callable[[Any], Any],
-) -> tuple[Any, bool]:
+    res: Resources, job: Task, config: RunConfig, proposal: Proposal, repaint: Callable[[Proposal], Awaitable[Proposal]],
+) -> tuple[Proposal, bool]:
     """The proposal as it goes on (perhaps drawn once more) and whether it is legible. `repaint`
     draws a proposal's image again by a painter model (graphs.problem passes the paint task)."""
-    from cadsynth.graphs.calls import _image, _needs_painter, _paint
-
     png = await _image(res, proposal)
     if png is None:
         return proposal, True  # unpainted: review drops it for that
@@ -272,6 +275,7 @@ async def gate(
         ask = f"{proposal.visual_prompt}\n{LETTERING}" + ", ".join(f"'{t}'" for t in first.missing)
         again = await repaint(proposal.model_copy(update={"image": None, "visual_prompt": ask[:4000]}))
     else:
+        assert proposal.image_spec is not None  # drawn by the renderer, so it has a spec
         bigger = redrawn(proposal.image_spec)
         again = proposal if bigger is None else await _paint(res, proposal.model_copy(update={"image_spec": bigger, "image": None}))
     png = await _image(res, again) if again is not proposal else None

@@ -26,7 +26,7 @@ from cadsynth.graphs import legibility
 from cadsynth.graphs.calls import blind_judge, critique, judge, paint, propose, rationalize, revise
 from cadsynth.graphs.settings import Resources, Settings, resources
 from cadsynth.graphs.state import Task
-from cadsynth.store.ledger import CallRecord, Ledger
+from cadsynth.store.ledger import CallRecord
 from cadsynth.store.patience import DatabaseUnavailable
 
 

@@ -227,7 +227,7 @@ def describe_vega_lite(spec: VegaLiteChart) -> str:
     doc = json.loads(spec.vega_lite)
     rows = doc.get("data", {}).get("values", [])
     marks = [layer.get("mark") for layer in doc.get("layer", [])] or [doc.get("mark")]
-    kinds = ", ".join(m.get("type") if isinstance(m, dict) else str(m) for m in marks)
+    kinds = ", ".join(str(m.get("type") if isinstance(m, dict) else m) for m in marks)
     listed = "; ".join(", ".join(f"{k} {v}" for k, v in row.items()) for row in rows[:60] if isinstance(row, dict))
     title = f", titled '{spec.title}'" if spec.title else ""
     return f"A chart ({kinds}) on a {spec.width}x{spec.height} white canvas{title}, every value printed beside its mark. Data: {listed}."

@@ -26,7 +26,9 @@ from cadsynth.specs import (
     Shape,
     ShapeScene,
     Slice,
+    SvgImage,
     Table,
+    VegaLiteChart,
     fmt_number,
     percent_labels,
 )
@@ -1189,7 +1191,7 @@ def _shape_largest_label(rng: random.Random, level: float) -> Draft:
 
 def describe(spec: ImageSpec) -> str:
     """The image as a proposer would describe it to an image model: layout, values, labels."""
-    if spec.kind in documents.DESCRIPTIONS:
+    if isinstance(spec, (VegaLiteChart, SvgImage)):
         return documents.DESCRIPTIONS[spec.kind](spec)
     canvas = f"a {spec.width}x{spec.height} white canvas" + (f", titled '{spec.title}'" if spec.title else "")
     if isinstance(spec, BarChart):

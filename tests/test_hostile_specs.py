@@ -20,8 +20,6 @@ from cadsynth.agents.painter.render import render
 from cadsynth.specs import SpecError, SvgImage, VegaLiteChart, parse_spec
 from cadsynth.fakes.hostile import CASES, Case, Trap, kinds
 
-pytestmark = pytest.mark.slow  # worker processes
-
 GOOD = parse_spec({"kind": "svg", "svg": '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><circle cx="5" cy="5" r="4" fill="teal"/></svg>'})
 KNOWN = kinds()
 UNVALIDATED = {"svg": SvgImage, "vega_lite": VegaLiteChart}
@@ -71,6 +69,7 @@ def test_a_hostile_spec_is_refused_by_validation(case: Case, trap: Trap) -> None
     assert trap.fetches == [] and trap.canaries_read() == []
 
 
+@pytest.mark.slow  # worker processes
 @pytest.mark.parametrize("case", [c for c in CASES if c.kind in UNVALIDATED], ids=[c.name for c in CASES if c.kind in UNVALIDATED])
 def test_the_painter_refuses_it_unvalidated_and_draws_the_next_image(case: Case, trap: Trap, painter: None) -> None:
     data = case.build(trap)
@@ -88,6 +87,7 @@ def test_the_painter_refuses_it_unvalidated_and_draws_the_next_image(case: Case,
     assert asyncio.run(workers.render_async(GOOD)) == render(GOOD)
 
 
+@pytest.mark.slow  # worker processes
 def test_a_render_over_the_time_limit_is_refused_and_its_worker_replaced(painter: None, monkeypatch: pytest.MonkeyPatch) -> None:
     before = set(workers.worker_pids())
     monkeypatch.setattr(workers, "RENDER_SECONDS", 0.0)
@@ -98,6 +98,7 @@ def test_a_render_over_the_time_limit_is_refused_and_its_worker_replaced(painter
     assert before and not before & set(workers.worker_pids())
 
 
+@pytest.mark.slow  # worker processes
 def test_a_worker_is_capped_below_its_memory_limit_and_lives_on(painter: None) -> None:
     """An allocation past RLIMIT_DATA fails inside the worker (MemoryError, which a render turns
     into RenderRefused), and the same worker draws the next image."""
@@ -118,6 +119,7 @@ def _peak(pid: int) -> int:
     return 0
 
 
+@pytest.mark.slow  # worker processes
 def test_a_refused_spec_leaves_its_problem_unpainted_with_the_reason(painter: None) -> None:
     """The graph's paint step: a document the painter refuses leaves the proposal without an image
     (review drops it as unpainted) and says why; the run goes on."""
@@ -137,3 +139,38 @@ def test_a_refused_spec_leaves_its_problem_unpainted_with_the_reason(painter: No
         assert painted.paint_refused.startswith(why), painted.paint_refused
     assert stored == []
     assert asyncio.run(workers.render_async(GOOD)) == render(GOOD)
+
+
+@pytest.mark.parametrize("template", ["vl.bar_lookup", "svg.tag_lookup"])
+async def test_a_real_proposer_writes_an_untrusted_kind_over_the_openai_protocol(fake_openai, tmp_path, template: str) -> None:
+    """A proposer's structured answer (strict JSON schema, over the fake OpenAI server) can carry a
+    Vega-Lite or SVG spec; one carrying a hostile document is a malformed answer, its reason kept."""
+    import random
+
+    from cadsynth.agents.sim.world import World
+    from cadsynth.domain import ProposalDraft
+    from tests.test_providers import ask, make_agent
+
+    problem = World().generate(random.Random(2), template, 0.5)
+    answer = {
+        "strategy": "numerical_variation", "capabilities": ["text_recognition"],
+        "image_spec": problem.spec.model_dump(mode="json"), "visual_prompt": problem.visual_prompt,
+        "question": problem.question, "answer_type": problem.answer_type, "choices": None,
+        "reference_answer": problem.truth, "solution": problem.solution, "difficulty": 0.3,
+    }
+    fake_openai.responder = lambda body: answer
+    reply = await ask(make_agent(fake_openai, tmp_path), schema=ProposalDraft)
+    assert reply.value.image_spec == problem.spec
+    assert fake_openai.stats.snapshot()["rejected"] == 0
+
+    hostile = Trap(tmp_path)
+    try:
+        bad = next(c for c in CASES if c.kind == problem.spec.kind and "url" in c.name).build(hostile)
+    finally:
+        hostile.close()
+    fake_openai.responder = lambda body: {**answer, "image_spec": bad}
+    with pytest.raises(Exception) as failed:
+        await ask(make_agent(fake_openai, tmp_path), schema=ProposalDraft)
+    details = [a.detail or "" for a in getattr(failed.value, "attempts", ())]
+    assert details and all(a.fault == "malformed" for a in failed.value.attempts)
+    assert any("url" in d.lower() or "href" in d.lower() for d in details), details

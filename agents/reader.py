@@ -12,6 +12,7 @@ import os
 import shutil
 
 import numpy as np
+from PIL import Image
 
 # One thread per recognition: the painter's workers and the event loop share a few cores, and
 # OpenMP's default (every core, spinning) makes many small images slower, not faster.
@@ -54,12 +55,43 @@ def _letters_only(dark: np.ndarray) -> np.ndarray:
     return np.where(keep[labels], 0, 255).astype(np.uint8)
 
 
+def _lone_glyphs(letters: np.ndarray) -> Image.Image | None:
+    """The letters that stand alone (a shape's or a vertex's name), cut out and set one a line:
+    Tesseract drops a lone glyph on a page as noise, but reads a column of them."""
+    from scipy import ndimage  # type: ignore[import-untyped]
+
+    boxes = [b for b in ndimage.find_objects(ndimage.label(letters, structure=np.ones((3, 3), dtype=bool))[0]) if b]
+    alone = []
+    for i, (ys, xs) in enumerate(boxes):
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        if h < 6:
+            continue  # a dot, a stroke of punctuation
+        m = max(h, w)
+        near = (  # another glyph this close (a dot, like a circle's centre mark, does not count)
+            j != i and max(b.stop - b.start, a.stop - a.start) > 0.5 * h
+            and b.start < ys.stop + 0.6 * m and b.stop > ys.start - 0.6 * m and a.start < xs.stop + 0.9 * m and a.stop > xs.start - 0.9 * m
+            for j, (b, a) in enumerate(boxes)
+        )
+        if not any(near):
+            alone.append((ys, xs))
+    if not alone:
+        return None
+    line = max(max(ys.stop - ys.start, xs.stop - xs.start) for ys, xs in alone) + 8
+    # One letter a line: set side by side, however far apart, Tesseract joins them into words.
+    strip = Image.new("L", (3 * line, len(alone) * line + line), 255)
+    ink = np.where(letters, 0, 255).astype(np.uint8)
+    for k, (ys, xs) in enumerate(alone):
+        strip.paste(Image.fromarray(ink[ys, xs]), (line, line // 2 + k * line + (line - (ys.stop - ys.start)) // 2))
+    return strip
+
+
 def read(png: bytes) -> str:
     """All the text the model finds in the image: read as it is, then read again as letters alone
     (dark ink only, every shape larger than a letter whited out: fills, boxes, grid lines, axes
-    and outlines, which otherwise merge with the words they touch). Both readings, in turn."""
+    and outlines, which otherwise merge with the words they touch), then its lone letters set in
+    one line. The readings, in turn."""
     import pytesseract  # type: ignore[import-untyped]
-    from PIL import Image, ImageChops
+    from PIL import ImageChops
 
     if not available():
         raise ReaderMissing("tesseract is not installed; apt-get install tesseract-ocr tesseract-ocr-eng, or turn gates.legibility off")
@@ -67,10 +99,14 @@ def read(png: bytes) -> str:
         rgb = img.convert("RGB")
     r, g, b = rgb.split()
     brightest = ImageChops.lighter(ImageChops.lighter(r, g), b)
-    ink = Image.fromarray(_letters_only(np.asarray(brightest) < INK))
+    letters = _letters_only(np.asarray(brightest) < INK)
     texts = []
-    for page in (rgb.convert("L"), ink):
+    for page in (rgb.convert("L"), Image.fromarray(letters)):
         if SCALE != 1:
             page = page.resize((page.width * SCALE, page.height * SCALE), Image.Resampling.LANCZOS)
         texts.append(str(pytesseract.image_to_string(page, lang="eng", config=CONFIG)))
+    alone = _lone_glyphs(letters == 0)
+    if alone is not None:  # read as a block of lines (page mode 6)
+        alone = alone.resize((alone.width * 3, alone.height * 3), Image.Resampling.LANCZOS)
+        texts.append(str(pytesseract.image_to_string(alone, lang="eng", config="--psm 6 --oem 1")))
     return "\n".join(texts)

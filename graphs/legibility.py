@@ -58,21 +58,12 @@ class Reading:
 # --- what an image prints ------------------------------------------------------------------------
 
 
-def printed_texts(spec: ImageSpec | None, visual_prompt: str = "", *, letters: bool = False) -> list[str]:
-    """The texts the image shows that the reader can be asked for: what the renderer prints for a
-    spec; for a painter model's image with no spec, the quoted texts its prompt asks it to write.
-    Single characters only with `letters` (see below)."""
+def printed_texts(spec: ImageSpec | None, visual_prompt: str = "") -> list[str]:
+    """The texts the image shows: what the renderer prints for a spec; for a painter model's image
+    with no spec, the quoted texts its prompt asks it to write."""
     if spec is None:
-        texts = _unique(re.findall(r"'([^']{1,40})'", visual_prompt))
-    else:
-        texts = _unique(_PRINTERS.get(spec.kind, _generic)(spec))
-    return [t for t in texts if letters or not _lone_letter(t)]
-
-
-def _lone_letter(text: str) -> bool:
-    """A text whose only word is a single letter ("A", "r = ?"): nothing the reader reliably finds."""
-    words = _WORD.findall(text)
-    return bool(words) and not any(len(w) > 1 or w.isdigit() for w in words)
+        return _unique(re.findall(r"'([^']{1,40})'", visual_prompt))
+    return _unique(_PRINTERS.get(spec.kind, _generic)(spec))
 
 
 def _unique(texts: Any) -> list[str]:
@@ -88,9 +79,8 @@ def _num(x: Any) -> str:
     return x if isinstance(x, str) else fmt_number(x)
 
 
-# Left out of what is looked for: a value axis's title (printed turned 90 degrees, which the reader
-# does not read) and single characters (a shape's or vertex's letter: Tesseract drops a lone glyph
-# as noise, whatever its size). bench/legibility.py counts the single characters apart.
+# Left out of what is looked for: a value axis's title, printed turned 90 degrees, which the reader
+# does not read.
 
 
 def _bar_chart(s: Any) -> list[str]:
@@ -196,6 +186,19 @@ def _close(a: str, b: str) -> bool:
     return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
+# A lone letter the reader took for another glyph of this font ("&" for "A", "0" for "O") or doubled ("Cc").
+_GLYPH_SLIPS = {"&": "a", "0": "o"}
+
+
+def _glyph(line: str) -> str | None:
+    """The letter a line of one glyph stands for, if it is one."""
+    line = line.strip()
+    if not 1 <= len(line) <= 2:
+        return None
+    letters = {_GLYPH_SLIPS.get(c, c.lower()) for c in line}
+    return letters.pop() if len(letters) == 1 and next(iter(letters)).isalpha() else None
+
+
 class Text:
     """What the reader read, indexed for lookups: its words (lower case) and its numbers."""
 
@@ -205,8 +208,14 @@ class Text:
         self.words = [w.lower() for w in _WORD.findall(text)]
         self._word_set = set(self.words)
         self.numbers = {float(m.replace(",", "")) for m in _NUMBER.findall(text)}
+        self._glyphs = {_glyph(line) for line in text.splitlines()} - {None}
 
     def has(self, wanted: str) -> bool:
+        if len(wanted) == 1 and wanted.isalpha():
+            # A lone letter counts where it stands alone (the reader's line of lone letters) or
+            # quoted, not inside prose, where every article "a" would pass for the label "A".
+            quoted = re.search(rf"[\'\"‘’“”]{re.escape(wanted)}[\'\"‘’“”]", self.raw, re.IGNORECASE)
+            return wanted.lower() in self._glyphs or quoted is not None
         number = _as_number(wanted)
         if number is not None:
             return any(abs(n - number) < 1e-9 for n in self.numbers)
@@ -220,9 +229,9 @@ class Text:
 
 def named_in(question: str, text: str) -> bool:
     """The question names this text (a word or number standing on its own in it)."""
-    if len(text) < 2 and not text.isdigit():
-        return False
-    return re.search(rf"(?<![\w.]){re.escape(text)}(?![\w]|\.\d)", question, re.IGNORECASE) is not None
+    # A single letter ("the shape labelled A") as written: case-blind, every article "a" would name it.
+    flags = 0 if len(text) == 1 else re.IGNORECASE
+    return re.search(rf"(?<![\w.]){re.escape(text)}(?![\w]|\.\d)", question, flags) is not None
 
 
 def wanted(spec: ImageSpec | None, question: str, visual_prompt: str = "") -> tuple[list[str], bool]:

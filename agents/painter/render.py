@@ -482,7 +482,7 @@ def _circle(draw: Draw, spec: GeometryFigure, font: Font, c: tuple[float, float]
     if spec.side_labels:
         _put(draw, (x + r / 2, y - 6), spec.side_labels[0], font, "mb")  # right half: clear of the centre mark
     if spec.vertex_names:
-        _put(draw, (x, y + 5), spec.vertex_names[0], font, "mt")
+        _put(draw, (x, y + 8), spec.vertex_names[0], font, "mt")  # clear of the centre mark and its radius
 
 
 def _shape_points(kind: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:

@@ -25,8 +25,8 @@ from pathlib import Path
 from cadsynth.agents.painter import workers
 from cadsynth.agents.painter.render import render
 from cadsynth.agents.sim.world import TEMPLATES, World
-from cadsynth.fakes.hostile import CASES, Trap, kinds
-from cadsynth.specs import SpecError, SvgImage, VegaLiteChart, parse_spec
+from cadsynth.fakes.hostile import CASES, Trap
+from cadsynth.specs import KINDS, SpecError, SvgImage, VegaLiteChart, parse_spec
 
 ORIGINAL = ("bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene")
 NEW = ("vega_lite", "svg")
@@ -38,7 +38,7 @@ def render_times(n: int) -> dict[str, list[float]]:
     for t in TEMPLATES.values():
         by_kind[t.kind].append(t.id)
     out: dict[str, list[float]] = {}
-    for kind in sorted(kinds()):
+    for kind in sorted(KINDS):
         if kind not in by_kind:
             print(f"  {kind:12} (no world template: not timed)")
             continue
@@ -61,7 +61,7 @@ async def hostile() -> None:
     import os
 
     os.chdir(folder)  # workers start here: a relative reference would resolve to the canaries
-    known = kinds()
+    known = KINDS
     good = parse_spec({"kind": "svg", "svg": '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9"><rect width="5" height="5" fill="red"/></svg>'})
     await workers.render_async(good)
     refused_spec = refused_worker = ran = skipped = 0

@@ -35,10 +35,10 @@ from cadsynth.agents import reader
 from cadsynth.agents.painter.render import render
 from cadsynth.agents.sim.world import TEMPLATES, Problem, World
 from cadsynth.fakes import FakeOpenAI
-from cadsynth.fakes.hostile import kinds
 from cadsynth.fakes.images import garbled
 from cadsynth.fakes.panelist import Panelist
 from cadsynth.graphs.legibility import Text, printed_texts, reading, wanted
+from cadsynth.specs import KINDS
 
 KEY = "sk-cads-legibility-bench"
 
@@ -63,7 +63,7 @@ def declarative(n: int, threads: int) -> None:
     have = {t.kind for t in TEMPLATES.values()}
     print(f"renderer images, {n} per kind at the default size (real OCR: Tesseract {_version()})")
     print(f"  {'kind':12} {'texts read':>11} {'letters read':>13} {'gate passes':>12} {'OCR s/image':>12}")
-    for salt, kind in enumerate(sorted(kinds())):
+    for salt, kind in enumerate(sorted(KINDS)):
         if kind not in have:
             print(f"  {kind:12} (no world template yet: not measured)")
             continue

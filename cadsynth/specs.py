@@ -10,7 +10,7 @@ Part of the domain (cadsynth.domain imports ImageSpec from here, so this module 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -235,7 +235,7 @@ class VegaLiteChart(_Spec):
     kind: Literal["vega_lite"] = "vega_lite"
     vega_lite: Document = Field(
         max_length=untrusted.MAX_VEGA_CHARS,
-        description="Vega-Lite v5 JSON: data.values inline, mark, encoding (and layer); no url, transform or expr",
+        description="Vega-Lite JSON: data.values inline, mark, encoding (and layer); no url, transform or expr",
     )
 
     @field_validator("vega_lite")
@@ -279,14 +279,15 @@ def parse_spec(data: dict) -> ImageSpec:  # type: ignore[type-arg]
         raise SpecError(f"{_where(first['loc'])}: {msg}{more}") from None
 
 
-_KINDS = {"bar_chart", "line_chart", "pie_chart", "table", "geometry", "shape_scene", "vega_lite", "svg"}
+# Every kind a spec can be: the union's tags, so a kind added to the union is known everywhere.
+KINDS: frozenset[str] = frozenset(m.model_fields["kind"].default for m in get_args(get_args(ImageSpec)[0]))
 _BRANCHES = {"int", "float", "str", "constrained-str", "constrained-float"}
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
     """'bars[3].value' from pydantic's ('bar_chart', 'bars', 3, 'value'); union branch names dropped."""
     parts = list(loc)
-    if parts and parts[0] in _KINDS:
+    if parts and parts[0] in KINDS:
         parts = parts[1:]
     if parts and (parts[-1] in _BRANCHES or str(parts[-1]).startswith("function-")):  # a Label branch
         parts = parts[:-1]

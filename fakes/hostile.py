@@ -199,14 +199,3 @@ CASES: list[Case] = [
     Case("function_huge_expression", "function_plot", lambda t: {"kind": "function_plot", "functions": [{"expression": "x**" * 50_000 + "x"}]}),
     Case("function_power_tower", "function_plot", lambda t: {"kind": "function_plot", "functions": [{"expression": "9**9**9**9**9"}]}),
 ]
-
-
-def kinds() -> set[str]:
-    """The spec kinds this build knows (the ImageSpec union's tags)."""
-    from typing import get_args
-
-    from cadsynth.specs import ImageSpec
-
-    union = get_args(ImageSpec)[0]
-    return {member.model_fields["kind"].default for member in get_args(union)}
-

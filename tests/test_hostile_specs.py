@@ -17,11 +17,11 @@ import pytest
 
 from cadsynth.agents.painter import workers
 from cadsynth.agents.painter.render import render
-from cadsynth.specs import SpecError, SvgImage, VegaLiteChart, parse_spec
-from cadsynth.fakes.hostile import CASES, Case, Trap, kinds
+from cadsynth.specs import KINDS, SpecError, SvgImage, VegaLiteChart, parse_spec
+from cadsynth.fakes.hostile import CASES, Case, Trap
 
 GOOD = parse_spec({"kind": "svg", "svg": '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><circle cx="5" cy="5" r="4" fill="teal"/></svg>'})
-KNOWN = kinds()
+KNOWN = KINDS
 UNVALIDATED = {"svg": SvgImage, "vega_lite": VegaLiteChart}
 
 

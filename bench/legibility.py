@@ -15,7 +15,7 @@ about reading them is Tesseract's. Prints:
    ones dropped in a run are at most this). Images whose question and spec give the reader no
    text to look for (unlabelled shapes) are counted apart: the gate passes them.
 
-Usage: python bench/legibility.py [--n 1000] [--painter-n N] [--garble 0.2] [--threads 2]
+Usage: python bench/legibility.py [--n 1000] [--painter-n N] [--garble 0.2] [--threads 2] [--only renderers|painter]
 """
 
 from __future__ import annotations
@@ -106,10 +106,10 @@ def painter(n: int, share: float, threads: int) -> None:
     counts: dict[str, int] = defaultdict(int)
     for p, (text, _) in zip(problems, reads):
         bad = garbled(p.visual_prompt, share)
-        if not wanted(p.spec, p.question)[0]:
+        if not wanted(p.spec, p.question, painted=True)[0]:
             counts["garbled, nothing to read" if bad else "clean, nothing to read"] += 1
             continue
-        legible = reading(text, p.spec, p.question).legible
+        legible = reading(text, p.spec, p.question, painted=True).legible
         counts["garbled" if bad else "clean"] += 1
         counts["caught" if bad and not legible else "dropped clean" if not bad and not legible else "ok"] += 1
     garbled_n, clean_n = counts["garbled"], counts["clean"]
@@ -132,11 +132,14 @@ def main() -> None:
     parser.add_argument("--painter-n", type=int, default=None, help="painter-model images (default: --n)")
     parser.add_argument("--garble", type=float, default=0.2, help="share of prompts whose labels the fake painter garbles")
     parser.add_argument("--threads", type=int, default=2, help="OCR processes at once")
+    parser.add_argument("--only", choices=["renderers", "painter"], help="measure one part only")
     args: Any = parser.parse_args()
     if not reader.available():
         raise SystemExit("tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng")
-    declarative(args.n, args.threads)
-    painter(args.painter_n or args.n, args.garble, args.threads)
+    if args.only != "painter":
+        declarative(args.n, args.threads)
+    if args.only != "renderers":
+        painter(args.painter_n or args.n, args.garble, args.threads)
 
 
 if __name__ == "__main__":

@@ -237,24 +237,26 @@ def named_in(question: str, text: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(text)}(?![\w]|\.\d)", question, flags) is not None
 
 
-def wanted(spec: ImageSpec | None, question: str, visual_prompt: str = "") -> tuple[list[str], bool]:
+def wanted(spec: ImageSpec | None, question: str, visual_prompt: str = "", *, painted: bool = False) -> tuple[list[str], bool]:
     """The texts the reader must find, and whether they are those the question names (else every
-    text printed; none for an image that prints nothing the reader can be asked for)."""
-    printed = printed_texts(spec, visual_prompt)
+    text printed; none for an image that prints nothing the reader can be asked for). A painter
+    model's image (`painted`) is asked for no lone letter: where a renderer prints a vertex's
+    letter alone, a painter may run it into other text, and the reader finds a letter only alone."""
+    printed = [t for t in printed_texts(spec, visual_prompt) if not (painted and len(t) == 1 and t.isalpha())]
     named = [t for t in printed if named_in(question, t)]
     return named or printed, bool(named)
 
 
-def reading(text: str, spec: ImageSpec | None, question: str, visual_prompt: str = "") -> Reading:
-    texts, named = wanted(spec, question, visual_prompt)
+def reading(text: str, spec: ImageSpec | None, question: str, visual_prompt: str = "", *, painted: bool = False) -> Reading:
+    texts, named = wanted(spec, question, visual_prompt, painted=painted)
     seen = Text(text)
     return Reading(tuple(texts), tuple(t for t in texts if not seen.has(t)), named)
 
 
-async def check(png: bytes, spec: ImageSpec | None, question: str, visual_prompt: str = "") -> Reading:
+async def check(png: bytes, spec: ImageSpec | None, question: str, visual_prompt: str = "", *, painted: bool = False) -> Reading:
     """Reads the image (the OCR model runs as a process of its own, off the event loop)."""
     text = await asyncio.to_thread(reader.read, png)
-    return reading(text, spec, question, visual_prompt)
+    return reading(text, spec, question, visual_prompt, painted=painted)
 
 
 def redrawn(spec: ImageSpec) -> ImageSpec | None:
@@ -277,11 +279,12 @@ async def gate(
     png = await _image(res, proposal)
     if png is None:
         return proposal, True  # unpainted: review drops it for that
-    first = await check(png, proposal.image_spec, proposal.question, proposal.visual_prompt)
+    painted = _needs_painter(config, proposal.model_copy(update={"image": None}))
+    first = await check(png, proposal.image_spec, proposal.question, proposal.visual_prompt, painted=painted)
     if first.legible:
         return proposal, True
     log.info("%s: illegible (%s unread); drawing it once more", proposal.key, ", ".join(first.missing)[:200])
-    if _needs_painter(config, proposal.model_copy(update={"image": None})):
+    if painted:
         # The painter is asked again with the texts it got wrong named: a new prompt, so a new
         # drawing (the same prompt would be the call cache's answer, the same image).
         ask = f"{proposal.visual_prompt}\n{LETTERING}" + ", ".join(f"'{t}'" for t in first.missing)
@@ -293,7 +296,7 @@ async def gate(
     png = await _image(res, again) if again is not proposal else None
     if png is None:
         return proposal, False
-    second = await check(png, again.image_spec, again.question, again.visual_prompt)
+    second = await check(png, again.image_spec, again.question, again.visual_prompt, painted=painted)
     if not second.legible:
         log.info("%s: still illegible (%s unread): dropped", proposal.key, ", ".join(second.missing)[:200])
     return again, second.legible

@@ -78,8 +78,8 @@ def test_the_gate_catches_a_painter_that_garbles_labels() -> None:
         server.garble_labels = 1.0
         assert garbled(problem.visual_prompt, 1.0)
         bad = _paint(server, problem.visual_prompt)
-    assert reading(reader.read(clean), problem.spec, problem.question).legible
-    caught = reading(reader.read(bad), problem.spec, problem.question)
+    assert reading(reader.read(clean), problem.spec, problem.question, painted=True).legible
+    caught = reading(reader.read(bad), problem.spec, problem.question, painted=True)
     assert not caught.legible and caught.missing
 
 
@@ -118,7 +118,7 @@ def test_a_run_drops_what_its_painter_garbles_as_illegible_after_one_more_drawin
         proposals = records(tmp_path, "cads_proposals", f"run = '{run}'")
         # A problem whose image prints no text the reader can be asked for (a scene of unlabelled
         # shapes) has nothing to garble: the gate passes it.
-        checked = {p["id"] for p in proposals if wanted(parse_spec(p["image_spec"]), p["question"])[0]}
+        checked = {p["id"] for p in proposals if wanted(parse_spec(p["image_spec"]), p["question"], painted=True)[0]}
         outcomes[share] = (s, reasons, checked, paintings)
     clean, garbled_run = outcomes[0.0], outcomes[1.0]
     assert clean[0]["proposals"] > 0 and "illegible" not in clean[1].values()

@@ -5,8 +5,8 @@ it clips, overlaps or shrinks a label. The reader (agents.reader: Tesseract, off
 reads the image; the texts the spec prints and the question names must be among what it read, a
 number in any of its formats (1,000 or 1000; 12.50 or 12.5; 25%). When the question names none of
 them, most of what the spec prints must be read instead. An image that fails is drawn once more
-(a renderer's at 1.5 times its size, a painter model's by the next painter) and checked again; a
-second failure drops the problem as `illegible`.
+(a renderer's spec at 1.5 times its size; a painter model asked again, by the next painter, with
+the texts it got wrong named) and checked again; a second failure drops the problem as `illegible`.
 
 For a declarative kind this checks the renderer; for a painter model's image, the painter.
 """

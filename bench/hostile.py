@@ -98,7 +98,7 @@ async def hostile() -> None:
     print(f"  cases run: {ran} ({skipped} skipped: their kind is not in this build)")
     print(f"  refused as a model's answer (SpecError): {refused_spec}/{ran}")
     print(f"  refused by the painter's workers, unvalidated: {refused_worker}/{unvalidated}")
-    print(f"  slowest refusal: {slowest[0] * 1000:.1f} ms, {slowest[1]} (limit {workers.RENDER_SECONDS:g} s)")
+    print(f"  slowest refusal: {slowest[0] * 1000:.1f} ms, {slowest[1]} (limits: {workers.RENDER_CPU_SECONDS} s of CPU, {workers.RENDER_SECONDS:g} s of wall time)")
     print(f"  fetches seen by the local HTTP server: {len(trap.fetches)}; canary files read: {len(trap.canaries_read())}")
     print(f"  painter served the next image after every case: {served}")
     print(f"  worker peak resident memory: {max(peaks, default=0) / 2**20:.0f} MB (cap on data: {workers.WORKER_MEMORY >> 20} MB)")

@@ -6,7 +6,8 @@ the painter on the other cores. Specs go in and PNG bytes come back; nothing els
 
 The untrusted kinds (a model-written Vega-Lite spec or SVG: agents.painter.untrusted) are drawn
 only here, never in the caller's process, and under limits: a worker's data memory is capped
-(RLIMIT_DATA), a render has a wall-time limit, and a worker that passes either is replaced. A
+(RLIMIT_DATA), a render has a CPU-time limit (RLIMIT_CPU) and a wall-time limit, and a worker that
+passes one is replaced. A
 render refused for any of these raises RenderRefused with the reason; the next image is drawn by
 a fresh worker.
 """
@@ -14,6 +15,7 @@ a fresh worker.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import resource
@@ -22,18 +24,25 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, TypeVar
 
 from cadsynth.agents.painter.render import render
 from cadsynth.agents.painter.untrusted import RenderRefused
 from cadsynth.specs import ImageSpec
 
+T = TypeVar("T")
 UNTRUSTED = frozenset({"vega_lite", "svg"})
 # A worker's data segment (heap and private mappings). RLIMIT_DATA, not RLIMIT_AS: vl-convert's
 # JavaScript engine reserves tens of GB of address space it never touches, and aborts under any
 # address-space cap; what it and matplotlib, RDKit or resvg really allocate stays far below this.
 WORKER_MEMORY = 1536 << 20
-# An untrusted render's wall time; a worker still drawing then is killed and replaced.
-RENDER_SECONDS = 10.0
+# An untrusted render's CPU time (its worker's, every thread): past it the kernel ends the worker
+# (SIGXCPU), however loaded the machine. CPU, not wall time, so that a render's fate does not
+# depend on what else runs: with 32 runs on 2 cores a 0.1 s chart takes seconds of wall time.
+RENDER_CPU_SECONDS = 10
+# An untrusted render's wall time, for what burns no CPU (a renderer stuck waiting); a worker still
+# drawing then is killed and replaced.
+RENDER_SECONDS = 120.0
 
 _pool: ProcessPoolExecutor | None = None
 _starting = threading.Lock()
@@ -63,9 +72,21 @@ def _start_worker(parent: int) -> None:
 def _render_here(spec: ImageSpec) -> bytes:
     """A worker's render: running out of its memory refuses this image, and the worker goes on."""
     try:
+        if spec.kind in UNTRUSTED:
+            return _limited(RENDER_CPU_SECONDS, render, spec)
         return render(spec)
     except MemoryError:
         raise RenderRefused(f"drawing it needed more than the worker's {WORKER_MEMORY >> 20} MB") from None
+
+
+def _limited(cpu_seconds: int, draw: Callable[..., T], *args: Any) -> T:
+    """`draw(*args)` with at most `cpu_seconds` more CPU for this process; the limit is lifted after."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(usage.ru_utime + usage.ru_stime) + cpu_seconds, resource.RLIM_INFINITY))
+    try:
+        return draw(*args)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
 
 def _started() -> ProcessPoolExecutor | None:
@@ -130,5 +151,7 @@ async def render_async(spec: ImageSpec) -> bytes:
             if not untrusted:
                 return await asyncio.to_thread(render, spec)  # a trusted spec is drawn here
             if attempt:  # it broke a fresh pool too: this spec is what kills workers
-                raise RenderRefused("the worker drawing it died (over its memory limit or aborted); it was replaced") from None
+                raise RenderRefused(
+                    f"the worker drawing it died (over {RENDER_CPU_SECONDS} s of CPU, its memory, or aborted); it was replaced"
+                ) from None
     raise AssertionError("unreachable")

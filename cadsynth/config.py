@@ -274,6 +274,10 @@ class GatesConfig(BaseModel):
         default=False,
         description="Critics check image, question and reference against each other; a conflict is revised once, then dropped",
     )
+    legibility: bool = Field(
+        default=False,
+        description="An OCR model (Tesseract) reads every image; texts the question names must be read, or it is drawn once more, then dropped",
+    )
     near_duplicates: NearDuplicatesConfig = Field(default_factory=NearDuplicatesConfig)
 
 

@@ -52,8 +52,9 @@ Verdict = Literal["keep", "revise", "drop"]
 # adversarial: kept, and the panel split on it; dropped: removed before judging (why: DropReason).
 Outcome = Literal["discard", "keep", "adversarial", "dropped"]
 # critics: a majority said drop; unpainted: no image; text_answerable: the blind judge solved it
-# (image necessity gate); inconsistent: image, question and reference still conflict after a revision.
-DropReason = Literal["critics", "unpainted", "text_answerable", "inconsistent"]
+# (image necessity gate); inconsistent: image, question and reference still conflict after a revision;
+# illegible: the OCR model could not read the texts it names, after one more drawing (legibility gate).
+DropReason = Literal["critics", "unpainted", "text_answerable", "inconsistent", "illegible"]
 
 
 class Record(BaseModel):
@@ -219,8 +220,9 @@ class Proposal(ProposalDraft):
     index: int
     seed_id: str | None = None
     image: str | None = Field(default=None, description="Content hash of the painted PNG in the blob store")
-    # Why the renderer refused the image spec (a SpecError's one line), when it did: the problem is unpainted.
-    paint_error: str | None = None
+    # Why the painter refused the image spec (a SpecError's one line, or a limit an untrusted
+    # document broke), when it did: the problem is dropped as unpainted, and this says why.
+    paint_refused: str | None = None
     revision: int = 0
     # The reference as first proposed, when a revision changed it (None: never changed).
     proposed_reference: str | None = None

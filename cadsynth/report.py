@@ -51,9 +51,9 @@ def image_kind(p: Proposal) -> str:
 
 def _failure_reason(p: Proposal) -> str:
     """Why a problem has no image, its quoted values left out so equal causes count together."""
-    if p.paint_error is None:
+    if p.paint_refused is None:
         return "no image from a painter model"
-    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", p.paint_error)
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", p.paint_refused)
 
 
 def _by_kind(proposals: list[Proposal], kept: list[Proposal]) -> dict[str, dict[str, Any]]:
@@ -109,6 +109,8 @@ async def _truth(
 GATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "image_necessity": ("text_answerable", ("blind_judge",)),
     "consistency": ("inconsistent", ("recheck",)),
+    # The OCR model makes no ledger call; a painter model's second drawing is a painter call.
+    "legibility": ("illegible", ()),
 }
 
 

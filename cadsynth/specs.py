@@ -13,9 +13,10 @@ import math
 import re
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from cadsynth.text import cleaned
+from cadsynth import untrusted
+from cadsynth.text import clean, cleaned
 
 # Named colours a spec may use. Black, white and gray are left out on purpose: text and axes use
 # them, so a palette colour can always be told apart from ink by its exact RGB value.
@@ -443,9 +444,49 @@ class SchematicMap(_Spec):
         return self
 
 
+# --- untrusted documents: for what no template covers (checked in cadsynth.untrusted) -------------
+
+
+# Cleaned after the length bound, so a runaway 50 MB document is refused before it is scanned.
+Document = Annotated[str, AfterValidator(clean)]
+
+
+class VegaLiteChart(_Spec):
+    """A Vega-Lite chart. Untrusted: inline data only, no URL, expression, transform or facet."""
+
+    kind: Literal["vega_lite"] = "vega_lite"
+    vega_lite: Document = Field(
+        max_length=untrusted.MAX_VEGA_CHARS,
+        description="Vega-Lite JSON: data.values inline, mark, encoding (and layer); no url, transform or expr",
+    )
+
+    @field_validator("vega_lite")
+    @classmethod
+    def _checked(cls, text: str) -> str:
+        untrusted.clean_vega_lite(text)
+        return text
+
+
+class SvgImage(_Spec):
+    """A model-written SVG. Untrusted: no DTD, script, style sheet, filter, or outside reference."""
+
+    kind: Literal["svg"] = "svg"
+    svg: Document = Field(
+        max_length=untrusted.MAX_SVG_CHARS,
+        description='An SVG document (root <svg xmlns="http://www.w3.org/2000/svg" viewBox=...>); shapes and text, #id references only',
+    )
+
+    @field_validator("svg")
+    @classmethod
+    def _checked(cls, text: str) -> str:
+        untrusted.clean_svg(text)
+        return text
+
+
 ImageSpec = Annotated[
     Union[BarChart, LineChart, PieChart, Table, GeometryFigure, ShapeScene,
-          Molecule, Circuit, FunctionPlot, PunnettSquare, SchematicMap],
+          Molecule, Circuit, FunctionPlot, PunnettSquare, SchematicMap,
+          VegaLiteChart, SvgImage],
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[ImageSpec] = TypeAdapter(ImageSpec)
@@ -463,14 +504,15 @@ def parse_spec(data: dict) -> ImageSpec:  # type: ignore[type-arg]
         raise SpecError(f"{_where(first['loc'])}: {msg}{more}") from None
 
 
-_KINDS = {m.model_fields["kind"].default for m in get_args(get_args(ImageSpec)[0])}  # the union's tags
+# Every kind a spec can be: the union's tags, so a kind added to the union is known everywhere.
+KINDS: frozenset[str] = frozenset(m.model_fields["kind"].default for m in get_args(get_args(ImageSpec)[0]))
 _BRANCHES = {"int", "float", "str", "constrained-str", "constrained-float"}
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
     """'bars[3].value' from pydantic's ('bar_chart', 'bars', 3, 'value'); union branch names dropped."""
     parts = list(loc)
-    if parts and parts[0] in _KINDS:
+    if parts and parts[0] in KINDS:
         parts = parts[1:]
     if parts and (parts[-1] in _BRANCHES or str(parts[-1]).startswith("function-")):  # a Label branch
         parts = parts[:-1]

@@ -55,6 +55,59 @@ def make_png(
     return b"".join(parts)
 
 
+def garbled(prompt: str, share: float) -> bool:
+    """Whether the lettering painter garbles this prompt's labels: a share of prompts, fixed by
+    the prompt's hash (so a benchmark knows which images it garbled)."""
+    return int.from_bytes(hashlib.sha256(b"garble" + prompt.encode()).digest()[:8], "big") / 2**64 < share
+
+
+def _garble(text: str) -> str:
+    """Every label-like token drawn wrong, as image models draw text: names (capitalised words and
+    quoted texts) with their letters shifted, numbers with their digits changed."""
+
+    def word(m: re.Match[str]) -> str:
+        w = m.group()
+        if w.isdigit() or re.fullmatch(r"\d+(\.\d+)?", w):
+            return "".join(str((int(c) + 3) % 10) if c.isdigit() else c for c in w)
+        base = ord("A") if w[0].isupper() else ord("a")
+        return chr((ord(w[0]) - base + 7) % 26 + base) + "".join(
+            chr((ord(c) - ord("a") + 11) % 26 + ord("a")) if c.islower() else c for c in w[1:]
+        )
+
+    quoted = re.sub(r"'([^']*)'", lambda m: "'" + re.sub(r"[A-Za-z]+|\d+", word, m.group(1)) + "'", text)
+    return re.sub(r"\b(?:[A-Z][a-z]+|\d+(?:\.\d+)?)\b", word, quoted)
+
+
+def make_lettered_png(width: int, height: int, prompt: str, *, garble: bool = False) -> bytes:
+    """A white image with the prompt written on it, wrapped to the width: a painter that draws
+    every label and value it was asked for (or, garbled, draws them wrong)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    text = _garble(prompt) if garble else prompt
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    size = max(12, min(26, width // 36))
+    font = ImageFont.load_default(size=size)
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for w in paragraph.split():
+            if line and draw.textlength(f"{line} {w}", font=font) > width - 2 * size:
+                lines.append(line)
+                line = w
+            else:
+                line = f"{line} {w}".strip()
+        lines.append(line)
+    for i, line in enumerate(lines):
+        y = size + i * round(size * 1.4)
+        if y > height - size:
+            break
+        draw.text((size, y), line, fill=(0, 0, 0), font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def check_image(data: bytes, mime: str) -> str | None:
     """None if ``data`` really is an image of type ``mime``, else the reason."""
     magics = _MAGIC.get(mime)

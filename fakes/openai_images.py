@@ -14,7 +14,7 @@ from typing import Any
 
 from .faults import CONTENT_FAULTS
 from .http import Handler, HttpError
-from .images import make_png
+from .images import garbled, make_lettered_png, make_png
 from .openai_base import OpenAIBase, bad, oai_error
 from .records import RequestRecord
 from .responders import estimate_tokens
@@ -26,7 +26,15 @@ _IMAGE_SIZES = {
 
 
 class OpenAIImages(OpenAIBase):
-    """The OpenAI fake with its images endpoint; :class:`.openai_chat.FakeOpenAI` adds chat."""
+    """The OpenAI fake with its images endpoint; :class:`.openai_chat.FakeOpenAI` adds chat.
+
+    By default it paints bands of colour. With ``lettering`` on it writes the prompt's text on the
+    image (:func:`.images.make_lettered_png`), and garbles the labels of a ``garble_labels``
+    share of prompts (:func:`.images.garbled` says which): a painter for the legibility gate.
+    """
+
+    lettering: bool = False
+    garble_labels: float = 0.0
 
     # -- GET /_fake/images/{key}.png ---------------------------------------------
     def _image_file(self, h: Handler, rec: RequestRecord, path: str) -> None:
@@ -72,7 +80,10 @@ class OpenAIImages(OpenAIBase):
         w, hgt = (1024, 1024) if size == "auto" else map(int, size.split("x"))
         data = []
         for i in range(n):
-            png = make_png(w, hgt, f"{prompt}#{i}" if i else prompt, text=prompt)
+            if self.lettering:
+                png = make_lettered_png(w, hgt, prompt, garble=garbled(prompt, self.garble_labels))
+            else:
+                png = make_png(w, hgt, f"{prompt}#{i}" if i else prompt, text=prompt)
             if fault is not None and fault.kind in CONTENT_FAULTS:
                 png = png[: len(png) // 2] if fault.kind != "empty" else b""
             if fmt == "b64_json":

@@ -9,6 +9,7 @@ other calls in flight finish, and the run ends where it stands, to be resumed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ from cadsynth.store.ledger import CallRecord
 
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def call_records(agent: Agent, task: Task, role: str, target: str, attempts: tuple[Attempt, ...]) -> list[CallRecord]:
@@ -111,9 +113,11 @@ async def _paint(res: Resources, proposal: Proposal) -> Proposal:
         return proposal
     try:
         png = await render_async(proposal.image_spec)
-    except ValueError as refused:  # a SpecError: a spec the schema let through that cannot be drawn
-        return proposal.model_copy(update={"image": None, "paint_error": str(refused)[:300]})
-    return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png), "paint_error": None})
+    except ValueError as refused:  # a SpecError, or a limit an untrusted document broke (RenderRefused)
+        why = str(refused)[:500]
+        log.warning("%s left unpainted (%s): %s", proposal.key, proposal.image_spec.kind, why)
+        return proposal.model_copy(update={"image": None, "paint_refused": why})
+    return proposal.model_copy(update={"image": await asyncio.to_thread(res.blobs.put, png), "paint_refused": None})
 
 
 # --- the model calls: each a LangGraph task, its result kept with the checkpoint --------------

@@ -22,10 +22,11 @@ from cadsynth.domain import (
     Proposal,
 )
 from cadsynth.graphs import consensus as rule
+from cadsynth.graphs import legibility
 from cadsynth.graphs.calls import blind_judge, critique, judge, paint, propose, rationalize, revise
-from cadsynth.graphs.settings import Settings, resources
+from cadsynth.graphs.settings import Resources, Settings, resources
 from cadsynth.graphs.state import Task
-from cadsynth.store.ledger import CallRecord, Ledger
+from cadsynth.store.ledger import CallRecord
 from cadsynth.store.patience import DatabaseUnavailable
 
 
@@ -110,7 +111,7 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         return answer["made"]
 
     try:
-        return await _to_verdict(job, (await res.panel_of(job["run"])).config, res.ledger, took, calls)
+        return await _to_verdict(job, (await res.panel_of(job["run"])).config, res, took, calls)
     except BaseException:
         # Ended early (the run stopping, cut short or failing): what it paid for is in the ledger
         # before the process ends. Resumed, the problem runs again: its finished calls come back
@@ -121,7 +122,8 @@ async def problem(job: Task, runtime: Runtime[Settings]) -> dict[str, Any]:
         raise
 
 
-async def _to_verdict(job: Task, config: RunConfig, ledger: Ledger, took: Took, calls: list[CallRecord]) -> dict[str, Any]:
+async def _to_verdict(job: Task, config: RunConfig, res: Resources, took: Took, calls: list[CallRecord]) -> dict[str, Any]:
+    ledger = res.ledger
     proposed = took(await propose(job))
     if proposed is None:
         await ledger.write(calls=calls)
@@ -129,8 +131,15 @@ async def _to_verdict(job: Task, config: RunConfig, ledger: Ledger, took: Took, 
     proposal = Proposal.model_validate(proposed)
     if proposal.image is None:
         proposal = Proposal.model_validate(took(await paint({**job, "proposal": proposal.model_dump(mode="json")})))
-    about = {**job, "proposal": proposal.model_dump(mode="json")}
     dropped: DropReason | None = None if proposal.image is not None else "unpainted"
+    if config.gates.legibility and dropped is None:
+        async def repaint(p: Proposal) -> Proposal:  # the next painter draws it (its own task slot)
+            made = took(await paint({**job, "proposal": p.model_dump(mode="json"), "slot": job.get("slot", 0) + 1}))
+            return Proposal.model_validate(made)
+
+        proposal, legible = await legibility.gate(res, job, config, proposal, repaint)
+        dropped = None if legible else "illegible"
+    about = {**job, "proposal": proposal.model_dump(mode="json")}
     critiques: list[Critique] = []
     if config.critique and dropped is None:
         critiques = await _critics(config, about, proposal, took)

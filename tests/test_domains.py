@@ -461,10 +461,18 @@ def test_large_rings_and_cages_still_draw() -> None:
 
 
 def test_wild_but_valid_expressions_still_draw() -> None:
-    # Poles, overflow, no real values at all: left out of the line, never an error or a hang.
-    for expr in ("exp(exp(exp(x)))", "1/x", "tan(x)", "ln(x)", "x^x^x^x", "sqrt(-1 - x^2)", "(1e6*x)^1e6", "0/0"):
+    # Poles, overflow, values only somewhere: left out of the line, never an error or a hang.
+    for expr in ("exp(exp(exp(x)))", "1/x", "tan(x)", "ln(x)", "x^x^x^x", "(1e6*x)^1e6"):
         spec = FunctionPlot(curves=[Curve(expr=expr, label="f")], x_min=-5, x_max=5)
         assert spec_stamp(render(spec)) == spec_digest(spec), expr
+
+
+def test_a_curve_with_no_value_in_view_is_refused() -> None:
+    # Nothing to draw: an empty plot would ask about a curve nobody can see (the problem is unpainted).
+    for expr in ("sqrt(-1 - x^2)", "0/0", "9^9^9^9^9", "ln(x - 10)"):
+        spec = FunctionPlot(curves=[Curve(expr="x", label="g"), Curve(expr=expr, label="f")], x_min=-5, x_max=5)
+        with pytest.raises(SpecError, match=r"^curves\[1\]\.expr: .* has no finite value for x in \[-5, 5\]"):
+            render(spec)
 
 
 # --- determinism -------------------------------------------------------------------------------
@@ -588,7 +596,7 @@ def test_real_proposers_get_every_kind_painted(tmp_path: Path) -> None:
     assert set(by_kind) == set(KINDS) and all(n >= 2 for n in by_kind.values())
     for p in proposals:
         if p["question"] in spoiled:
-            assert p["image"] is None and p["paint_error"].startswith("smiles: ")
+            assert p["image"] is None and p["paint_refused"].startswith("smiles: ")
             continue
         digest = p["image"].removeprefix("sha256:")
         png = (tmp_path / "cads-data" / "blobs" / digest[:2] / f"{digest}.png").read_bytes()

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cadsynth.expr import evaluate, parse
-from cadsynth.specs import CHART_ORDER, PALETTE, FunctionPlot
+from cadsynth.specs import CHART_ORDER, PALETTE, FunctionPlot, SpecError, fmt_number
 
 SAMPLES = 641  # one per pixel column at the default width
 AXIS = (85, 85, 85)
@@ -27,9 +27,13 @@ def samples(spec: FunctionPlot, n: int = SAMPLES) -> tuple[Any, list[Any]]:
     """x and each curve's y at n points (nan where the expression has no value)."""
     x = np.linspace(spec.x_min, spec.x_max, n)
     ys = []
-    for curve in spec.curves:
-        y = np.broadcast_to(np.asarray(evaluate(parse(curve.expr), x), dtype=float), x.shape).copy()
+    for i, curve in enumerate(spec.curves):
+        with np.errstate(all="ignore"):  # overflow and poles become nan, left out of the line
+            y = np.broadcast_to(np.asarray(evaluate(parse(curve.expr), x), dtype=float), x.shape).copy()
         y[~np.isfinite(y)] = np.nan
+        if np.isnan(y).all():  # nothing to draw: an empty plot would ask about a curve nobody sees
+            raise SpecError(f"curves[{i}].expr: {curve.expr[:40]!r} has no finite value for x in "
+                            f"[{fmt_number(spec.x_min)}, {fmt_number(spec.x_max)}]; give a curve that exists there")
         ys.append(y)
     return x, ys
 

@@ -17,6 +17,8 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from cadsynth.agents.painter import untrusted
+
 from cadsynth.specs import (
     CHART_ORDER,
     PALETTE,
@@ -221,9 +223,11 @@ def _axes(
     bottom = h - pad - cat_h - pad
     if spec.x_label:
         bottom -= _measure("Ag", tick_font)[1] + pad
-    val_font, val_flat = _fit(value_texts or ["0"], slot * 0.95, base - 1)
+    # Values at the ticks' size (not smaller): a reader, and the legibility gate's OCR model,
+    # misread 12 px "87" above a bar.
+    val_font, val_flat = _fit(value_texts or ["0"], slot * 0.95, base)
     head = _measure("Ag", val_font)[1] if val_flat else max((_measure(t, val_font)[0] for t in value_texts), default=0)
-    top += (head + pad) if value_texts else pad
+    top += (head + pad + VALUE_GAP) if value_texts else pad
     bottom = max(bottom, top + 2)
     frame = _Frame(left, top, max(right, left + 2), bottom, lo, hi)
 
@@ -245,8 +249,11 @@ def _axes(
     return frame, val_font, val_flat
 
 
+VALUE_GAP = 5  # pixels between a value and its bar or point: text flush on a bar reads as part of it
+
+
 def _value_label(img: Image.Image, draw: Draw, x: float, y: float, text: str, font: Font, flat: bool, below: bool = False) -> None:
-    gap = 3
+    gap = VALUE_GAP
     if flat:
         _put(draw, (x, y + gap if below else y - gap), text, font, "mt" if below else "mb")
     else:
@@ -404,9 +411,12 @@ def _geometry(img: Image.Image, spec: GeometryFigure) -> None:
     w, h, base = spec.width, spec.height, _base_size(spec.width, spec.height)
     pad = max(3, base // 2)
     top = _title(draw, spec, base)
-    font = _font(base)
+    # Labels a third larger than a chart's ticks: the reader (and the legibility gate's OCR model)
+    # misreads 13 px "9 in" as "gin" on a thin-lined figure.
+    font = _font(round(base * 1.35))
     bottom = h - pad - (_measure("Ag", font)[1] + pad if spec.note else 0)
-    margin = base * 3
+    # Room for the widest side label beside the figure: "10 cm" on a right-hand side was clipped.
+    margin = max(base * 3, max((_measure(t, font)[0] for t in spec.side_labels), default=0) + 2 * pad)
     if spec.note:
         _put(draw, (w / 2, h - pad), spec.note, _fit([spec.note], w - 2 * pad, base)[0], "mb")
     if spec.figure == "circle":
@@ -451,7 +461,10 @@ def _geometry(img: Image.Image, spec: GeometryFigure) -> None:
                 t1, t2 = t2, t1
             draw.arc((round(x - r), round(y - r), round(x + r), round(y + r)), t1, t2, fill=BLACK)
             bx, by = _unit(*_add(_unit(a[0] - x, a[1] - y), _unit(b[0] - x, b[1] - y)))
-            d = r + base * 1.2
+            # Out along the bisector until the label clears both sides of a narrow angle.
+            tw, th = _measure(spec.angle_labels[i], font)
+            half = math.radians(((t2 - t1) % 360) / 2)
+            d = max(r + base * 1.2, (max(tw, th) / 2 + pad) / max(0.25, math.sin(half)))
             _put(draw, (x + bx * d, y + by * d), spec.angle_labels[i], font, "mm")
 
 
@@ -467,9 +480,9 @@ def _circle(draw: Draw, spec: GeometryFigure, font: Font, c: tuple[float, float]
     draw.line((round(x0), round(y), round(x + r), round(y)), fill=BLACK, width=max(1, lw // 2))
     draw.ellipse((round(x - 3), round(y - 3), round(x + 3), round(y + 3)), fill=BLACK)
     if spec.side_labels:
-        _put(draw, (x + r / 2, y - 4), spec.side_labels[0], font, "mb")  # right half: clear of the centre mark
+        _put(draw, (x + r / 2, y - 6), spec.side_labels[0], font, "mb")  # right half: clear of the centre mark
     if spec.vertex_names:
-        _put(draw, (x, y + 5), spec.vertex_names[0], font, "mt")
+        _put(draw, (x, y + 8), spec.vertex_names[0], font, "mt")  # clear of the centre mark and its radius
 
 
 def _shape_points(kind: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
@@ -508,6 +521,9 @@ _DRAWERS: dict[str, Callable[[Image.Image, ImageSpec], None]] = {
     "table": _table,  # type: ignore[dict-item]
     "geometry": _geometry,  # type: ignore[dict-item]
     "shape_scene": _shape_scene,  # type: ignore[dict-item]
+    # Untrusted documents, drawn only in a worker process under limits (agents.painter.workers).
+    "vega_lite": untrusted.draw_vega_lite,  # type: ignore[dict-item]
+    "svg": untrusted.draw_svg,  # type: ignore[dict-item]
 }
 
 

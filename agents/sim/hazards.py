@@ -22,6 +22,7 @@ from typing import Any
 
 from cadsynth.specs import ImageSpec
 from cadsynth.rng import rng_for
+from cadsynth.agents.sim import documents
 from cadsynth.agents.sim.world import CITIES, FRUITS, MONTHS, NAMED, NAMES, PRODUCTS, SHAPE_NAMES, TEAMS, Problem, World, describe
 from cadsynth.config import WorldConfig
 
@@ -111,6 +112,8 @@ def _break(rng: random.Random, spec: ImageSpec, question: str) -> tuple[ImageSpe
 
     if spec.kind in FAILURES:
         return FAILURES[spec.kind](rng, spec, question)
+    if spec.kind in documents.BREAKS:  # a document kind: its own failure modes (agents.sim.documents)
+        return documents.BREAKS[spec.kind](rng, spec, question)
     data = spec.model_dump(mode="json")
     used = (json.dumps(data) + " " + question).lower()
     named = [(path, value) for path, value in _leaves(data) if _named(question, value)]

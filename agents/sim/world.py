@@ -26,7 +26,9 @@ from cadsynth.specs import (
     Shape,
     ShapeScene,
     Slice,
+    SvgImage,
     Table,
+    VegaLiteChart,
     fmt_number,
     percent_labels,
 )
@@ -1193,6 +1195,8 @@ DESCRIBERS: dict[str, Callable[[ImageSpec, str], str]] = {}
 
 def describe(spec: ImageSpec) -> str:
     """The image as a proposer would describe it to an image model: layout, values, labels."""
+    if isinstance(spec, (VegaLiteChart, SvgImage)):
+        return documents.DESCRIPTIONS[spec.kind](spec)
     canvas = f"a {spec.width}x{spec.height} white canvas" + (f", titled '{spec.title}'" if spec.title else "")
     if spec.kind in DESCRIBERS:
         return DESCRIBERS[spec.kind](spec, canvas)
@@ -1413,3 +1417,5 @@ def _pick(rng: random.Random, candidates: list[Template], caps: list[Capability]
 # The science domains' templates register themselves (their own module: each kind's problems,
 # descriptions and failure modes together).
 from cadsynth.agents.sim import sciences as _sciences  # noqa: E402,F401
+# The untrusted kinds' templates register themselves (with `_template`) when their module loads.
+from cadsynth.agents.sim import documents  # noqa: E402

@@ -150,7 +150,8 @@ def _print_transcript(t: dict[str, Any]) -> None:
         elif verdict.score is None:
             why = {"text_answerable": f"a blind judge answered {verdict.blind_answer!r} without the image",
                    "inconsistent": "image, question and reference still conflict after a revision",
-                   "unpainted": "no image"}.get(verdict.reason or "", "dropped by the critics")
+                   "unpainted": f"no image: {p.paint_refused}" if p.paint_refused else "no image",
+                   "illegible": "the OCR model could not read its labels"}.get(verdict.reason or "", "dropped by the critics")
             console.print(f"consensus: none ({why}); outcome {verdict.outcome}", markup=False)
         else:
             console.print(f"consensus: C={verdict.score} of K={verdict.judges} judges; outcome {verdict.outcome}", markup=False)

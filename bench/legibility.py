@@ -16,6 +16,7 @@ about reading them is Tesseract's. Prints:
    text to look for (unlabelled shapes) are counted apart: the gate passes them.
 
 Usage: python bench/legibility.py [--n 1000] [--painter-n N] [--garble 0.2] [--threads 2] [--only renderers|painter]
+       [--kinds molecule,circuit,...]
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ def _timed_read(png: bytes) -> tuple[str, float]:
     return text, time.perf_counter() - start
 
 
-def declarative(n: int, threads: int) -> None:
+def declarative(n: int, threads: int, only: set[str] | None = None) -> None:
     have = {t.kind for t in TEMPLATES.values()}
     print(f"renderer images, {n} per kind at the default size (real OCR: Tesseract {_version()})")
     print(f"  {'kind':12} {'texts read':>11} {'letters read':>13} {'gate passes':>12} {'OCR s/image':>12}")
     for salt, kind in enumerate(sorted(KINDS)):
+        if only and kind not in only:
+            continue
         if kind not in have:
             print(f"  {kind:12} (no world template yet: not measured)")
             continue
@@ -133,11 +136,12 @@ def main() -> None:
     parser.add_argument("--garble", type=float, default=0.2, help="share of prompts whose labels the fake painter garbles")
     parser.add_argument("--threads", type=int, default=2, help="OCR processes at once")
     parser.add_argument("--only", choices=["renderers", "painter"], help="measure one part only")
+    parser.add_argument("--kinds", default="", help="comma-separated image kinds to measure (default: every kind)")
     args: Any = parser.parse_args()
     if not reader.available():
         raise SystemExit("tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-eng")
     if args.only != "painter":
-        declarative(args.n, args.threads)
+        declarative(args.n, args.threads, {k.strip() for k in args.kinds.split(",") if k.strip()} or None)
     if args.only != "renderers":
         painter(args.painter_n or args.n, args.garble, args.threads)
 

@@ -177,9 +177,17 @@ def _as_number(text: str) -> float | None:
         return None
 
 
+# Letters the reader takes a digit for inside a name of letters and digits ("Rl" read for "R1",
+# "RS" for "R5"); in such a name a letter is compared as the digit it is mistaken for.
+_DIGIT_SLIPS = str.maketrans({"l": "1", "i": "1", "|": "1", "o": "0", "s": "5", "z": "2", "t": "7", "g": "9", "b": "8"})
+
+
 def _close(a: str, b: str) -> bool:
-    """Equal, or (for words of four letters or more) one edit apart: OCR's usual slip."""
+    """Equal, one of the reader's digit slips in a name of letters and digits, or (for words of four
+    letters or more) one edit apart: OCR's usual slip."""
     if a == b:
+        return True
+    if any(c.isdigit() for c in a) and any(c.isalpha() for c in a) and a.translate(_DIGIT_SLIPS) == b.translate(_DIGIT_SLIPS):
         return True
     if min(len(a), len(b)) < 4 or abs(len(a) - len(b)) > 1:
         return False

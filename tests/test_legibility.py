@@ -49,6 +49,22 @@ def test_the_reader_reads_back_what_a_renderer_printed(template: str) -> None:
     assert result.legible, result.missing
 
 
+@pytest.mark.parametrize(("template", "seed"), [("map.distance", 12), ("map.bearing", 11), ("map.bearing", 14),
+                                              ("map.which_distance", 11), ("circuit.branch_current", 12)])
+def test_place_names_and_resistor_names_are_read_back(template: str, seed: int) -> None:
+    # Each was illegible before: a place's dot read as its name's first letter ("4Qslo"), "RS" read for R5.
+    problem = WORLD.generate(random.Random(seed), template, 0.4)
+    result = reading(reader.read(render(problem.spec)), problem.spec, problem.question)
+    assert result.named and result.legible, result.missing
+
+
+def test_a_name_of_letters_and_digits_is_found_despite_the_readers_digit_slips() -> None:
+    seen = Text("Rl  RS  R7  RO\nOslo")
+    assert seen.has("R1") and seen.has("R5") and seen.has("R7") and seen.has("R0")
+    assert not seen.has("R2") and not seen.has("R9") and not seen.has("Q1")
+    assert not Text("0slo").has("Lima")  # words without digits keep the plain rule
+
+
 def test_an_image_whose_named_label_is_drawn_wrong_is_illegible() -> None:
     spec = BarChart(title="Fruit sold", bars=[{"label": "Apple", "value": 12}, {"label": "Cherry", "value": 30}, {"label": "Mango", "value": 21}])
     question = "What value does the bar for Cherry show?"

@@ -58,10 +58,12 @@ def draw_map(img: Image.Image, spec: SchematicMap) -> None:
         x, y = where[p.name]
         draw.ellipse((round(x - r), round(y - r), round(x + r), round(y + r)), fill=PLACE, outline=BLACK)
         tw, th = _measure(p.name, name_font)
-        # Beside the dot, on the side with room: right unless it would leave the map.
-        right = x + r + 3 + tw <= x0 + spec.width_km * k
+        # Beside the dot, on the side with room: right unless it would leave the map. A letter's
+        # width away: closer, the OCR model reads the dot as the name's first letter ("4Qslo").
+        gap = r + max(6, base // 2)
+        right = x + gap + tw <= x0 + spec.width_km * k
         below = y - r - 3 - th < y0
-        tx = x + r + 3 if right else x - r - 3
+        tx = x + gap if right else x - gap
         ty = y + r + 2 if below else y - r - 2
         box = (tx if right else tx - tw) - 1, (ty if below else ty - th) - 1
         _rect(draw, box[0], box[1], box[0] + tw + 2, box[1] + th + 2, fill=WHITE)

@@ -2,8 +2,8 @@
 
 A real proposer writes these for what no template covers; the world writes them from its own
 data, so each truth is computed, as for every other kind. Templates register with world.py's
-`_template`; their failure modes (a label missing, a value drawn differently) are `BREAKS`, which
-agents.sim.hazards applies to these kinds as it changes the other kinds' specs.
+`_template`; their descriptions and failure modes (a label missing, a value drawn differently) go
+in the world's `DESCRIBERS` and `FAILURES`, which agents.sim.hazards applies as it does every kind's.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from xml.sax.saxutils import escape
 from cadsynth.specs import PALETTE, ImageSpec, SvgImage, VegaLiteChart, fmt_number
 from cadsynth.agents.sim.world import (
     BAR_THEMES,
+    DESCRIBERS,
+    FAILURES,
     CITIES,
     FRUITS,
     NAMED,
@@ -282,11 +284,6 @@ def _break_svg(rng: random.Random, spec: ImageSpec, question: str) -> tuple[Imag
     return None
 
 
-BREAKS: dict[str, Callable[[random.Random, ImageSpec, str], tuple[ImageSpec, str] | None]] = {
-    "vega_lite": _break_vega_lite,
-    "svg": _break_svg,
-}
-DESCRIPTIONS: dict[str, Callable[[ImageSpec], str]] = {
-    "vega_lite": describe_vega_lite,  # type: ignore[dict-item]
-    "svg": describe_svg,  # type: ignore[dict-item]
-}
+FAILURES["vega_lite"], FAILURES["svg"] = _break_vega_lite, _break_svg
+DESCRIBERS["vega_lite"] = lambda spec, canvas: describe_vega_lite(spec)  # type: ignore[arg-type]
+DESCRIBERS["svg"] = lambda spec, canvas: describe_svg(spec)  # type: ignore[arg-type]

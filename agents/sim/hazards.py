@@ -22,8 +22,7 @@ from typing import Any
 
 from cadsynth.specs import ImageSpec
 from cadsynth.rng import rng_for
-from cadsynth.agents.sim import documents
-from cadsynth.agents.sim.world import CITIES, FRUITS, MONTHS, NAMED, NAMES, PRODUCTS, SHAPE_NAMES, TEAMS, Problem, World, describe
+from cadsynth.agents.sim.world import CITIES, FAILURES, FRUITS, MONTHS, NAMED, NAMES, PRODUCTS, SHAPE_NAMES, TEAMS, Problem, World, describe
 from cadsynth.config import WorldConfig
 
 # Spec fields a question names things by; titles and axis captions are not what it asks about.
@@ -108,12 +107,8 @@ def _decoy(rng: random.Random, path: tuple[Any, ...], used: str) -> str:
 
 
 def _break(rng: random.Random, spec: ImageSpec, question: str) -> tuple[ImageSpec, str] | None:
-    from cadsynth.agents.sim.sciences import FAILURES  # kinds with failure modes of their own
-
-    if spec.kind in FAILURES:
+    if spec.kind in FAILURES:  # a kind with failure modes of its own (agents.sim.sciences, .documents)
         return FAILURES[spec.kind](rng, spec, question)
-    if spec.kind in documents.BREAKS:  # a document kind: its own failure modes (agents.sim.documents)
-        return documents.BREAKS[spec.kind](rng, spec, question)
     data = spec.model_dump(mode="json")
     used = (json.dumps(data) + " " + question).lower()
     named = [(path, value) for path, value in _leaves(data) if _named(question, value)]

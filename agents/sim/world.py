@@ -12,7 +12,7 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence, cast
+from typing import Any, Callable, Iterable, Sequence, cast
 
 from cadsynth.specs import (
     ColorName,
@@ -26,9 +26,7 @@ from cadsynth.specs import (
     Shape,
     ShapeScene,
     Slice,
-    SvgImage,
     Table,
-    VegaLiteChart,
     fmt_number,
     percent_labels,
 )
@@ -1189,14 +1187,16 @@ def _shape_largest_label(rng: random.Random, level: float) -> Draft:
 # --- visual prompts ----------------------------------------------------------------------------
 
 
-# Kinds described by the module that makes their problems (agents.sim.sciences): (spec, canvas) -> text.
+# What the module that makes a kind's problems (agents.sim.sciences, agents.sim.documents) registers
+# for it: how a proposer describes its image, (spec, canvas) -> text; and what its drawn image can
+# get wrong, (rng, spec, question) -> (the spec as drawn, how), or None when the spec offers no such
+# change (agents.sim.hazards asks there first).
 DESCRIBERS: dict[str, Callable[[ImageSpec, str], str]] = {}
+FAILURES: dict[str, Callable[[random.Random, Any, str], tuple[ImageSpec, str] | None]] = {}
 
 
 def describe(spec: ImageSpec) -> str:
     """The image as a proposer would describe it to an image model: layout, values, labels."""
-    if isinstance(spec, (VegaLiteChart, SvgImage)):
-        return documents.DESCRIPTIONS[spec.kind](spec)
     canvas = f"a {spec.width}x{spec.height} white canvas" + (f", titled '{spec.title}'" if spec.title else "")
     if spec.kind in DESCRIBERS:
         return DESCRIBERS[spec.kind](spec, canvas)
@@ -1418,4 +1418,4 @@ def _pick(rng: random.Random, candidates: list[Template], caps: list[Capability]
 # descriptions and failure modes together).
 from cadsynth.agents.sim import sciences as _sciences  # noqa: E402,F401
 # The untrusted kinds' templates register themselves (with `_template`) when their module loads.
-from cadsynth.agents.sim import documents  # noqa: E402
+from cadsynth.agents.sim import documents as _documents  # noqa: E402,F401

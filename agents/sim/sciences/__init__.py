@@ -8,13 +8,8 @@ Templates register with the world's catalogue (`world._template`) when the world
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
 
-from cadsynth.specs import ImageSpec
-
-# What each kind's drawn image can get wrong: (rng, spec, question) -> (the spec as drawn, how) or
-# None when the spec offers no such change. agents.sim.hazards asks here first.
-FAILURES: dict[str, Callable[[random.Random, Any, str], tuple[ImageSpec, str] | None]] = {}
+from cadsynth.agents.sim.world import FAILURES  # each kind's module fills it, as it does DESCRIBERS
 
 
 def titled(rng: random.Random, *titles: str) -> str:

@@ -89,7 +89,7 @@ def _punnett_which_genotype(rng: random.Random, level: float) -> Draft:
     pool = [o for o in counts if o != g] + cells(hetero, hetero)  # then genotypes this cross cannot give
     choices, letter, others = ordered_choice(g, _texts(g, pool))
     return Draft(
-        x.spec, f"Which genotype fills exactly {n} of the {len(square)} square of the square?", "choice", letter, others,
+        x.spec, f"Which genotype fills exactly {n} of the {len(square)} boxes of the square?", "choice", letter, others,
         f"Counting each genotype in the square: {g} appears {n} times (option {letter}).",
         x.load, choices=choices,
     )

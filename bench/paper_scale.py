@@ -1,22 +1,29 @@
-"""Paper scale on the simulated panel: `cads run --target N` as one command, at several sizes.
+"""Paper scale on the simulated panel: one `cads run` to the largest size, read as it passes each size.
 
-For each size it prints (figures of the simulated panel, which answers at once):
-  * wall time and kept samples per second of the whole `cads run` process;
-  * the painter alone: rendering every image of the run again in one process, the physical limit
-    of this pipeline, and the run's wall time as a multiple of it;
-  * peak memory of the run process, and its ratio to the smallest size's;
-  * the store on disk per kept sample, and the checkpoint tables' share of it (the run has the
-    default id `cads run` gives it, which every record row repeats).
+One run per setting goes to the largest of --sizes; a sampler reads the store every second and notes
+the moment the run passes each size, so the figures at 2,000 and 20,000 are those of the same run on
+its way to 100,000 (a run stopped at 2,000 would have made the same samples in the same time, less
+the last round's tail). For each size it prints (figures of the simulated panel, which answers at once):
+  * wall time and kept samples per second from the start, as a run of that size would report;
+  * kept/s and CPU seconds per kept sample (the run process and its painter workers) over the second
+    half of the way to that size: what a sample costs at that point of the run;
+  * peak memory of the run process so far (its high-water mark), and its ratio to the smallest size's
+    (the painter workers' is printed apart: they hold one image at a time, and the Vega-Lite
+    renderer's engine, whatever the run's size);
+and at the end, for the whole run:
+  * the painter alone: a sample of the run's images rendered again one after another in one process,
+    the physical limit of this pipeline, and the run's wall time as a multiple of it;
+  * the store on disk per kept sample, and the checkpoint tables' share of it.
 
 With --clean the run is the clean world with the quality gates off (no failure modes, no blind
 pass, no rechecks): the pipeline's own cost per sample, as before the gates existed.
 
---settings runs each size under each named setting: `built-in` (the config as shipped) and
-`weighted-dedup` (`consensus: {weighted: true}` and the near-duplicate gate on, the costliest per
-round). At the end it prints kept samples per second at each size as a ratio to the smallest
-size's, per setting, side by side: a flat cost per sample reads 1.00 all along.
+--settings runs under each named setting: `built-in` (the config as shipped) and `weighted-dedup`
+(`consensus: {weighted: true}` and the near-duplicate gate on, the costliest per round). At the end
+it prints kept samples per second at each size as a ratio to the smallest size's, per setting, side
+by side: a flat cost per sample reads 1.00 all along. Linux only (it reads /proc).
 
-Usage: python bench/paper_scale.py [--sizes 2000 20000] [--lanes 8] [--clean] [--settings built-in weighted-dedup]
+Usage: python bench/paper_scale.py [--sizes 2000 20000 100000] [--lanes 8] [--clean] [--settings built-in weighted-dedup]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import os
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -37,27 +45,91 @@ from cads_process import cads, python, reexec_with_cadsynth
 
 reexec_with_cadsynth()
 from cadsynth.config import WorldConfig  # noqa: E402
+from cadsynth.graphs.dedup import KEPT  # noqa: E402
 
 RENDER_AGAIN = """
 import sqlite3, sys, time, json
 from cadsynth.agents.painter.render import render
 from cadsynth.specs import parse_spec
 db = sqlite3.connect(sys.argv[1])
-specs = [parse_spec(json.loads(r)["image_spec"]) for (r,) in db.execute("SELECT record FROM cads_proposals")
-         if json.loads(r).get("image_spec")]
+records = [r for (r,) in db.execute("SELECT record FROM cads_proposals")]
+specs = [json.loads(r)["image_spec"] for r in records if json.loads(r).get("image_spec")]
+sample = specs[:: max(1, len(specs) // int(sys.argv[2]))]
 start = time.perf_counter()
-for spec in specs:
-    render(spec)
-print(len(specs), time.perf_counter() - start)
+for spec in sample:
+    render(parse_spec(spec))
+print(len(specs), len(sample), time.perf_counter() - start)
 """
+PAINTER_SAMPLE = 3000  # images rendered again to time the painter alone
+
+
+def tree(pid: int) -> list[int]:
+    """A process and its living descendants, from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of one process, 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def high_water_mib(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM), 0 once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), 0.0)
+
+
+class Sampler(threading.Thread):
+    """Every second: kept samples so far (from the store), wall time, the run's CPU and memory."""
+
+    def __init__(self, pid: int, db: Path, start: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.db, self.start_time = pid, db, start
+        self.points: list[tuple[int, float, float, float]] = []  # (kept, wall, cpu, the run process's peak MiB)
+        self.worker_peak_mib = 0.0  # the largest painter worker's, over the run
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        query = f"SELECT count(*) FROM cads_consensus WHERE outcome IN ({', '.join('?' * len(KEPT))})"
+        while not self.done.wait(1.0):
+            try:
+                with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
+                    kept = conn.execute(query, KEPT).fetchone()[0]
+                processes = tree(self.pid)
+                point = (kept, time.perf_counter() - self.start_time, sum(map(cpu_seconds, processes)), high_water_mib(self.pid))
+                self.worker_peak_mib = max([self.worker_peak_mib, *map(high_water_mib, processes[1:])])
+            except (sqlite3.OperationalError, FileNotFoundError, ProcessLookupError):
+                continue  # the store is not made yet, or the run has ended
+            self.points.append(point)
+
+    def at(self, kept: float) -> tuple[int, float, float, float] | None:
+        """The first point at or past `kept` samples."""
+        return next((p for p in self.points if p[0] >= kept), None)
 
 
 SETTINGS = ("built-in", "weighted-dedup")
 
 
-def run_once(py: str, target: int, lanes: int, work: Path, clean: bool, setting: str = "built-in") -> dict[str, float]:
+def run_once(py: str, sizes: list[int], lanes: int, work: Path, clean: bool, setting: str = "built-in") -> dict:
+    target = max(sizes)
     # The run's own id, as a user's run gets it: the id is in every record row, so its length shows in the store.
-    cmd = [py, "-m", "cadsynth.cli", "run", "--target", str(target), "--rounds", "1000", "--lanes", str(lanes)]
+    cmd = [py, "-m", "cadsynth.cli", "run", "--target", str(target), "--rounds", "10000", "--lanes", str(lanes)]
     if clean or setting != "built-in":
         config = yaml.safe_load(resources.files("cadsynth").joinpath("default.yaml").read_text())
         if clean:
@@ -67,13 +139,27 @@ def run_once(py: str, target: int, lanes: int, work: Path, clean: bool, setting:
             config["gates"] = {**config.get("gates", {}), "near_duplicates": {"enabled": True}}
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         cmd.insert(4, "config.yaml")
+    db = work / "cads.db"
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = Sampler(proc.pid, db, start)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    sampler.done.set()
+    sampler.join()
     if status != 0:
         raise SystemExit(f"error: `cads run` exited {status}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
-    db = work / "cads.db"
+    marks = []
+    for size in sizes:
+        half, end = sampler.at(size / 2), sampler.at(size)
+        if half is None or end is None or end[1] <= half[1]:
+            raise SystemExit(f"error: the run never passed {size} kept samples by the sampler's reading; lower --sizes")
+        marks.append({
+            "size": size, "kept": end[0], "wall": end[1], "peak_mib": end[3],
+            "window_rate": (end[0] - half[0]) / (end[1] - half[1]),
+            "window_cpu_ms": 1000 * (end[2] - half[2]) / (end[0] - half[0]),
+        })
     with sqlite3.connect(db) as conn:
         [run] = [r for (r,) in conn.execute("SELECT id FROM cads_runs WHERE lane_of IS NULL")]
         checkpoint_bytes = sum(
@@ -86,15 +172,18 @@ def run_once(py: str, target: int, lanes: int, work: Path, clean: bool, setting:
         )
     kept = int(json.loads(cads("stats", run, "--json", cwd=work, interpreter=py).stdout)["kept"])
     store = sum(p.stat().st_size for p in work.glob("cads.db*"))
-    images, painter = subprocess.run([py, "-c", RENDER_AGAIN, str(db)], capture_output=True, text=True, check=True).stdout.split()
+    painted = subprocess.run([py, "-c", RENDER_AGAIN, str(db), str(PAINTER_SAMPLE)], capture_output=True, text=True, check=True)
+    images, sampled, seconds = painted.stdout.split()
     return {
+        "marks": marks,
         "kept": kept,
         "wall": wall,
         "peak_mib": usage.ru_maxrss / 1024,
+        "worker_peak_mib": sampler.worker_peak_mib,
         "store_kib": store / 1024 / kept,
         "checkpoint_kib": checkpoint_bytes / 1024 / kept,
         "images": int(images),
-        "painter": float(painter),
+        "painter_ms": 1000 * float(seconds) / int(sampled),
     }
 
 
@@ -106,34 +195,39 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=["built-in"],
                         help="weighted-dedup: consensus: {weighted: true} and the near-duplicate gate on")
     args = parser.parse_args()
+    sizes = sorted(set(args.sizes))
+    if sizes[0] < 100:
+        raise SystemExit(f"error: --sizes {sizes[0]} is too small to time; use 100 or more")
     py = python()
     world = "the clean world, gates off" if args.clean else "the built-in config (harder world, its gates on)"
-    print(f"simulated panel, {world}, {args.lanes} lanes; one `cads run` per size (figures of the simulator, not of any model)")
-    rates: dict[str, list[float]] = {}
+    print(f"simulated panel, {world}, {args.lanes} lanes; one `cads run` to {sizes[-1]} per setting, read at "
+          f"{', '.join(map(str, sizes))} (figures of the simulator, not of any model)")
+    results: dict[str, dict] = {}
     for setting in args.settings:
         print(f"setting {setting}:")
-        rates[setting] = [r["kept"] / r["wall"] for r in sizes(py, args, setting)]
-    print("kept/s as a ratio to the smallest size's, per setting:")
-    print("  " + " ".join(f"{target:>10d}" for target in args.sizes) + "  setting")
-    for setting, per_size in rates.items():
-        print("  " + " ".join(f"{rate / per_size[0]:10.2f}" for rate in per_size) + f"  {setting} ({per_size[0]:.1f} kept/s at {args.sizes[0]})")
-
-
-def sizes(py: str, args: argparse.Namespace, setting: str) -> list[dict[str, float]]:
-    rows: list[dict[str, float]] = []
-    for target in args.sizes:
         with tempfile.TemporaryDirectory() as work:
-            rows.append(run_once(py, target, args.lanes, Path(work), args.clean, setting))
-        r = rows[-1]
+            r = results[setting] = run_once(py, sizes, args.lanes, Path(work), args.clean, setting)
+        first = r["marks"][0]
+        for m in r["marks"]:
+            print(
+                f"  at {m['size']:6d}: {m['wall']:7.1f} s, {m['kept'] / m['wall']:5.1f} kept/s from the start; "
+                f"{m['window_rate']:5.1f} kept/s and {m['window_cpu_ms']:5.1f} ms CPU per kept over {m['size'] // 2}-{m['size']}; "
+                f"peak {m['peak_mib']:.0f} MiB ({m['peak_mib'] / first['peak_mib']:.2f}x at {first['size']})"
+            )
+        painter = r["painter_ms"] * r["images"] / 1000
         print(
-            f"  target {target:6d}: kept {r['kept']:6d} in {r['wall']:7.1f} s ({r['kept'] / r['wall']:5.1f} kept/s); "
-            f"painter alone {r['painter']:6.1f} s for {r['images']} images ({1000 * r['painter'] / r['images']:.1f} ms each), "
-            f"run/painter {r['wall'] / r['painter']:4.1f}x; peak {r['peak_mib']:.0f} MiB "
-            f"({r['peak_mib'] / rows[0]['peak_mib']:.2f}x the first size); store {r['store_kib'] * 1024:,.0f} bytes/kept "
-            f"({r['store_kib']:.2f} KiB), "
-            f"checkpoints {r['checkpoint_kib']:.2f} KiB/kept"
+            f"  whole run: kept {r['kept']} in {r['wall']:.1f} s; painter alone {r['painter_ms']:.1f} ms an image "
+            f"({r['images']} images, {painter:.0f} s), run/painter {r['wall'] / painter:.1f}x; peak of any of its processes {r['peak_mib']:.0f} MiB "
+            f"(of a painter worker {r['worker_peak_mib']:.0f} MiB); "
+            f"store {r['store_kib'] * 1024:,.0f} bytes/kept ({r['store_kib']:.2f} KiB), checkpoints {r['checkpoint_kib']:.2f} KiB/kept"
         )
-    return rows
+    print("as a ratio to the smallest size's, per setting (1.00 = flat):")
+    print("  " + " ".join(f"{size:>8d}" for size in sizes) + "  figure, setting")
+    for setting, r in results.items():
+        for label, key in (("kept/s from the start", None), ("kept/s over the window", "window_rate"),
+                           ("CPU per kept over the window", "window_cpu_ms"), ("peak memory", "peak_mib")):
+            values = [m["kept"] / m["wall"] if key is None else m[key] for m in r["marks"]]
+            print("  " + " ".join(f"{v / values[0]:8.2f}" for v in values) + f"  {label}, {setting}")
 
 
 if __name__ == "__main__":

@@ -305,7 +305,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     panel: list[AgentConfig] = Field(min_length=1)
-    rounds: int = Field(default=8, ge=1, le=1000)
+    rounds: int = Field(default=8, ge=1, le=10_000)  # per lane; the run's recursion_limit allows 20,000 (5 steps a round)
     target: int = Field(default=40, ge=1, description="Stop once this many samples are kept")
     proposals_per_agent: int = Field(default=3, ge=1, le=50)
     concurrency: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(

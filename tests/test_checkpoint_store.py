@@ -404,6 +404,33 @@ async def test_the_round_thinning_saver_thins_back_to_the_boundary_it_was_told_o
         assert len([t async for t in saver.alist(threads[1])]) == 5
 
 
+async def test_thinning_frees_the_blobs_only_the_thinned_checkpoints_held(db_url: str) -> None:
+    """Two channels: `doc` written once before the first boundary, `x` at every step. Thinning a
+    round keeps `doc`'s blob (both boundaries hold it) and `x`'s at each boundary, and frees the
+    `x` versions only the steps between held; earlier rounds' boundaries keep theirs."""
+    async with open_checkpointer(db_url, thin_rounds=True) as saver:
+        assert isinstance(saver, RoundThinningSaver)
+        config = _thread()
+        thread_id = config["configurable"]["thread_id"]
+        versions: dict[str, Any] = {}
+        saved = []
+        for step in range(9):
+            channels = ["doc", "x"] if step == 0 else ["x"]
+            for channel in channels:
+                versions[channel] = saver.get_next_version(versions.get(channel), None)
+            cp = {**empty_checkpoint(), "channel_values": {"doc": ["d"], "x": [step]}, "channel_versions": dict(versions)}
+            config = await saver.aput(config, cp, {"source": "loop", "step": step}, {c: versions[c] for c in channels})
+            saved.append((config, dict(versions)))
+        boundaries = (0, 4, 8)
+        for b in boundaries:
+            await saver.aclose_round(saved[b][0])
+        held = {(channel, v[channel]) for b in boundaries for v in [saved[b][1]] for channel in ("doc", "x")}
+        assert _blob_rows(db_url, thread_id) == held
+        for b in boundaries:
+            got = await saver.aget_tuple(saved[b][0])
+            assert got is not None and got.checkpoint["channel_values"] == {"doc": ["d"], "x": [b]}
+
+
 def test_the_sync_saver_refuses_async_calls(sqlite_url: str) -> None:
     with open_checkpointer_sync(sqlite_url) as saver:
         with pytest.raises(NotImplementedError, match="AsyncSqlSaver"):

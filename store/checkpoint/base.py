@@ -406,18 +406,18 @@ class BaseSqlSaver(BaseCheckpointSaver[str]):
                 )
 
     def _collect_blobs(
-        self, conn: Connection, thread_id: str, ns: str, freed: set[tuple[str, str]]
+        self, conn: Connection, thread_id: str, ns: str, freed: set[tuple[str, str]], since: str | None = None
     ) -> None:
-        """Delete the blobs among `freed` that no remaining checkpoint of (thread, ns) uses."""
+        """Delete the blobs among `freed` that no remaining checkpoint of (thread, ns) uses.
+
+        With `since`, only checkpoints from that one on are asked: the caller knows no older one
+        can use a freed blob (thinning, where `since` is the kept checkpoint the freed ones followed)."""
         if not freed:
             return
-        used = {
-            v
-            for (versions,) in conn.execute(
-                select(C.c.channel_versions).where(C.c.thread_id == thread_id, C.c.checkpoint_ns == ns)
-            )
-            for v in blob_keys(versions)
-        }
+        where = [C.c.thread_id == thread_id, C.c.checkpoint_ns == ns]
+        if since is not None:
+            where.append(C.c.checkpoint_id >= since)
+        used = {v for (versions,) in conn.execute(select(C.c.channel_versions).where(*where)) for v in blob_keys(versions)}
         garbage = sorted(freed - used)
         for chunk in _chunks(garbage):
             conn.execute(

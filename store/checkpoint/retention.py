@@ -64,4 +64,8 @@ class RoundThinningSaver(AsyncSqlSaver):
             .where(C.c.thread_id == thread_id, C.c.checkpoint_ns == "", C.c.checkpoint_id == before)
             .values(parent_checkpoint_id=after)
         )
-        self._collect_blobs(conn, thread_id, "", {v for r in rows for v in blob_keys(r.channel_versions)})
+        # A channel's versions only grow along a thread, so a version a deleted checkpoint holds is
+        # either `after`'s own or newer than `after`: no checkpoint older than `after` can hold it,
+        # and the check reads the few checkpoints from `after` on, not the whole run's boundaries.
+        freed = {v for r in rows for v in blob_keys(r.channel_versions)}
+        self._collect_blobs(conn, thread_id, "", freed, since=after)

@@ -55,9 +55,10 @@ def _letters_only(dark: np.ndarray) -> np.ndarray:
     return np.where(keep[labels], 0, 255).astype(np.uint8)
 
 
-def _lone_glyphs(letters: np.ndarray) -> Image.Image | None:
-    """The letters that stand alone (a shape's or a vertex's name), cut out and set one a line:
-    Tesseract drops a lone glyph on a page as noise, but reads a column of them."""
+def _lone_glyphs(letters: np.ndarray, grey: np.ndarray) -> Image.Image | None:
+    """The letters that stand alone (a shape's or a vertex's name), cut out of the grey image with
+    their antialiased edges and set one a line: Tesseract drops a lone glyph on a page as noise,
+    but reads a column of them (and an "f" cut as bare ink, it reads as "t")."""
     from scipy import ndimage  # type: ignore[import-untyped]
 
     boxes = [b for b in ndimage.find_objects(ndimage.label(letters, structure=np.ones((3, 3), dtype=bool))[0]) if b]
@@ -79,9 +80,9 @@ def _lone_glyphs(letters: np.ndarray) -> Image.Image | None:
     line = max(max(ys.stop - ys.start, xs.stop - xs.start) for ys, xs in alone) + 8
     # One letter a line: set side by side, however far apart, Tesseract joins them into words.
     strip = Image.new("L", (3 * line, len(alone) * line + line), 255)
-    ink = np.where(letters, 0, 255).astype(np.uint8)
     for k, (ys, xs) in enumerate(alone):
-        strip.paste(Image.fromarray(ink[ys, xs]), (line, line // 2 + k * line + (line - (ys.stop - ys.start)) // 2))
+        ys, xs = slice(max(0, ys.start - 1), ys.stop + 1), slice(max(0, xs.start - 1), xs.stop + 1)
+        strip.paste(Image.fromarray(grey[ys, xs]), (line, line // 2 + k * line + (line - (ys.stop - ys.start)) // 2))
     return strip
 
 
@@ -105,7 +106,7 @@ def read(png: bytes) -> str:
         if SCALE != 1:
             page = page.resize((page.width * SCALE, page.height * SCALE), Image.Resampling.LANCZOS)
         texts.append(str(pytesseract.image_to_string(page, lang="eng", config=CONFIG)))
-    alone = _lone_glyphs(letters == 0)
+    alone = _lone_glyphs(letters == 0, np.asarray(brightest))
     if alone is not None:  # read as a block of lines (page mode 6)
         alone = alone.resize((alone.width * 3, alone.height * 3), Image.Resampling.LANCZOS)
         texts.append(str(pytesseract.image_to_string(alone, lang="eng", config="--psm 6 --oem 1")))

@@ -197,13 +197,15 @@ def _close(a: str, b: str) -> bool:
     return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
-# A lone letter the reader took for another glyph of this font ("&" for "A", "0" for "O") or doubled ("Cc").
-_GLYPH_SLIPS = {"&": "a", "0": "o"}
+# A lone letter the reader took for another glyph of this font ("&" for "A", "0" for "O", "¥" for
+# "y") or doubled ("Cc").
+_GLYPH_SLIPS = {"&": "a", "0": "o", "¥": "y"}
 
 
 def _glyph(line: str) -> str | None:
-    """The letter a line of one glyph stands for, if it is one."""
-    line = line.strip()
+    """The letter a line of one glyph stands for, if it is one. Rules beside it go: a legend's
+    swatch before its curve's name reads as a dash ("—f")."""
+    line = line.strip().strip("-–—_ ")
     if not 1 <= len(line) <= 2:
         return None
     letters = {_GLYPH_SLIPS.get(c, c.lower()) for c in line}

@@ -58,6 +58,22 @@ def test_place_names_and_resistor_names_are_read_back(template: str, seed: int) 
     assert result.named and result.legible, result.missing
 
 
+@pytest.mark.parametrize(("template", "seed"), [("plot.which_curve", 3), ("plot.intersection", 8), ("plot.extremum", 5)])
+def test_a_function_plots_curve_and_axis_names_are_read_back(template: str, seed: int) -> None:
+    # Each was illegible before: the legend's "f" read as "t" when cut out as bare ink, and the
+    # turned axis name "y" read as "a)"; now a short axis name stands upright.
+    problem = WORLD.generate(random.Random(seed), template, 0.5)
+    printed = printed_texts(problem.spec)
+    assert "f" in printed and "y" in printed
+    seen = Text(reader.read(render(problem.spec)))
+    assert [t for t in printed if not seen.has(t)] == []
+
+
+def test_a_legend_swatch_read_as_a_dash_leaves_its_letter() -> None:
+    assert Text("—f\n— Pp\n-_-g").has("f") and Text("— Pp").has("p") and Text("-_-g").has("g")
+    assert not Text("—fg").has("f") and not Text("f(x) = 2").has("f")
+
+
 def test_a_name_of_letters_and_digits_is_found_despite_the_readers_digit_slips() -> None:
     seen = Text("Rl  RS  R7  RO\nOslo")
     assert seen.has("R1") and seen.has("R5") and seen.has("R7") and seen.has("R0")

@@ -17,7 +17,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from cadsynth.agents.painter import workers
-from cadsynth.agents.painter.render import render, spec_digest
+from cadsynth.agents.painter.render import render, spec_digest, spec_stamp
+from cadsynth.graphs.legibility import redrawn
 from cadsynth.specs import (
     PALETTE,
     SHAPES,
@@ -95,6 +96,11 @@ def test_rendering_is_deterministic(kind: str) -> None:
     assert render(a) == render(b)
     assert spec_digest(a) == spec_digest(b)
     assert spec_digest(a) != spec_digest(a.model_copy(update={"title": "other"}))
+    # Drawn again larger by the legibility gate, it is the same drawing: the simulator, which knows
+    # an image by its stamp, still knows what this one shows.
+    bigger = redrawn(a)
+    assert bigger is not None and _image(png := render(bigger)).size > _image(render(a)).size
+    assert spec_stamp(png) == spec_digest(a)
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,7 @@ def _runs(frame: Frame, x: Any, y: Any) -> list[list[tuple[float, float]]]:
 
 
 def draw_function_plot(img: Image.Image, spec: FunctionPlot) -> None:
-    from cadsynth.agents.painter.render import BLACK, GRID, _base_size, _font, _put, _put_vertical, _title
+    from cadsynth.agents.painter.render import BLACK, GRID, _base_size, _font, _put, _put_y_label, _title
 
     draw = ImageDraw.Draw(img)
     base = _base_size(spec.width, spec.height)
@@ -180,7 +180,7 @@ def draw_function_plot(img: Image.Image, spec: FunctionPlot) -> None:
     if spec.x_label:
         _put(draw, ((frame.left + frame.right) / 2, spec.height - pad), spec.x_label, font, "mb")
     if spec.y_label:
-        _put_vertical(img, (pad, (frame.top + frame.bottom) / 2), spec.y_label, font, "lm")
+        _put_y_label(img, (pad, (frame.top + frame.bottom) / 2), spec.y_label, font)
     _legend(draw, spec, frame, x, ys, font, pad)
 
 

@@ -79,8 +79,9 @@ def spec_stamp(png: bytes) -> str | None:
 
 
 def spec_digest(spec: ImageSpec) -> str:
-    """sha256 of the spec's canonical JSON: equal specs, equal digests."""
-    canon = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """sha256 of the spec's canonical JSON without its canvas size: equal drawings, equal digests,
+    at any size (the legibility gate draws a small image again larger; it shows the same thing)."""
+    canon = json.dumps(spec.model_dump(mode="json", exclude={"width", "height"}), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
@@ -124,6 +125,17 @@ def _put_vertical(img: Image.Image, xy: tuple[float, float], text: str, font: Fo
     x = xy[0] - {"l": 0, "m": w / 2, "r": w}[anchor[0]]
     y = xy[1] - {"t": 0, "m": h / 2, "b": h}[anchor[1]]
     img.paste(BLACK, (round(x), round(y), round(x) + w, round(y) + h), mask)
+
+
+def _put_y_label(img: Image.Image, xy: tuple[float, float], text: str, font: Font) -> None:
+    """The y axis's name at the left edge, turned to read bottom to top; a name no wider than it
+    is tall ("y", "V") stands upright, as in a maths plot: it takes no more room, and turned, a
+    lone letter is a different glyph to a reader (the OCR model read a turned "y" as "a)")."""
+    w, h = _measure(text, font)
+    if w <= h:
+        _put(ImageDraw.Draw(img), xy, text, font, "lm")
+    else:
+        _put_vertical(img, xy, text, font, "lm")
 
 
 def _fit(texts: list[str], max_w: float, size: int, min_size: int = 7) -> tuple[Font, bool]:
@@ -243,7 +255,7 @@ def _axes(
         else:
             _put_vertical(img, (x, bottom + pad), c, cat_font, "mt")
     if spec.y_label:
-        _put_vertical(img, (pad, (top + bottom) / 2), spec.y_label, _fit([spec.y_label], bottom - top, base)[0], "lm")
+        _put_y_label(img, (pad, (top + bottom) / 2), spec.y_label, _fit([spec.y_label], bottom - top, base)[0])
     if spec.x_label:
         _put(draw, ((left + frame.right) / 2, h - pad), spec.x_label, tick_font, "mb")
     return frame, val_font, val_flat

@@ -88,7 +88,9 @@ class TruthBook:
     (every run has); in memory alone otherwise (unit tests). A process keeps what it wrote or read
     in memory too: the same problem is looked up by every critic and judge."""
 
-    _LIMIT = 50_000  # problems held in memory before the oldest half is dropped
+    # Keys held in memory before the oldest half is dropped: the problems in flight (a round of
+    # every lane) many times over. Older ones are read from the notes again; memory stays flat.
+    _LIMIT = 4_096
 
     def __init__(self, world: WorldConfig, notes: NoteStore | None = None):
         self.world = world
@@ -115,12 +117,15 @@ class TruthBook:
 
     async def write(self, question: str, spec_digest: str, truth: Truth, choices: list[str] | None = None) -> None:
         value = truth.model_dump(mode="json")
-        # The question alone finds it for a blind judge; the first problem with that question keeps it.
-        values = {problem_key(self.world, question, spec_digest, choices): value}
-        values.setdefault(question_key(self.world, question), value)
-        self._remember(values)
+        # The question alone finds it for a blind judge; the first problem with that question keeps
+        # it (the notes keep a key's first value). Where the notes hold it, memory learns it from
+        # them, not from this writer: another problem may have written the same question first.
+        own, first = problem_key(self.world, question, spec_digest, choices), question_key(self.world, question)
         if self.notes is not None:
-            await self.notes.put(BOOK, values)
+            await self.notes.put(BOOK, {own: value, first: value})
+        elif first not in self._known:
+            self._remember({first: value})
+        self._remember({own: value})
 
     async def _read(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         found = {k: self._known[k] for k in keys if k in self._known}

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableSequence
 from pydantic import BaseModel, ValidationError
 
 from cadsynth.agents import jsontext
@@ -154,7 +154,7 @@ class Agent:
         # What besides the messages decides this model's answers: part of every call's fingerprint.
         self.identity = model_identity(config, seed=run.seed if run else 0, world=run.world if run else None)
         self._image_model: ImageModel | None = None
-        self._structured: dict[type[BaseModel], Runnable[Any, Any]] = {}
+        self._structured: dict[type[BaseModel], tuple[Runnable[Any, Any], Runnable[Any, Any]]] = {}
 
     @property
     def name(self) -> str:
@@ -175,18 +175,35 @@ class Agent:
                 exc.answer = message.content if isinstance(message.content, str) else json.dumps(message.content)  # type: ignore[attr-defined]
                 exc.usage = usage  # type: ignore[attr-defined]
                 raise
-        method = "function_calling" if self.mode == "function_calling" else "json_schema"
-        runnable = self._structured.get(schema)
-        if runnable is None:  # built once per schema: building one converts the schema every time
-            runnable = self._structured[schema] = self.model.with_structured_output(schema, method=method, include_raw=True)
-        out = cast(dict[str, Any], await runnable.ainvoke(messages))
-        usage = usage_of(out.get("raw"))
-        if out.get("parsing_error") is not None or out.get("parsed") is None:
-            error = Malformed(f"{schema.__name__} could not be parsed: {out.get('parsing_error') or 'no structured answer'}")
+        ask, parse = self._structured_steps(schema)
+        raw = await ask.ainvoke(messages)
+        usage = usage_of(raw)
+        try:
+            parsed = await parse.ainvoke(raw)
+        except Exception as exc:  # the parser's own errors, a refusal among them: the answer is malformed
+            error = Malformed(f"{schema.__name__} could not be parsed: {exc}")
             error.usage = usage  # type: ignore[attr-defined]
-            cause = out.get("parsing_error")
-            raise error from cause if isinstance(cause, BaseException) else None
-        return out["parsed"], usage
+            raise error from exc
+        if parsed is None:
+            error = Malformed(f"{schema.__name__} could not be parsed: no structured answer")
+            error.usage = usage  # type: ignore[attr-defined]
+            raise error
+        return cast(T, parsed), usage
+
+    def _structured_steps(self, schema: type[BaseModel]) -> tuple[Runnable[Any, Any], Runnable[Any, Any]]:
+        """The model bound to answer in `schema`, and the parser of its answers: LangChain's own
+        structured output (`model | parser`), built once per schema and run as its two halves, so
+        the raw answer (its usage) is in hand without `include_raw`'s map, assign and fallback
+        wrappers around every call."""
+        steps = self._structured.get(schema)
+        if steps is None:
+            assert self.model is not None
+            method = "function_calling" if self.mode == "function_calling" else "json_schema"
+            chain = self.model.with_structured_output(schema, method=method)
+            assert isinstance(chain, RunnableSequence), type(chain)
+            first, *rest = chain.steps
+            steps = self._structured[schema] = (first, rest[0] if len(rest) == 1 else RunnableSequence(*rest))
+        return steps
 
     async def _ask(self, schema: type[T], prompt: str, images: list[bytes], *, role: Role | str) -> Reply[T]:
         if self.mode == "json_text":

@@ -129,8 +129,9 @@ def near_duplicates(candidates: Iterable[Candidate], rule: NearDuplicatesConfig)
                 removed.append(Duplicate(c.proposal, earlier, distance, round(similarity, 4)))
                 break
         else:
+            position = len(survivors)  # one int object for all its pieces, not one each
             for key in keys:
-                by_piece[key].append(len(survivors))
+                by_piece[key].append(position)
             survivors.append((c.proposal, picture, c.question))
     return removed
 

@@ -114,7 +114,7 @@ async def test_gemini_function_calling_declares_schemas_without_warnings(fake_ge
     with caplog.at_level(logging.WARNING):
         reply = await ask(gemini)
         for schema in (ProposalDraft, CritiqueDraft, ContextDraft):  # $defs and nested objects too
-            gemini.model.with_structured_output(schema, method="function_calling", include_raw=True)
+            gemini.model.with_structured_output(schema, method="function_calling")
     assert reply.value == JudgmentDraft(**JUDGMENT)
     assert [r.getMessage() for r in caplog.records if "not supported in schema" in r.getMessage()] == []
     declared = fake_gemini.last_request.body["tools"][0]["functionDeclarations"][0]

@@ -49,7 +49,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSequence
 from pydantic import BaseModel, ConfigDict
 
 from cadsynth.agents.calls import estimate_tokens
@@ -139,26 +139,37 @@ def _share(text: str) -> float:
     return float(text.strip().rstrip("%")) / 100
 
 
-class _Structured(Runnable[Any, Any]):
-    """A simulated agent's structured answer. A plain Runnable rather than a RunnableLambda: the
-    lambda's per-call bookkeeping (signature inspection, a callback manager) cost the simulated
-    panel more than its answers do, and nothing downstream listens to its callbacks."""
+class _Answer(Runnable[Any, AIMessage]):
+    """A simulated agent's structured answer as a model gives it: a message whose text is the JSON,
+    with its usage. A plain Runnable rather than a RunnableLambda: the lambda's per-call
+    bookkeeping (signature inspection, a callback manager) cost the simulated panel more than its
+    answers do, and nothing downstream listens to its callbacks."""
 
-    def __init__(self, model: SimChatModel, schema: type[BaseModel], include_raw: bool):
-        self.model, self.schema, self.include_raw = model, schema, include_raw
+    def __init__(self, model: SimChatModel, schema: type[BaseModel]):
+        self.model, self.schema = model, schema
 
-    def invoke(self, input: list[BaseMessage], config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    def invoke(self, input: list[BaseMessage], config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
         raise NotImplementedError("the simulated panel answers asynchronously (ainvoke)")
 
-    async def ainvoke(self, input: list[BaseMessage], config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    async def ainvoke(self, input: list[BaseMessage], config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
         parsed = await self.model.answer(input)
         if not isinstance(parsed, self.schema):
             raise TypeError(f"the simulated panel answered {type(parsed).__name__}, not {self.schema.__name__}")
-        if not self.include_raw:
-            return parsed
         text = parsed.model_dump_json()
-        raw = AIMessage(content=text, usage_metadata=_usage(estimate_tokens(input), text))
-        return {"raw": raw, "parsed": parsed, "parsing_error": None}
+        return AIMessage(content=text, usage_metadata=_usage(estimate_tokens(input), text))
+
+
+class _Parse(Runnable[AIMessage, BaseModel]):
+    """The answer's JSON read into its schema, as a real model's structured output is parsed."""
+
+    def __init__(self, schema: type[BaseModel]):
+        self.schema = schema
+
+    def invoke(self, input: AIMessage, config: RunnableConfig | None = None, **kwargs: Any) -> BaseModel:
+        return self.schema.model_validate_json(str(input.content))
+
+    async def ainvoke(self, input: AIMessage, config: RunnableConfig | None = None, **kwargs: Any) -> BaseModel:
+        return self.invoke(input)
 
 
 def judge_chance(persona: SimPersona, capabilities: list[Capability], sim: dict[str, Any]) -> float:
@@ -238,7 +249,11 @@ class SimChatModel(BaseChatModel):
     def with_structured_output(  # type: ignore[override]
         self, schema: Any, *, include_raw: bool = False, **kwargs: Any
     ) -> Runnable[Any, Any]:
-        return _Structured(self, schema, include_raw)
+        """The answer and its parsing, two steps as a real model's structured output is (the panel
+        runs them apart, agents.panel.Agent._structured_steps)."""
+        if include_raw:
+            raise NotImplementedError("the simulated panel's structured output has no include_raw; run its two steps apart")
+        return RunnableSequence(_Answer(self, schema), _Parse(schema))
 
     # --- behaviour ---------------------------------------------------------------------------
 

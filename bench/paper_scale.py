@@ -33,6 +33,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -44,6 +45,7 @@ import yaml
 from cads_process import cads, python, reexec_with_cadsynth
 
 reexec_with_cadsynth()
+sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each size's line as the run passes it
 from cadsynth.config import WorldConfig  # noqa: E402
 from cadsynth.graphs.dedup import KEPT  # noqa: E402
 
@@ -96,31 +98,52 @@ def high_water_mib(pid: int) -> float:
 
 
 class Sampler(threading.Thread):
-    """Every second: kept samples so far (from the store), wall time, the run's CPU and memory."""
+    """Every second: kept samples so far (from the store), wall time, the run's CPU and memory.
+    Prints each size's figures as the run passes it, so a run stopped early has said what it saw."""
 
-    def __init__(self, pid: int, db: Path, start: float) -> None:
+    def __init__(self, pid: int, db: Path, start: float, sizes: list[int]) -> None:
         super().__init__(daemon=True)
-        self.pid, self.db, self.start_time = pid, db, start
+        self.pid, self.db, self.start_time, self.sizes = pid, db, start, sizes
         self.points: list[tuple[int, float, float, float]] = []  # (kept, wall, cpu, the run process's peak MiB)
+        self.marks: list[dict[str, float]] = []
         self.worker_peak_mib = 0.0  # the largest painter worker's, over the run
+        self._cpu: dict[int, float] = {}  # each process's CPU when last read: a worker started again keeps its predecessor's
         self.done = threading.Event()
 
     def run(self) -> None:
-        query = f"SELECT count(*) FROM cads_consensus WHERE outcome IN ({', '.join('?' * len(KEPT))})"
         while not self.done.wait(1.0):
-            try:
-                with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
-                    kept = conn.execute(query, KEPT).fetchone()[0]
-                processes = tree(self.pid)
-                point = (kept, time.perf_counter() - self.start_time, sum(map(cpu_seconds, processes)), high_water_mib(self.pid))
-                self.worker_peak_mib = max([self.worker_peak_mib, *map(high_water_mib, processes[1:])])
-            except (sqlite3.OperationalError, FileNotFoundError, ProcessLookupError):
-                continue  # the store is not made yet, or the run has ended
-            self.points.append(point)
+            self.poll()
 
-    def at(self, kept: float) -> tuple[int, float, float, float] | None:
-        """The first point at or past `kept` samples."""
-        return next((p for p in self.points if p[0] >= kept), None)
+    def poll(self) -> None:
+        """One reading; the last is taken once the run has ended (its peak memory is then the last seen)."""
+        query = f"SELECT count(*) FROM cads_consensus WHERE outcome IN ({', '.join('?' * len(KEPT))})"
+        try:
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
+                kept = conn.execute(query, KEPT).fetchone()[0]
+        except sqlite3.OperationalError:
+            return  # the store is not made yet
+        processes = tree(self.pid)
+        self._cpu.update({p: cpu for p in processes if (cpu := cpu_seconds(p))})
+        peak = max(high_water_mib(self.pid), self.points[-1][3] if self.points else 0.0)
+        self.points.append((kept, time.perf_counter() - self.start_time, sum(self._cpu.values()), peak))
+        self.worker_peak_mib = max([self.worker_peak_mib, *map(high_water_mib, processes[1:])])
+        while len(self.marks) < len(self.sizes) and kept >= self.sizes[len(self.marks)]:
+            self._mark(self.sizes[len(self.marks)])
+
+    def _mark(self, size: int) -> None:
+        half = next(p for p in self.points if p[0] >= size / 2)
+        end = self.points[-1]
+        self.marks.append(m := {
+            "size": size, "kept": end[0], "wall": end[1], "peak_mib": end[3],
+            "window_rate": (end[0] - half[0]) / max(end[1] - half[1], 1e-9),
+            "window_cpu_ms": 1000 * (end[2] - half[2]) / max(end[0] - half[0], 1),
+        })
+        first = self.marks[0]
+        print(
+            f"  at {size:6d}: {m['wall']:7.1f} s, {m['kept'] / m['wall']:5.1f} kept/s from the start; "
+            f"{m['window_rate']:5.1f} kept/s and {m['window_cpu_ms']:5.1f} ms CPU per kept over {size // 2}-{size}; "
+            f"peak {m['peak_mib']:.0f} MiB ({m['peak_mib'] / first['peak_mib']:.2f}x at {first['size']})",
+        )
 
 
 SETTINGS = ("built-in", "weighted-dedup")
@@ -142,24 +165,17 @@ def run_once(py: str, sizes: list[int], lanes: int, work: Path, clean: bool, set
     db = work / "cads.db"
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sampler = Sampler(proc.pid, db, start)
+    sampler = Sampler(proc.pid, db, start, sizes)
     sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     sampler.done.set()
     sampler.join()
+    sampler.poll()
     if status != 0:
         raise SystemExit(f"error: `cads run` exited {status}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
-    marks = []
-    for size in sizes:
-        half, end = sampler.at(size / 2), sampler.at(size)
-        if half is None or end is None or end[1] <= half[1]:
-            raise SystemExit(f"error: the run never passed {size} kept samples by the sampler's reading; lower --sizes")
-        marks.append({
-            "size": size, "kept": end[0], "wall": end[1], "peak_mib": end[3],
-            "window_rate": (end[0] - half[0]) / (end[1] - half[1]),
-            "window_cpu_ms": 1000 * (end[2] - half[2]) / (end[0] - half[0]),
-        })
+    if len(sampler.marks) < len(sizes):
+        raise SystemExit(f"error: the run never passed {sizes[len(sampler.marks)]} kept samples by the sampler's reading; lower --sizes")
     with sqlite3.connect(db) as conn:
         [run] = [r for (r,) in conn.execute("SELECT id FROM cads_runs WHERE lane_of IS NULL")]
         checkpoint_bytes = sum(
@@ -175,7 +191,7 @@ def run_once(py: str, sizes: list[int], lanes: int, work: Path, clean: bool, set
     painted = subprocess.run([py, "-c", RENDER_AGAIN, str(db), str(PAINTER_SAMPLE)], capture_output=True, text=True, check=True)
     images, sampled, seconds = painted.stdout.split()
     return {
-        "marks": marks,
+        "marks": sampler.marks,
         "kept": kept,
         "wall": wall,
         "peak_mib": usage.ru_maxrss / 1024,
@@ -207,13 +223,6 @@ def main() -> None:
         print(f"setting {setting}:")
         with tempfile.TemporaryDirectory() as work:
             r = results[setting] = run_once(py, sizes, args.lanes, Path(work), args.clean, setting)
-        first = r["marks"][0]
-        for m in r["marks"]:
-            print(
-                f"  at {m['size']:6d}: {m['wall']:7.1f} s, {m['kept'] / m['wall']:5.1f} kept/s from the start; "
-                f"{m['window_rate']:5.1f} kept/s and {m['window_cpu_ms']:5.1f} ms CPU per kept over {m['size'] // 2}-{m['size']}; "
-                f"peak {m['peak_mib']:.0f} MiB ({m['peak_mib'] / first['peak_mib']:.2f}x at {first['size']})"
-            )
         painter = r["painter_ms"] * r["images"] / 1000
         print(
             f"  whole run: kept {r['kept']} in {r['wall']:.1f} s; painter alone {r['painter_ms']:.1f} ms an image "

@@ -18,7 +18,9 @@ from cadsynth.config import WorldConfig
 
 from tests.helpers import cads, content, export, stats
 
-SEED = "11"
+# A seed whose flawed problems reach the jury unfixed. (At 11, since a spec's digest leaves out its
+# canvas size, the simulator's draws differ and revision fixed all but one of the flaws.)
+SEED = "12"
 ROUNDS = "6"
 
 

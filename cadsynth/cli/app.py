@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -192,6 +193,9 @@ def invoke(args: list[str]) -> int:
 
     Usage errors come as one line rather than click's block; a bug too, its traceback on request.
     """
+    # When the database goes away mid-write, psycopg warns of each pipeline it could not close, on
+    # stderr (Python's last-resort handler); the store waits or fails with its own one line.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=_ray_flag(args), prog_name="cads", standalone_mode=False)

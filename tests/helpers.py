@@ -82,6 +82,11 @@ def cads_process(*args: str, cwd: Path, check: bool = True, env: dict[str, str] 
     return result
 
 
+def store_of(run_folder: Path) -> list[str]:
+    """The --db and --data options naming the store a run made in `run_folder`."""
+    return ["--db", f"sqlite:///{run_folder / 'cads.db'}", "--data", str(run_folder / "cads-data")]
+
+
 def stats(run: str, cwd: Path, *extra: str) -> dict:
     return json.loads(cads("stats", run, "--json", *extra, cwd=cwd).stdout)
 

@@ -15,14 +15,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers import cads, stats
+from tests.helpers import cads, stats, store_of
 
 FORMATS = ("jsonl", "llava", "sharegpt", "parquet", "hf")
 IMAGE = "<image>"
-
-
-def _where(run_folder: Path) -> list[str]:
-    return ["--db", f"sqlite:///{run_folder / 'cads.db'}", "--data", str(run_folder / "cads-data")]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +26,7 @@ def exported(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One export of `small` per format, as the folders out/<format>."""
     out = tmp_path_factory.mktemp("exports")
     for fmt in FORMATS:
-        cads("export", "small", "--format", fmt, "--out", fmt, *_where(small_run), cwd=out)
+        cads("export", "small", "--format", fmt, "--out", fmt, *store_of(small_run), cwd=out)
     return out
 
 
@@ -170,19 +166,19 @@ def test_include_chooses_outcomes(small_run: Path, facts: dict, tmp_path: Path) 
         ("adversarial", {"adversarial"}, facts["adversarial"]),
         ("all", {"keep", "adversarial", "discard"}, facts["kept"] + facts["discarded"] - facts["dropped"]),
     ):
-        cads("export", "small", "--include", include, "--out", include, *_where(small_run), cwd=tmp_path)
+        cads("export", "small", "--include", include, "--out", include, *store_of(small_run), cwd=tmp_path)
         samples = _jsonl(tmp_path / include)
         assert len(samples) == expected and {s["outcome"] for s in samples} <= outcomes
     assert any(s["outcome"] == "discard" for s in _jsonl(tmp_path / "all"))
 
 
 def test_an_export_is_replaced_only_when_asked(small_run: Path, facts: dict, tmp_path: Path) -> None:
-    cads("export", "small", "--format", "llava", "--out", "data", *_where(small_run), cwd=tmp_path)
+    cads("export", "small", "--format", "llava", "--out", "data", *store_of(small_run), cwd=tmp_path)
     before = (tmp_path / "data" / "llava.json").read_text()
-    refused = cads("export", "small", "--out", "data", *_where(small_run), cwd=tmp_path, check=False)
+    refused = cads("export", "small", "--out", "data", *store_of(small_run), cwd=tmp_path, check=False)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "'data'" in refused.stderr
     assert "--overwrite" in refused.stderr and (tmp_path / "data" / "llava.json").read_text() == before
-    cads("export", "small", "--include", "adversarial", "--out", "data", "--overwrite", *_where(small_run), cwd=tmp_path)
+    cads("export", "small", "--include", "adversarial", "--out", "data", "--overwrite", *store_of(small_run), cwd=tmp_path)
     samples = _jsonl(tmp_path / "data")
     assert len(samples) == facts["adversarial"] and not (tmp_path / "data" / "llava.json").exists()
     # Replaced whole: only this export's images, and nothing left beside it.

@@ -25,15 +25,11 @@ import pytest
 import yaml
 
 from cadsynth.agents.matching import answers_match
-from tests.helpers import cads, stats
+from tests.helpers import cads, stats, store_of
 
 RL_FORMATS = ("verl", "easyr1", "trl")
 SPLIT = "train=0.8,val=0.1,test=0.1"
 IMAGE = "<image>"
-
-
-def _where(run_folder: Path) -> list[str]:
-    return ["--db", f"sqlite:///{run_folder / 'cads.db'}", "--data", str(run_folder / "cads-data")]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +37,8 @@ def moved(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Each RL format exported with --split (and the JSONL export to compare with), then moved."""
     made = tmp_path_factory.mktemp("rl-made")
     for fmt in RL_FORMATS:
-        cads("export", "small", "--format", fmt, "--split", SPLIT, "--out", fmt, *_where(small_run), cwd=made)
-    cads("export", "small", "--out", "jsonl", *_where(small_run), cwd=made)
+        cads("export", "small", "--format", fmt, "--split", SPLIT, "--out", fmt, *store_of(small_run), cwd=made)
+    cads("export", "small", "--out", "jsonl", *store_of(small_run), cwd=made)
     elsewhere = tmp_path_factory.mktemp("rl-moved") / "data"
     shutil.copytree(made, elsewhere)
     shutil.rmtree(made)  # nothing may point back at where it was made
@@ -140,7 +136,7 @@ def test_trl_rows_have_the_fields_grpo_reads(moved: Path, samples: dict, tmp_pat
 
 
 def test_include_adversarial_is_the_hard_but_solvable_subset(small_run: Path, facts: dict, tmp_path: Path) -> None:
-    cads("export", "small", "--format", "verl", "--include", "adversarial", "--out", "hard", *_where(small_run), cwd=tmp_path)
+    cads("export", "small", "--format", "verl", "--include", "adversarial", "--out", "hard", *store_of(small_run), cwd=tmp_path)
     rows = _load(tmp_path / "hard", tmp_path / "cache")["train"]
     assert len(rows) == facts["adversarial"] > 0
     for info in rows["extra_info"]:
@@ -326,7 +322,7 @@ def test_splits_keep_near_twins_together_and_follow_the_seed(small_run: Path, mo
     # The same seed splits the same way (the run's seed, 5, by default); another seed, otherwise.
     for seed, same in (("5", True), ("6", False)):
         cads("export", "small", "--format", "verl", "--split", SPLIT, "--seed", seed, "--out", f"s{seed}",
-             *_where(small_run), cwd=tmp_path)
+             *store_of(small_run), cwd=tmp_path)
         again = {r["extra_info"]["id"]: name for name, split in _split_rows(tmp_path / f"s{seed}", tmp_path / seed).items()
                  for r in split}
         assert (again == where) is same
@@ -342,7 +338,7 @@ def test_splits_keep_near_twins_together_and_follow_the_seed(small_run: Path, mo
     ("train 0.9", "'train 0.9' is not NAME=FRACTION"),
 ])
 def test_a_bad_split_is_one_line_and_writes_nothing(small_run: Path, tmp_path: Path, spec: str, named: str) -> None:
-    done = cads("export", "small", "--format", "trl", "--split", spec, "--out", "out", *_where(small_run), cwd=tmp_path,
+    done = cads("export", "small", "--format", "trl", "--split", spec, "--out", "out", *store_of(small_run), cwd=tmp_path,
                 check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert named in done.stderr and repr(spec) in done.stderr
@@ -350,14 +346,14 @@ def test_a_bad_split_is_one_line_and_writes_nothing(small_run: Path, tmp_path: P
 
 
 def test_split_is_for_the_rl_formats(small_run: Path, tmp_path: Path) -> None:
-    done = cads("export", "small", "--format", "llava", "--split", SPLIT, "--out", "out", *_where(small_run), cwd=tmp_path,
+    done = cads("export", "small", "--format", "llava", "--split", SPLIT, "--out", "out", *store_of(small_run), cwd=tmp_path,
                 check=False)
     assert done.returncode == 2 and "only the RL formats" in done.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_a_share_too_small_for_any_group_has_no_file(small_run: Path, tmp_path: Path) -> None:
     done = cads("export", "small", "--format", "easyr1", "--split", "train=0.998,val=0.001,test=0.001", "--out", "out",
-                *_where(small_run), cwd=tmp_path)
+                *store_of(small_run), cwd=tmp_path)
     assert "val 0, test 0" in done.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "reward.py", "train.parquet"]
     assert "val and test got no samples, and have no file." in (tmp_path / "out" / "README.md").read_text()

@@ -126,3 +126,28 @@ async def test_live_progress_counts_what_stats_count(tmp_path: Path) -> None:
     assert done.lanes == done.lanes_done == 2 and done.phase == "done"
     kept = [c["kept"] for c in seen]
     assert kept == sorted(kept) and 0 < kept[-1] == s["kept"]
+
+
+async def test_while_lanes_run_the_collector_skips_what_start_up_loaded(tmp_path: Path) -> None:
+    """A run lives for hours: while its lanes run, what was loaded before them is frozen out of
+    full collections and the young generation is collected less often (runner._collector_for_hours);
+    once they stop the process's collector is as it was."""
+    import gc
+
+    from cadsynth.config import load_config
+    from cadsynth.graphs.settings import Settings
+    from cadsynth.runner import YOUNG_COLLECTION, Progress, execute
+
+    config = load_config(None).model_copy(update={"lanes": 2, "rounds": 1, "target": 1000})
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'cads.db'}", data_dir=str(tmp_path / "data"))
+    before = gc.get_threshold()
+    seen: list[tuple[int, int]] = []
+
+    def on_update(progress: Progress) -> None:
+        seen.append((gc.get_freeze_count(), gc.get_threshold()[0]))
+
+    done = await execute(settings, "gc", config, on_update=on_update)
+    assert done.phase == "done" and seen
+    # Frozen: the modules, schemas and graph loaded before the lanes (tens of thousands of objects).
+    assert all(frozen > 10_000 and young == YOUNG_COLLECTION for frozen, young in seen[:-1]), seen[:3]
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

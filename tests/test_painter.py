@@ -272,9 +272,42 @@ def test_the_workers_draw_the_same_bytes_and_a_killed_worker_costs_no_image() ->
     assert workers._pool is not None
     for pid in list(workers._pool._processes):
         os.kill(pid, signal.SIGKILL)
-    # The broken pool's image is drawn here, and the next one gets a new pool.
+    # The broken pool's image is drawn again by a new pool, as is the next one.
     assert asyncio.run(draw()) == [render(spec) for spec in specs]
     assert workers._pool is not None and all(p.is_alive() for p in workers._pool._processes.values())
+
+
+KILLED_WORKERS = """
+import asyncio, os, signal, sys
+from cadsynth.agents.painter import workers
+from cadsynth.specs import parse_spec
+
+async def main():
+    pie = parse_spec({"kind": "pie_chart", "slices": [{"label": "A", "value": 1}]})
+    await workers.render_async(pie)
+    pids = list(workers._pool._processes)
+    circuit = parse_spec({"kind": "circuit", "volts": 6, "stages": [{"branches": [{"resistors": [{"name": "R1", "ohms": 100}]}]}]})
+    drawing = [asyncio.create_task(workers.render_async(circuit)) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    sizes = [len(png) for png in await asyncio.gather(*drawing)]
+    print(min(sizes) > 0, "schemdraw" in sys.modules, "matplotlib" in sys.modules, flush=True)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.slow  # worker processes
+def test_images_a_dead_worker_was_drawing_are_drawn_by_new_workers_not_in_the_caller(tmp_path) -> None:
+    """A pool whose worker died fails every image it was drawing: they are drawn again by a new
+    pool, so the run's own process never loads the renderers (matplotlib, schemdraw, RDKit)."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_WORKERS)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False", "False"], out.stdout
 
 
 @pytest.mark.slow  # worker processes

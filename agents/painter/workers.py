@@ -146,12 +146,15 @@ async def render_async(spec: ImageSpec) -> bytes:
             _replace(pool)
             raise RenderRefused(f"drawing it took over {RENDER_SECONDS:g} s; the worker was replaced") from None
         except BrokenProcessPool:
-            # A worker died (killed, or aborted inside a renderer): the next image gets a new pool.
+            # A worker died (killed, or aborted inside a renderer), and every image its pool was
+            # drawing failed with it: each is drawn again by a new pool. Not here: the caller
+            # would load every renderer (some 50 MB) for the rest of its life.
             _replace(pool)
+            if not attempt:
+                continue
             if not untrusted:
-                return await asyncio.to_thread(render, spec)  # a trusted spec is drawn here
-            if attempt:  # it broke a fresh pool too: this spec is what kills workers
-                raise RenderRefused(
-                    f"the worker drawing it died (over {RENDER_CPU_SECONDS} s of CPU, its memory, or aborted); it was replaced"
-                ) from None
+                return await asyncio.to_thread(render, spec)  # it broke a fresh pool too: drawn here
+            raise RenderRefused(  # this spec is what kills workers
+                f"the worker drawing it died (over {RENDER_CPU_SECONDS} s of CPU, its memory, or aborted); it was replaced"
+            ) from None
     raise AssertionError("unreachable")

@@ -453,5 +453,6 @@ class BatchOffice:
         return f"waiting for {len(jobs)} batch job{'s' * (len(jobs) != 1)}: {done:,} of {total:,} requests done"
 
     async def close(self) -> None:
+        _OFFICES.discard(self)  # closed, it waits for nothing, whenever the collector comes by
         for desk in self.desks.values():
             await desk.close()

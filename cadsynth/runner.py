@@ -501,6 +501,7 @@ def _collector_for_hours() -> Iterator[None]:
     (`docs/scale.md`). Restored when the lanes stop."""
     threshold = gc.get_threshold()
     frozen_here = gc.get_freeze_count() == 0
+    gc.collect()  # garbage frozen would outlive the lanes: weak registries (agents.batch) would still list it
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION, *threshold[1:])
     try:

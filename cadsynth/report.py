@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cadsynth.agents.faults import FAULT_KEYS
@@ -11,7 +12,7 @@ from cadsynth.agents.matching import answers_match
 from cadsynth.config import RunConfig
 from cadsynth.domain import Consensus, Critique, Proposal
 from cadsynth.graphs.consensus import judged_out, tally
-from cadsynth.graphs.reliability import estimate as estimate_reliability, run_votes
+from cadsynth.graphs.reliability import VoteCounts, count_votes, fit, run_votes
 from cadsynth.store.ledger import Ledger, UnknownRunError, shown_status
 
 if TYPE_CHECKING:
@@ -129,38 +130,42 @@ def _gates(config: dict[str, Any], verdicts: list[Consensus], critiques: list[Cr
     return out
 
 
+@dataclass
+class _RunWide:
+    """What `stats` gathers over a run's lanes, one lane at a time: a run of 100,000 samples is never
+    in memory at once, and each lane's records are read once."""
+
+    removed: set[str]  # problems the near-duplicate gate took out of the whole run
+    duplicates: Counter[str] = field(default_factory=Counter)  # kept samples' popular problems (simulated)
+    votes: VoteCounts = field(default_factory=dict)  # the judges' answer patterns, for their reliability
+    kept_removed: int = 0  # kept samples among `removed` (the export has kept - this)
+
+
 async def stats(ledger: Ledger, run: str) -> dict[str, Any]:
     """A run's figures; for a run with lanes, summed over them, with each lane's under `lanes`."""
     record = await _require_run(ledger, run)
     lanes = await ledger.lanes(run)
     # The near-duplicate gate removes samples over the whole run: the truth figures are the export's.
-    removed = {d.proposal for d in await ledger.duplicates(run)}
+    wide = _RunWide(removed={d.proposal for d in await ledger.duplicates(run)})
     if not lanes:
-        return await _quality(ledger, run, [record], await _stats_one(ledger, record, Counter(), removed))
-    duplicates: Counter[str] = Counter()
-    out = _combined(record, [await _stats_one(ledger, lane, duplicates, removed) for lane in lanes])
+        return await _quality(ledger, run, [record], await _stats_one(ledger, record, wide), wide)
+    out = _combined(record, [await _stats_one(ledger, lane, wide) for lane in lanes])
     if "batch" in out:  # lanes share jobs: counted over them all at once, each job once
         from cadsynth.store.batches import BatchStore
 
         out["batch"] = await BatchStore(ledger.engine).totals([lane["id"] for lane in lanes])
     if "truth" in out:
-        out["truth"]["kept_duplicate_pairs"] = _pairs(duplicates)  # lanes converge on the same problems too
-    return await _quality(ledger, run, lanes, out)
+        out["truth"]["kept_duplicate_pairs"] = _pairs(wide.duplicates)  # lanes converge on the same problems too
+    return await _quality(ledger, run, lanes, out, wide)
 
 
-async def _quality(ledger: Ledger, run: str, lanes: list[dict[str, Any]], out: dict[str, Any]) -> dict[str, Any]:
+async def _quality(ledger: Ledger, run: str, lanes: list[dict[str, Any]], out: dict[str, Any], wide: _RunWide) -> dict[str, Any]:
     """`out` with the figures only the whole run gives: duplicates removed, each judge's estimated accuracy."""
     members = [m["id"] for m in lanes]
-    proposals = [p for m in members for p in await ledger.proposals(m)]
-    judgments = [j for m in members for j in await ledger.judgments(m)]
-    outcomes = {c.proposal: c.outcome for m in members for c in await ledger.consensus(m)}
-    removed = await ledger.duplicates(run)
     rule = RunConfig.model_validate(lanes[0]["config"]).gates.near_duplicates
-    # Kept samples the near-duplicate gate took out of the data set (export = kept - this).
-    out["duplicates_removed"] = sum(outcomes.get(d.proposal) in ("keep", "adversarial") for d in removed)
+    out["duplicates_removed"] = wide.kept_removed
     out["judges"] = {
-        name: {"estimated_accuracy": r.estimated_accuracy, "judged": r.judged}
-        for name, r in estimate_reliability(run_votes(proposals, judgments)).items()
+        name: {"estimated_accuracy": r.estimated_accuracy, "judged": r.judged} for name, r in fit(wide.votes).items()
     }
     # `concurrency: auto`: each endpoint's value over the run, from its start.
     samples = {e: s for m in dict.fromkeys([run, *members]) for e, s in (await ledger.concurrency(m)).items()}
@@ -175,7 +180,7 @@ async def _quality(ledger: Ledger, run: str, lanes: list[dict[str, Any]], out: d
     out.setdefault("gates", {})["near_duplicates"] = {
         "on": rule.enabled,
         "fingerprinted": sum([await ledger.fingerprinted(m) for m in members]),
-        "removed": len(removed),
+        "removed": len(wide.removed),
         "calls": 0,
         "usd": 0.0,
     }
@@ -293,11 +298,13 @@ def _combined_kinds(lanes: list[dict[str, dict[str, Any]]]) -> dict[str, dict[st
     return dict(sorted(out.items()))
 
 
-async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter[str], removed: set[str]) -> dict[str, Any]:
+async def _stats_one(ledger: Ledger, record: dict[str, Any], wide: _RunWide) -> dict[str, Any]:
     run = record["id"]
     proposals = await ledger.proposals(run)
     verdicts = {c.proposal: c for c in await ledger.consensus(run)}
     kept = [p for p in proposals if p.id in verdicts and verdicts[p.id].outcome in ("keep", "adversarial")]
+    wide.kept_removed += sum(p.id in wide.removed for p in kept)
+    wide.votes = count_votes(run_votes(proposals, await ledger.judgments(run)), into=wide.votes)
     counts = tally(c.outcome for c in verdicts.values())
     calls = await ledger.call_totals(run)
     breakdown = await ledger.call_breakdown(run)
@@ -343,7 +350,7 @@ async def _stats_one(ledger: Ledger, record: dict[str, Any], duplicates: Counter
         # Its provider batch jobs: how many, how many failed whole, and the requests lost inside them.
         out["batch"] = await BatchStore(ledger.engine).totals([run])
     if any(a.get("provider") == "sim" for a in (record.get("config") or {}).get("panel", [])):
-        truth = await _truth(ledger, RunConfig.model_validate(record["config"]), proposals, {p.id for p in kept if p.id not in removed}, duplicates)
+        truth = await _truth(ledger, RunConfig.model_validate(record["config"]), proposals, {p.id for p in kept if p.id not in wide.removed}, wide.duplicates)
         if truth is not None:
             checked = truth.pop("by_kind")
             for kind, row in out["by_kind"].items():

@@ -261,3 +261,24 @@ async def test_the_counts_each_round_is_weighed_by_equal_a_count_over_every_clos
         for round_, counts in rounds.items():
             if counts is not None:
                 assert counts == await _counted_from_the_ledger(db, run, round_), (run, round_)
+
+
+async def test_stats_estimate_the_judges_from_every_lane_as_if_read_at_once(tmp_path):
+    # `stats` reads a run one lane at a time and adds up the answer patterns; the estimate must be
+    # the one over all the lanes' problems together, and the duplicates' count each lane's sum.
+    from cadsynth.store.ledger import Ledger
+
+    _config(tmp_path, "plain", False, adversary=True, rounds=3)
+    cads("run", "plain.yaml", "--run-id", "laned", "--lanes", "3", cwd=tmp_path)
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'cads.db'}", create=False)
+    try:
+        lanes = [lane["id"] for lane in await ledger.lanes("laned")]
+        proposals = [p for lane in lanes for p in await ledger.proposals(lane)]
+        judgments = [j for lane in lanes for j in await ledger.judgments(lane)]
+    finally:
+        await ledger.close()
+    assert len(lanes) == 3 and len({p.id for p in proposals}) == len(proposals)
+    at_once = estimate(run_votes(proposals, judgments))
+    judges = stats("laned", tmp_path)["judges"]
+    assert judges == {name: {"estimated_accuracy": r.estimated_accuracy, "judged": r.judged} for name, r in at_once.items()}
+    assert set(judges) == {"sim-vega", "sim-lyra", "sim-orion", "sim-nova"}

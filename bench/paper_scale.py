@@ -6,7 +6,9 @@ its way to 100,000 (a run stopped at 2,000 would have made the same samples in t
 the last round's tail). For each size it prints (figures of the simulated panel, which answers at once):
   * wall time and kept samples per second from the start, as a run of that size would report;
   * kept/s and CPU seconds per kept sample (the run process and its painter workers) over the second
-    half of the way to that size: what a sample costs at that point of the run;
+    half of the way to that size: what a sample costs at that point of the run; with the share of
+    problems kept over it, and the painter workers' CPU per problem, a control: drawing a problem's
+    image does not depend on how big the run is, so that figure moves with the machine's speed;
   * peak memory of the run process so far (its high-water mark), and its ratio to the smallest size's
     (the painter workers' is printed apart: they hold one image at a time, and the Vega-Lite
     renderer's engine, whatever the run's size);
@@ -39,6 +41,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -97,6 +100,15 @@ def high_water_mib(pid: int) -> float:
     return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), 0.0)
 
 
+class Point(NamedTuple):
+    kept: int
+    wall: float
+    run_cpu: float  # the run process's
+    painter_cpu: float  # its painter workers' (a worker that died keeps its last reading)
+    peak_mib: float  # the run process's high-water mark so far
+    problems: int | None  # proposed so far; counted only at a window's edges (each count scans the table)
+
+
 class Sampler(threading.Thread):
     """Every second: kept samples so far (from the store), wall time, the run's CPU and memory.
     Prints each size's figures as the run passes it, so a run stopped early has said what it saw."""
@@ -104,7 +116,8 @@ class Sampler(threading.Thread):
     def __init__(self, pid: int, db: Path, start: float, sizes: list[int]) -> None:
         super().__init__(daemon=True)
         self.pid, self.db, self.start_time, self.sizes = pid, db, start, sizes
-        self.points: list[tuple[int, float, float, float]] = []  # (kept, wall, cpu, the run process's peak MiB)
+        self.points: list[Point] = []
+        self.edges = sorted({edge for size in sizes for edge in (size / 2, size)})  # windows' edges not reached yet
         self.marks: list[dict[str, float]] = []
         self.worker_peak_mib = 0.0  # the largest painter worker's, over the run
         self._cpu: dict[int, float] = {}  # each process's CPU when last read: a worker started again keeps its predecessor's
@@ -117,31 +130,41 @@ class Sampler(threading.Thread):
     def poll(self) -> None:
         """One reading; the last is taken once the run has ended (its peak memory is then the last seen)."""
         query = f"SELECT count(*) FROM cads_consensus WHERE outcome IN ({', '.join('?' * len(KEPT))})"
+        problems = None
         try:
             with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
                 kept = conn.execute(query, KEPT).fetchone()[0]
+                if self.edges and kept >= self.edges[0]:
+                    self.edges = [edge for edge in self.edges if edge > kept]
+                    problems = conn.execute("SELECT count(*) FROM cads_proposals").fetchone()[0]
         except sqlite3.OperationalError:
             return  # the store is not made yet
         processes = tree(self.pid)
         self._cpu.update({p: cpu for p in processes if (cpu := cpu_seconds(p))})
-        peak = max(high_water_mib(self.pid), self.points[-1][3] if self.points else 0.0)
-        self.points.append((kept, time.perf_counter() - self.start_time, sum(self._cpu.values()), peak))
+        peak = max(high_water_mib(self.pid), self.points[-1].peak_mib if self.points else 0.0)
+        painter = sum(cpu for p, cpu in self._cpu.items() if p != self.pid)
+        wall = time.perf_counter() - self.start_time
+        self.points.append(Point(kept, wall, self._cpu.get(self.pid, 0.0), painter, peak, problems))
         self.worker_peak_mib = max([self.worker_peak_mib, *map(high_water_mib, processes[1:])])
         while len(self.marks) < len(self.sizes) and kept >= self.sizes[len(self.marks)]:
             self._mark(self.sizes[len(self.marks)])
 
     def _mark(self, size: int) -> None:
-        half = next(p for p in self.points if p[0] >= size / 2)
+        half = next(p for p in self.points if p.kept >= size / 2)
         end = self.points[-1]
+        kept, problems = end.kept - half.kept, (end.problems or 0) - (half.problems or 0)
         self.marks.append(m := {
-            "size": size, "kept": end[0], "wall": end[1], "peak_mib": end[3],
-            "window_rate": (end[0] - half[0]) / max(end[1] - half[1], 1e-9),
-            "window_cpu_ms": 1000 * (end[2] - half[2]) / max(end[0] - half[0], 1),
+            "size": size, "kept": end.kept, "wall": end.wall, "peak_mib": end.peak_mib,
+            "window_rate": kept / max(end.wall - half.wall, 1e-9),
+            "window_cpu_ms": 1000 * (end.run_cpu + end.painter_cpu - half.run_cpu - half.painter_cpu) / max(kept, 1),
+            "window_kept_share": kept / max(problems, 1),
+            "window_painting_ms": 1000 * (end.painter_cpu - half.painter_cpu) / max(problems, 1),
         })
         first = self.marks[0]
         print(
             f"  at {size:6d}: {m['wall']:7.1f} s, {m['kept'] / m['wall']:5.1f} kept/s from the start; "
-            f"{m['window_rate']:5.1f} kept/s and {m['window_cpu_ms']:5.1f} ms CPU per kept over {size // 2}-{size}; "
+            f"{m['window_rate']:5.1f} kept/s and {m['window_cpu_ms']:5.1f} ms CPU per kept over {size // 2}-{size} "
+            f"(kept {m['window_kept_share']:.2f} of the problems; painting {m['window_painting_ms']:4.1f} ms a problem); "
             f"peak {m['peak_mib']:.0f} MiB ({m['peak_mib'] / first['peak_mib']:.2f}x at {first['size']})",
         )
 
@@ -234,7 +257,9 @@ def main() -> None:
     print("  " + " ".join(f"{size:>8d}" for size in sizes) + "  figure, setting")
     for setting, r in results.items():
         for label, key in (("kept/s from the start", None), ("kept/s over the window", "window_rate"),
-                           ("CPU per kept over the window", "window_cpu_ms"), ("peak memory", "peak_mib")):
+                           ("CPU per kept over the window", "window_cpu_ms"), ("share of problems kept", "window_kept_share"),
+                           # A control: a problem's drawing does not depend on the run's size; the machine's speed does.
+                           ("painting CPU per problem", "window_painting_ms"), ("peak memory", "peak_mib")):
             values = [m["kept"] / m["wall"] if key is None else m[key] for m in r["marks"]]
             print("  " + " ".join(f"{v / values[0]:8.2f}" for v in values) + f"  {label}, {setting}")
 

@@ -110,6 +110,8 @@ def _upgrade(conn: Connection, found: int) -> None:
                     _within_run(conn, table, name)
     if found < 11:
         _sim_truth_out_of_proposals(conn)
+    if found < 15:
+        next(i for i in t.contexts.indexes if i.name == "ix_cads_contexts_run_round").create(conn, checkfirst=True)
     if found < 4 and conn.dialect.name == "postgresql":  # SQLite's INTEGER is 64-bit already
         conn.execute(text(f"ALTER TABLE {t.runs.name} ALTER COLUMN seed TYPE BIGINT"))
     conn.execute(update(t.schema_info).where(t.schema_info.c.id == 1).values(version=t.SCHEMA_VERSION))

@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 
-SCHEMA_VERSION = 14  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
+SCHEMA_VERSION = 15  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_cache; 3: cads_runs.reason, lane_of, lane;
 # 4: cads_runs.seed is 64-bit (a lane's derived seed is a 32-bit unsigned number), cads_calls.attempt (one row per request);
 # 5: a named run's checkpoints under its UUID thread (store.thread_id);
 # 6: new tables only (create_all adds them): cads_fingerprints and cads_duplicates (the
@@ -40,7 +40,7 @@ SCHEMA_VERSION = 14  # 2: cads_runs.budget_usd, cads_calls.outcome, cads_call_ca
 # table (an agent's own records: the simulator's truth), and proposals no longer hold that truth;
 # 12: cads_calls.detail (why an answer was refused); 13: cads_calls.batch and online_cost_usd, and
 # two new tables, cads_batch_jobs and cads_batch_requests (provider batch jobs); 14: cads_concurrency,
-# a new table
+# a new table; 15: ix_cads_contexts_run_round
 
 metadata = MetaData()
 
@@ -90,6 +90,9 @@ contexts = Table(
     Column("version", Integer, primary_key=True),
     Column("round", Integer, nullable=False),  # the round this context steered
     Column("record", JSON, nullable=False),  # domain.Context
+    # The live progress asks each lane's furthest round every few seconds: from this index, not by
+    # reading every context's row (100,000 samples hold 10 MB of contexts).
+    Index("ix_cads_contexts_run_round", "run", "round"),
 )
 
 # A record's id, and the proposal it is about, are kept as its key within its run (r3/gpt/1,

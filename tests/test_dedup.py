@@ -255,7 +255,7 @@ def test_a_version_5_database_gains_the_gate_tables(tmp_path):
         ensure_schema(conn)
     engine.dispose()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == t.SCHEMA_VERSION == 14
+        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == t.SCHEMA_VERSION == 15
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"cads_fingerprints", "cads_duplicates"} <= tables

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, func, inspect, select, update
+from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, func, inspect, select, text, update
 
 from cadsynth.store.ledger import CallRecord
 from cadsynth.store.migrate import ensure_schema
-from cadsynth.store.schema import CALL_KEY, RECORD_COLUMNS, RUN_RELATIVE, SCHEMA_VERSION, calls, consensus, critiques, judgments, proposals, schema_info
+from cadsynth.store.schema import CALL_KEY, RECORD_COLUMNS, RUN_RELATIVE, SCHEMA_VERSION, calls, consensus, contexts, critiques, judgments, proposals, schema_info
 from cadsynth.store.upsert import insert_new
 from tests.helpers import cads, export, records, stats
 
@@ -53,7 +53,7 @@ def test_records_leave_their_columns_out_and_rows_written_whole_read_the_same(tm
         ensure_schema(conn)
     engine.dispose()
     with sqlite3.connect(tmp_path / "cads.db") as db:
-        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == SCHEMA_VERSION == 14
+        assert db.execute("SELECT version FROM cads_schema").fetchone()[0] == SCHEMA_VERSION == 15
         assert "proposer" in json.loads(db.execute("SELECT record FROM cads_proposals").fetchone()[0])
         assert {r[0] for r in db.execute("SELECT target FROM cads_calls")} == targets
         assert all({r[0] for r in db.execute(f"SELECT {c[0]} FROM {table}")} == ids[table] for table, c in RECORD_COLUMNS.items())
@@ -146,7 +146,7 @@ def test_the_upgrade_to_10_rekeys_calls_and_records_and_keeps_ids_within_their_r
         sqlite = conn.dialect.name == "sqlite"
         made = {name: sql for name, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master")} if sqlite else {}
     engine.dispose()
-    assert version == SCHEMA_VERSION == 14
+    assert version == SCHEMA_VERSION == 15
     assert set(kept) == {("judge", -1), ("judge", 0), ("judge", 1), ("proposer", 0)} and after == 4
     assert kept["judge", -1].cost_usd == 0.5 and kept["judge", 1].cost_usd == 0.25 and kept["proposer", 0].cached
     assert kept["judge", 0].fault == "timeout" and kept["judge", 0].outcome == "retried"
@@ -160,6 +160,25 @@ def test_the_upgrade_to_10_rekeys_calls_and_records_and_keeps_ids_within_their_r
     assert keys[proposals] == ["run", "id"] and keys[consensus] == ["run", "proposal"]
     assert [i["name"] for i in indexes[proposals]] == ["ix_cads_proposals_run_round"]
     assert not sqlite or all("WITHOUT ROWID" in made[table.name] for table in (calls, critiques, judgments))
+
+
+def test_the_upgrade_to_15_indexes_each_lanes_furthest_round(fresh_url: str) -> None:
+    # The live progress reads each lane's furthest round every two seconds: from the index alone.
+    engine = create_engine(fresh_url)
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        conn.execute(text("DROP INDEX ix_cads_contexts_run_round"))
+        conn.execute(update(schema_info).values(version=14))
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        indexes = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("cads_contexts")}
+        version = conn.execute(select(schema_info.c.version)).scalar()
+        if conn.dialect.name == "sqlite":
+            query = select(contexts.c.run, func.max(contexts.c.round)).where(contexts.c.run.in_(["a", "b"])).group_by(contexts.c.run)
+            plan = " ".join(str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {query.compile(compile_kwargs={'literal_binds': True})}")))
+            assert "COVERING INDEX ix_cads_contexts_run_round" in plan, plan
+    engine.dispose()
+    assert version == SCHEMA_VERSION and indexes["ix_cads_contexts_run_round"] == ["run", "round"]
 
 
 async def test_a_fork_of_a_fork_reads_each_ancestors_rounds_below_the_earliest_fork(sqlite_url: str) -> None:

@@ -1,4 +1,5 @@
-"""How the benchmarks start `cads`: the Python that has cadsynth installed, as a separate process."""
+"""How the benchmarks start `cads` (the Python that has cadsynth installed, as a separate process)
+and read a process's memory."""
 
 from __future__ import annotations
 
@@ -37,3 +38,13 @@ def cads(*args: str, cwd: str | Path, interpreter: str | None = None) -> subproc
         last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
         sys.exit(f"error: `cads {' '.join(args)}` exited {result.returncode}: {last}")
     return result
+
+
+def memory_mib(field: str, pid: int | str = "self") -> float:
+    """A process's VmRSS, or VmHWM (its peak resident memory so far), in MiB; 0 once it is gone.
+    Linux only (it reads /proc)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith(f"{field}:")), 0.0)

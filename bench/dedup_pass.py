@@ -17,17 +17,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from cads_process import reexec_with_cadsynth
+from cads_process import memory_mib, reexec_with_cadsynth
 
 reexec_with_cadsynth()
 from cadsynth.graphs import dedup  # noqa: E402
 from cadsynth.store.ledger import Ledger  # noqa: E402
-
-
-def memory_mib(field: str) -> float:
-    """This process's VmRSS or VmHWM (its high-water mark), in MiB."""
-    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(f"{field}:"))
-    return int(line.split()[1]) / 1024
 
 
 async def main() -> None:

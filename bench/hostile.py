@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cads_process import memory_mib
+
 from cadsynth.agents.painter import workers
 from cadsynth.agents.painter.render import render
 from cadsynth.fakes.hostile import CASES, Trap
@@ -60,7 +62,7 @@ async def hostile() -> None:
         slowest = max(slowest, (took, f"{case.name} (worker)"))
         served = served and len(await workers.render_async(good)) > 0
     unvalidated = sum(1 for c in CASES if c.kind in UNTRUSTED)
-    peaks = [_peak(pid) for pid in workers.worker_pids()]
+    peaks = [memory_mib("VmHWM", pid) for pid in workers.worker_pids()]
     os.chdir(here)
     print(f"hostile corpus: {len(CASES)} cases")
     print(f"  refused as a model's answer (SpecError, by validation or the kind's renderer): {refused_spec}/{len(CASES)}")
@@ -68,15 +70,8 @@ async def hostile() -> None:
     print(f"  slowest refusal: {slowest[0] * 1000:.1f} ms, {slowest[1]} (limits: {workers.RENDER_CPU_SECONDS} s of CPU, {workers.RENDER_SECONDS:g} s of wall time)")
     print(f"  fetches seen by the local HTTP server: {len(trap.fetches)}; canary files read: {len(trap.canaries_read())}")
     print(f"  painter served the next image after every case: {served}")
-    print(f"  worker peak resident memory: {max(peaks, default=0) / 2**20:.0f} MB (cap on data: {workers.WORKER_MEMORY >> 20} MB)")
+    print(f"  worker peak resident memory: {max(peaks, default=0):.0f} MB (cap on data: {workers.WORKER_MEMORY >> 20} MB)")
     trap.close()
-
-
-def _peak(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def main() -> None:

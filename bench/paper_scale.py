@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import yaml
 
-from cads_process import cads, python, reexec_with_cadsynth
+from cads_process import cads, memory_mib, python, reexec_with_cadsynth
 
 reexec_with_cadsynth()
 sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each size's line as the run passes it
@@ -91,15 +91,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def high_water_mib(pid: int) -> float:
-    """A process's peak resident memory so far (VmHWM), 0 once it is gone."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), 0.0)
-
-
 class Point(NamedTuple):
     kept: int
     wall: float
@@ -141,11 +132,11 @@ class Sampler(threading.Thread):
             return  # the store is not made yet
         processes = tree(self.pid)
         self._cpu.update({p: cpu for p in processes if (cpu := cpu_seconds(p))})
-        peak = max(high_water_mib(self.pid), self.points[-1].peak_mib if self.points else 0.0)
+        peak = max(memory_mib("VmHWM", self.pid), self.points[-1].peak_mib if self.points else 0.0)
         painter = sum(cpu for p, cpu in self._cpu.items() if p != self.pid)
         wall = time.perf_counter() - self.start_time
         self.points.append(Point(kept, wall, self._cpu.get(self.pid, 0.0), painter, peak, problems))
-        self.worker_peak_mib = max([self.worker_peak_mib, *map(high_water_mib, processes[1:])])
+        self.worker_peak_mib = max([self.worker_peak_mib, *(memory_mib("VmHWM", p) for p in processes[1:])])
         while len(self.marks) < len(self.sizes) and kept >= self.sizes[len(self.marks)]:
             self._mark(self.sizes[len(self.marks)])
 
